@@ -1,0 +1,21 @@
+# Hear No Evil: adversarial robustness of multi-task ASR (Das & Chau, Interspeech 2022), as a workflow.
+# config -> rules -> workflow_scripts -> hne_core -> files. See README.md.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# The default config sits beside this file, so `--directory elsewhere` and `--configfile other.yaml`
+# (merged on top of it) both work.
+configfile: workflow.source_path("config.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/model.smk"
+
+
+rule all:
+    input:
+        get_final_output(),
+    default_target: True

@@ -1,0 +1,159 @@
+"""The one output format of the data stage: a tidy manifest, a drop log, ESPnet data directories, a report.
+
+Both sources (synthetic and Common Voice) end in the same two tables, so everything downstream (ESPnet data
+directories, the report, training, attacks) is written once and cannot tell the sources apart:
+
+- manifest.tsv: one row per kept utterance (``MANIFEST_COLUMNS``, source-specific extras after them);
+- dropped.tsv: one row per input row that was not kept, with the file, the row and the reason.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from hne_core.atomic import atomic_dir, atomic_path, write_text_atomic
+
+SPLITS: tuple[str, ...] = ("train", "dev", "test")
+MANIFEST_COLUMNS: tuple[str, ...] = (
+    "utt_id", "split", "speaker", "accent", "accent_id", "text", "wav", "num_samples", "duration_s",
+)
+DROPPED_COLUMNS: tuple[str, ...] = ("split", "source_file", "row", "utt_id", "reason", "detail")
+ESPNET_FILES: tuple[str, ...] = ("wav.scp", "text", "utt2spk", "spk2utt", "accent", "utt2dur", "utt2num_samples")
+
+
+class DataError(ValueError):
+    """Bad input data: the message names the file, the row or the config key."""
+
+
+@dataclass
+class DropLog:
+    """Every row the data stage did not keep, with why: nothing is ever dropped silently."""
+
+    rows: list[dict] = field(default_factory=list)
+
+    def add(self, split: str, source_file: str, row: int | str, utt_id: str, reason: str, detail: str = "") -> None:
+        self.rows.append(dict(split=split, source_file=str(source_file), row=row, utt_id=utt_id,
+                              reason=reason, detail=detail))
+
+    def extend(self, other: "DropLog") -> None:
+        self.rows.extend(other.rows)
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=list(DROPPED_COLUMNS))
+
+
+def write_tsv(frame: pd.DataFrame, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, sep="\t", index=False)
+
+
+def read_manifest(path: str | Path) -> pd.DataFrame:
+    frame = pd.read_csv(path, sep="\t", dtype={"utt_id": str, "speaker": str, "text": str, "accent": str},
+                        keep_default_na=False)
+    missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path}: manifest lacks columns {missing}")
+    return frame
+
+
+def validate_manifest(frame: pd.DataFrame, source: str) -> None:
+    """The invariants every manifest holds, whichever source wrote it."""
+    missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
+    if missing:
+        raise DataError(f"{source}: manifest lacks columns {missing}")
+    dup = frame["utt_id"][frame["utt_id"].duplicated()]
+    if len(dup):
+        raise DataError(f"{source}: duplicate utt_id {dup.iloc[0]!r}")
+    bad_split = frame.loc[~frame["split"].isin(SPLITS), "split"]
+    if len(bad_split):
+        raise DataError(f"{source}: unknown split {bad_split.iloc[0]!r}; expected one of {SPLITS}")
+    empty = frame.loc[frame["text"].str.strip() == "", "utt_id"]
+    if len(empty):
+        raise DataError(f"{source}: utterance {empty.iloc[0]!r} has an empty transcript")
+    # Kaldi convention that ESPnet's sorting relies on: an utterance id starts with its speaker id.
+    bad = frame.loc[[not u.startswith(s) for u, s in zip(frame["utt_id"], frame["speaker"])], "utt_id"]
+    if len(bad):
+        raise DataError(f"{source}: utt_id {bad.iloc[0]!r} does not start with its speaker id")
+    for col in ("utt_id", "speaker"):
+        spaced = frame.loc[frame[col].str.contains(r"\s", regex=True), col]
+        if len(spaced):
+            raise DataError(f"{source}: {col} {spaced.iloc[0]!r} contains whitespace")
+
+
+def _kaldi_lines(pairs: Iterable[tuple[str, object]]) -> str:
+    return "".join(f"{k} {v}\n" for k, v in pairs)
+
+
+def write_espnet_dir(manifest: pd.DataFrame, split: str, out_dir: str | Path) -> Path:
+    """Write one split as an ESPnet/Kaldi data directory, atomically as a whole directory.
+
+    ``accent`` holds the class index (loaded by ESPnet as ``text_int``); durations go to ``utt2dur`` (seconds)
+    and ``utt2num_samples``.
+    """
+    rows = manifest[manifest["split"] == split].sort_values("utt_id")
+    if rows.empty:
+        raise DataError(f"split {split!r} has no utterances: check the data config and dropped.tsv")
+    with atomic_dir(out_dir) as tmp:
+        ids = rows["utt_id"].tolist()
+        (tmp / "wav.scp").write_text(_kaldi_lines(zip(ids, rows["wav"])))
+        (tmp / "text").write_text(_kaldi_lines(zip(ids, rows["text"])))
+        (tmp / "utt2spk").write_text(_kaldi_lines(zip(ids, rows["speaker"])))
+        (tmp / "accent").write_text(_kaldi_lines(zip(ids, rows["accent_id"].astype(int))))
+        (tmp / "utt2dur").write_text(_kaldi_lines(zip(ids, (f"{d:.4f}" for d in rows["duration_s"]))))
+        (tmp / "utt2num_samples").write_text(_kaldi_lines(zip(ids, rows["num_samples"].astype(int))))
+        spk2utt = rows.groupby("speaker", sort=True)["utt_id"].apply(lambda s: " ".join(sorted(s)))
+        (tmp / "spk2utt").write_text(_kaldi_lines(spk2utt.items()))
+    return Path(out_dir)
+
+
+def write_accent_classes(classes: Sequence[str], path: str | Path) -> None:
+    """Class index -> name, the key to the integers in every split's ``accent`` file."""
+    write_text_atomic(path, "".join(f"{i} {name}\n" for i, name in enumerate(classes)))
+
+
+def summarize(manifest: pd.DataFrame, dropped: pd.DataFrame) -> dict:
+    """Utterances and hours per split x accent, speakers per split, and drops counted by split and reason."""
+    kept = (manifest.groupby(["split", "accent"])
+            .agg(utterances=("utt_id", "size"), hours=("duration_s", lambda d: float(d.sum()) / 3600.0),
+                 speakers=("speaker", "nunique"))
+            .reset_index())
+    drops = (dropped.groupby(["split", "reason"]).size().rename("rows").reset_index()
+             if len(dropped) else pd.DataFrame(columns=["split", "reason", "rows"]))
+    return {
+        "kept": kept.to_dict(orient="records"),
+        "dropped": drops.to_dict(orient="records"),
+        "total_utterances": int(len(manifest)),
+        "total_hours": float(manifest["duration_s"].sum()) / 3600.0,
+        "total_dropped": int(len(dropped)),
+    }
+
+
+def render_report(summary: dict, title: str) -> str:
+    """A markdown data report: what was kept (utterances, hours) and what was dropped, by reason."""
+    kept = pd.DataFrame(summary["kept"])
+    lines = [f"# Data report: {title}", "",
+             f"{summary['total_utterances']} utterances kept ({summary['total_hours']:.2f} h); "
+             f"{summary['total_dropped']} rows dropped.", "", "## Kept, per split and accent", "",
+             "| split | accent | utterances | hours | speakers |", "|---|---|---:|---:|---:|"]
+    for r in kept.itertuples():
+        lines.append(f"| {r.split} | {r.accent} | {r.utterances} | {r.hours:.3f} | {r.speakers} |")
+    lines += ["", "## Dropped, per split and reason (every row is listed in dropped.tsv)", ""]
+    if summary["dropped"]:
+        lines += ["| split | reason | rows |", "|---|---|---:|"]
+        lines += [f"| {d['split']} | {d['reason']} | {d['rows']} |" for d in summary["dropped"]]
+    else:
+        lines.append("Nothing was dropped.")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(manifest: pd.DataFrame, dropped: pd.DataFrame, title: str,
+                 md_path: str | Path, json_path: str | Path) -> dict:
+    summary = summarize(manifest, dropped)
+    write_text_atomic(json_path, json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(md_path, render_report(summary, title))
+    return summary

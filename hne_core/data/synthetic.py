@@ -1,0 +1,169 @@
+"""The self-made corpus: English sentences spoken by espeak-ng voices that stand in for accents.
+
+Two steps, each a workflow rule:
+1. ``build_script``: a fully seeded plan of every utterance (speaker, voice, rate, pitch, sentence, split),
+   kept as a file so that a reader (or a user editing one sentence) sees exactly what will be spoken;
+2. ``synthesize``: render the plan in parallel; every random choice was made in step 1, so the audio does
+   not depend on the number of processes.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import random
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from hne_core.data.audio import (TARGET_RATE, AudioError, read_wav_bytes, require_tool, resample, write_wav16)
+from hne_core.data.corpus import SPLITS, DataError, DropLog
+from hne_core.data.vocabulary import unique_sentences
+from hne_core.text import normalize_transcript
+
+SCRIPT_COLUMNS = ("utt_id", "split", "speaker", "accent", "accent_id", "voice", "variant", "rate", "pitch", "sentence")
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """What the config says about the self-made corpus (see config.yaml, ``synthetic:``)."""
+
+    classes: Mapping[str, str]  # accent class name -> espeak-ng voice
+    variants: Sequence[str]  # espeak-ng speaker variants; one speaker = (class, variant)
+    speakers_per_split: Mapping[str, int]
+    utterances: Mapping[str, int]
+    rate: tuple[int, int]  # words per minute, drawn per utterance
+    pitch: tuple[int, int]  # espeak pitch 0-99: a base per speaker, jittered per utterance
+    pitch_jitter: int
+    seed: int
+
+    @classmethod
+    def from_config(cls, cfg: Mapping, seed: int) -> "SyntheticSpec":
+        return cls(classes=dict(cfg["classes"]), variants=list(cfg["variants"]),
+                   speakers_per_split=dict(cfg["speakers_per_split"]), utterances=dict(cfg["utterances"]),
+                   rate=tuple(cfg["rate"]), pitch=tuple(cfg["pitch"]), pitch_jitter=int(cfg["pitch_jitter"]),
+                   seed=int(seed))
+
+    def check(self) -> None:
+        n_cls = len(self.classes)
+        need = sum(self.speakers_per_split[s] for s in SPLITS)
+        if need > len(self.variants):
+            raise DataError(f"synthetic.speakers_per_split asks for {need} speakers per class but "
+                            f"synthetic.variants lists only {len(self.variants)}")
+        for split in SPLITS:
+            if self.utterances[split] % n_cls:
+                raise DataError(f"synthetic.utterances.{split}={self.utterances[split]} is not divisible by the "
+                                f"{n_cls} accent classes: the corpus must be balanced")
+            if self.speakers_per_split[split] < 1:
+                raise DataError(f"synthetic.speakers_per_split.{split} must be at least 1")
+        for key, (lo, hi) in (("rate", self.rate), ("pitch", self.pitch)):
+            if lo > hi:
+                raise DataError(f"synthetic.{key}: lower bound {lo} exceeds upper bound {hi}")
+
+
+def _speaker_splits(spec: SyntheticSpec, rng: random.Random) -> dict[str, dict[str, list[str]]]:
+    """Per class, a seeded assignment of speaker variants to splits: no speaker is in two splits."""
+    out: dict[str, dict[str, list[str]]] = {}
+    for name in spec.classes:
+        variants = list(spec.variants)
+        rng.shuffle(variants)
+        out[name] = {}
+        start = 0
+        for split in SPLITS:
+            k = spec.speakers_per_split[split]
+            out[name][split] = variants[start:start + k]
+            start += k
+    return out
+
+
+def build_script(spec: SyntheticSpec) -> pd.DataFrame:
+    """Every utterance of the corpus as a row: who says what, how, and in which split. Seeded end to end."""
+    spec.check()
+    rng = random.Random(spec.seed)
+    assignment = _speaker_splits(spec, rng)
+    total = sum(spec.utterances[s] for s in SPLITS)
+    sentences = unique_sentences(total, rng)
+    base_pitch = {(c, v): rng.randint(*spec.pitch) for c in spec.classes for v in spec.variants}
+    rows = []
+    k = 0
+    for split in SPLITS:
+        per_class = spec.utterances[split] // len(spec.classes)
+        for accent_id, (accent, voice) in enumerate(spec.classes.items()):
+            speakers = assignment[accent][split]
+            for i in range(per_class):
+                variant = speakers[i % len(speakers)]  # round-robin: balanced over speakers too
+                jitter = rng.randint(-spec.pitch_jitter, spec.pitch_jitter)
+                pitch = min(99, max(0, base_pitch[(accent, variant)] + jitter))
+                speaker = f"{accent}-{variant}"
+                rows.append(dict(utt_id=f"{speaker}-{k:06d}", split=split, speaker=speaker, accent=accent,
+                                 accent_id=accent_id, voice=voice, variant=variant,
+                                 rate=rng.randint(*spec.rate), pitch=pitch, sentence=sentences[k]))
+                k += 1
+    return pd.DataFrame(rows, columns=list(SCRIPT_COLUMNS))
+
+
+def read_script(path: str | Path) -> pd.DataFrame:
+    script = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    missing = [c for c in SCRIPT_COLUMNS if c not in script.columns]
+    if missing:
+        raise DataError(f"{path}: synthetic script lacks columns {missing}")
+    for col in ("accent_id", "rate", "pitch"):
+        bad = script.loc[~script[col].str.fullmatch(r"-?\d+"), "utt_id"]
+        if len(bad):
+            raise DataError(f"{path}: utterance {bad.iloc[0]!r} has a non-integer {col}")
+        script[col] = script[col].astype(int)
+    empty = script.loc[script["sentence"].str.strip() == "", "utt_id"]
+    if len(empty):
+        raise DataError(f"{path}: utterance {empty.iloc[0]!r} has an empty sentence")
+    return script
+
+
+def _render(job: tuple[str, str, str, int, int, str, int]) -> tuple[str, int]:
+    """Speak one sentence to a 16 kHz WAV (in a worker process). Returns (path, samples)."""
+    path, voice, variant, rate, pitch, sentence, min_samples = job
+    cmd = ["espeak-ng", "-v", f"{voice}+{variant}", "-s", str(rate), "-p", str(pitch), "--stdout", sentence]
+    proc = subprocess.run(cmd, capture_output=True, check=False)
+    if proc.returncode != 0 or not proc.stdout:
+        raise AudioError(f"espeak-ng failed for {path}: {proc.stderr.decode(errors='replace').strip()[:300]}")
+    wave = resample(*read_wav_bytes(proc.stdout, f"espeak-ng output for {path}"))
+    if wave.size < min_samples:
+        raise AudioError(f"{path}: espeak-ng spoke only {wave.size} samples (need {min_samples}) for {sentence!r}")
+    return path, write_wav16(path, wave)
+
+
+def _init_worker() -> None:
+    # One torch thread per process: the pool already uses every core it was given.
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def synthesize(script: pd.DataFrame, wav_dir: str | Path, processes: int, text_case: str = "upper",
+               min_samples: int = 1) -> tuple[pd.DataFrame, DropLog]:
+    """Render the script into ``wav_dir`` with ``processes`` workers; returns (manifest, drops).
+
+    espeak-ng either speaks a sentence or fails loudly (AudioError), so nothing is ever dropped here; the
+    empty drop log keeps the interface of the Common Voice source.
+    """
+    require_tool("espeak-ng")
+    wav_dir = Path(wav_dir)
+    wav_dir.mkdir(parents=True, exist_ok=True)
+    paths, jobs = [], []
+    for row in script.to_dict(orient="records"):
+        path = str(wav_dir / f"{row['utt_id']}.wav")
+        paths.append(path)
+        jobs.append((path, row["voice"], row["variant"], int(row["rate"]), int(row["pitch"]), row["sentence"],
+                     min_samples))
+    ctx = mp.get_context("fork")
+    with ctx.Pool(processes=max(1, processes), initializer=_init_worker) as pool:
+        samples = dict(pool.imap(_render, jobs, chunksize=16))
+    drops = DropLog()
+    manifest = script.rename(columns={"sentence": "raw_text"}).copy()
+    manifest["text"] = [normalize_transcript(t, text_case) for t in manifest["raw_text"]]
+    manifest["wav"] = paths
+    manifest["num_samples"] = [samples[p] for p in paths]
+    manifest["duration_s"] = manifest["num_samples"] / TARGET_RATE
+    front = ["utt_id", "split", "speaker", "accent", "accent_id", "text", "wav", "num_samples", "duration_s"]
+    return manifest[front + [c for c in manifest.columns if c not in front]], drops

@@ -1,0 +1,115 @@
+# Helpers shared by all rule files: config validation, paths, wildcard constraints, target lists.
+# Rules never compute paths inline; they call these.
+import os
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+
+def _validate_config(cfg):
+    """Schema validation that names the offending key (``attack.epsilon``) instead of a schema path."""
+    import jsonschema
+
+    try:
+        validate(cfg, schema="schemas/config.schema.yaml", set_default=True)
+    except WorkflowError as err:
+        cause = err.__cause__ or (err.args[1] if len(err.args) > 1 else None)
+        if isinstance(cause, jsonschema.ValidationError):
+            key = ".".join(str(p) for p in cause.absolute_path) or "(top level)"
+            raise WorkflowError(f"Invalid config key '{key}': {cause.message}") from None
+        raise
+
+
+_validate_config(config)
+
+R = config["results_dir"].rstrip("/")
+RES = config["resources_dir"].rstrip("/")
+SPLITS = ["train", "dev", "test"]
+DATA_SOURCE = config["data"]["source"]
+
+
+wildcard_constraints:
+    split="|".join(SPLITS),
+
+
+def _check_experiment(cfg):
+    """Cross-key rules a JSON schema cannot say: every table column must name a model of the grid."""
+    grid = {(float(p["lambda_a"]), float(p["lambda_c"])) for p in cfg["finetune"]["grid"]}
+    if len(grid) != len(cfg["finetune"]["grid"]):
+        raise WorkflowError("Invalid config key 'finetune.grid': it lists a (lambda_a, lambda_c) pair twice")
+    names = [t["name"] for t in cfg["tables"]]
+    if len(set(names)) != len(names):
+        raise WorkflowError(f"Invalid config key 'tables': table names repeat: {names}")
+    for t, table in enumerate(cfg["tables"]):
+        for i, col in enumerate(table["columns"]):
+            if (float(col["lambda_a"]), float(col["lambda_c_train"])) not in grid:
+                raise WorkflowError(
+                    f"Invalid config key 'tables.{t}.columns.{i}' ({table['name']}): model lambda_a={col['lambda_a']}, "
+                    f"lambda_c_train={col['lambda_c_train']} is not in finetune.grid"
+                )
+    if cfg["attack"]["steps"] != sorted(cfg["attack"]["steps"]):
+        raise WorkflowError("Invalid config key 'attack.steps': milestones must be in increasing order")
+    if cfg["data"]["source"] == "commonvoice":
+        cv = cfg["commonvoice"]
+        if not cv["archive"] and not cv["mdc_dataset_id"]:
+            raise WorkflowError(
+                "Invalid config key 'commonvoice.archive': data.source is commonvoice, so set "
+                "commonvoice.archive (a cv-corpus-*-en.tar.gz or folder) or commonvoice.mdc_dataset_id"
+            )
+    if cfg["tokenizer"]["source"] == "pretrained" and cfg["pretrained"]["source"] != "zenodo":
+        raise WorkflowError(
+            "Invalid config key 'tokenizer.source': 'pretrained' reuses a downloaded model's BPE, "
+            "so pretrained.source must be zenodo"
+        )
+
+
+_check_experiment(config)
+
+
+# ---------------------------------------------------------------- data
+def data_path(*parts):
+    return "/".join([R, "data", *parts])
+
+
+ESPNET_FILES = ["wav.scp", "text", "utt2spk", "spk2utt", "accent", "utt2dur", "utt2num_samples"]
+
+
+def accent_classes():
+    """Accent class names in index order, from whichever source the config selects."""
+    return list(config["synthetic" if DATA_SOURCE == "synthetic" else "commonvoice"]["classes"])
+
+
+def commonvoice_is_folder():
+    archive = config["commonvoice"]["archive"]
+    return bool(archive) and os.path.isdir(archive)
+
+
+def commonvoice_input():
+    """The prepare rule reads the user's folder in place, or the folder that the fetch rule made."""
+    if commonvoice_is_folder():
+        from hne_core.data.commonvoice import find_language_dir
+
+        lang = find_language_dir(config["commonvoice"]["archive"])
+        return {"tsvs": [os.path.join(lang, f"{s}.tsv") for s in SPLITS]}
+    return {"corpus": f"{RES}/commonvoice/corpus"}
+
+
+# ---------------------------------------------------------------- tokenizer and pre-trained model
+TOKENIZER = {"bpe": f"{R}/tokenizer/bpe.model", "tokens": f"{R}/tokenizer/tokens.txt"}
+PRETRAINED_FILES = ["config.yaml", "model.pth", "bpe.model", "tokens.txt", "feats_stats.npz"]
+
+
+def pretrained_dir():
+    return f"{RES}/pretrained/zenodo"
+
+
+# ---------------------------------------------------------------- targets
+def get_final_output():
+    """Everything `snakemake` builds by default; later stages add their aggregates here."""
+    return [
+        *expand(data_path("{split}", "{f}"), split=SPLITS, f=ESPNET_FILES),
+        data_path("report.md"),
+        TOKENIZER["bpe"],
+        TOKENIZER["tokens"],
+        f"{R}/tokenizer/coverage.json",
+    ]

@@ -1,0 +1,12 @@
+"""manifest.tsv + dropped.tsv -> the data report (markdown + JSON) and the accent class index."""
+import pandas as pd
+
+from hne_core.data.corpus import read_manifest, write_accent_classes, write_report
+from hne_core.logs import logged_to
+
+with logged_to(snakemake.log[0]) as log:
+    manifest = read_manifest(snakemake.input.manifest)
+    dropped = pd.read_csv(snakemake.input.dropped, sep="\t", dtype=str, keep_default_na=False)
+    summary = write_report(manifest, dropped, snakemake.params.title, snakemake.output.md, snakemake.output.json)
+    write_accent_classes(snakemake.params.classes, snakemake.output.classes)
+    log.info("%d utterances, %d dropped", summary["total_utterances"], summary["total_dropped"])
