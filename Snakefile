@@ -11,6 +11,12 @@ configfile: workflow.source_path("config.yaml")
 
 
 include: "rules/common.smk"
+
+
+wildcard_constraints:
+    split="|".join(SPLITS),
+
+
 include: "rules/data.smk"
 include: "rules/model.smk"
 

@@ -1,4 +1,4 @@
-# Helpers shared by all rule files: config validation, paths, wildcard constraints, target lists.
+# Helpers shared by all rule files (config validation, paths, target lists).
 # Rules never compute paths inline; they call these.
 import os
 
@@ -7,17 +7,22 @@ from snakemake.utils import validate
 
 
 def _validate_config(cfg):
-    """Schema validation that names the offending key (``attack.epsilon``) instead of a schema path."""
-    import jsonschema
+    """Schema validation whose message leads with the offending key (``attack.epsilon``).
 
-    try:
-        validate(cfg, schema="schemas/config.schema.yaml", set_default=True)
-    except WorkflowError as err:
-        cause = err.__cause__ or (err.args[1] if len(err.args) > 1 else None)
-        if isinstance(cause, jsonschema.ValidationError):
-            key = ".".join(str(p) for p in cause.absolute_path) or "(top level)"
-            raise WorkflowError(f"Invalid config key '{key}': {cause.message}") from None
-        raise
+    Snakemake's own ``validate`` (run second, for the schema's defaults) reports a schema path and a
+    repr of the instance; a user wants the key, so the first error is restated in those terms.
+    """
+    import jsonschema
+    import yaml
+
+    schema_path = workflow.source_path("schemas/config.schema.yaml")
+    with open(schema_path) as fh:
+        schema = yaml.safe_load(fh)
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(cfg))
+    if error is not None:
+        key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise WorkflowError(f"Invalid config key '{key}': {error.message}")
+    validate(cfg, schema="schemas/config.schema.yaml", set_default=True)
 
 
 _validate_config(config)
@@ -26,11 +31,6 @@ R = config["results_dir"].rstrip("/")
 RES = config["resources_dir"].rstrip("/")
 SPLITS = ["train", "dev", "test"]
 DATA_SOURCE = config["data"]["source"]
-
-
-wildcard_constraints:
-    split="|".join(SPLITS),
-
 
 def _check_experiment(cfg):
     """Cross-key rules a JSON schema cannot say: every table column must name a model of the grid."""
@@ -68,7 +68,7 @@ _check_experiment(config)
 
 # ---------------------------------------------------------------- data
 def data_path(*parts):
-    return "/".join([R, "data", *parts])
+    return os.path.join(R, "data", *parts)
 
 
 ESPNET_FILES = ["wav.scp", "text", "utt2spk", "spk2utt", "accent", "utt2dur", "utt2num_samples"]
@@ -84,7 +84,7 @@ def commonvoice_is_folder():
     return bool(archive) and os.path.isdir(archive)
 
 
-def commonvoice_input():
+def commonvoice_input(wildcards):
     """The prepare rule reads the user's folder in place, or the folder that the fetch rule made."""
     if commonvoice_is_folder():
         from hne_core.data.commonvoice import find_language_dir

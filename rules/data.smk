@@ -11,6 +11,8 @@ if DATA_SOURCE == "synthetic":
         params:
             spec=config["synthetic"],
             seed=config["seed"],
+        conda:
+            "../envs/hne.yaml"
         script:
             "../workflow_scripts/synthetic_script.py"
 
@@ -29,6 +31,8 @@ if DATA_SOURCE == "synthetic":
             text_case=config["data"]["text_case"],
             min_samples=config["data"]["min_samples"],
         threads: config["data"]["threads"]
+        conda:
+            "../envs/hne.yaml"
         script:
             "../workflow_scripts/synthesize_corpus.py"
 
@@ -45,6 +49,9 @@ else:
                 f"{R}/logs/data/fetch_commonvoice.log",
             params:
                 mdc_dataset_id=config["commonvoice"]["mdc_dataset_id"],
+                download_dir=f"{RES}/commonvoice/download",
+            conda:
+                "../envs/hne.yaml"
             script:
                 "../workflow_scripts/fetch_commonvoice.py"
 
@@ -69,6 +76,8 @@ else:
             text_case=config["data"]["text_case"],
             min_samples=config["data"]["min_samples"],
         threads: config["data"]["threads"]
+        conda:
+            "../envs/hne.yaml"
         script:
             "../workflow_scripts/prepare_commonvoice.py"
 
@@ -82,6 +91,8 @@ rule espnet_data_dir:
         f"{R}/logs/data/espnet_data_dir_{{split}}.log",
     params:
         out_dir=lambda wc: data_path(wc.split),
+    conda:
+        "../envs/hne.yaml"
     script:
         "../workflow_scripts/espnet_data_dir.py"
 
@@ -99,6 +110,8 @@ rule data_report:
     params:
         title=f"{DATA_SOURCE} corpus",
         classes=accent_classes(),
+    conda:
+        "../envs/hne.yaml"
     script:
         "../workflow_scripts/data_report.py"
 
@@ -116,6 +129,8 @@ if config["tokenizer"]["source"] == "train":
         params:
             model_type=config["tokenizer"]["model_type"],
             vocab_size=config["tokenizer"]["vocab_size"],
+        conda:
+            "../envs/hne.yaml"
         script:
             "../workflow_scripts/train_tokenizer.py"
 
@@ -130,6 +145,8 @@ else:
             tokens=TOKENIZER["tokens"],
         log:
             f"{R}/logs/tokenizer/pretrained_tokenizer.log",
+        conda:
+            "../envs/hne.yaml"
         script:
             "../workflow_scripts/pretrained_tokenizer.py"
 
@@ -143,5 +160,7 @@ rule tokenizer_coverage:
         coverage=f"{R}/tokenizer/coverage.json",
     log:
         f"{R}/logs/tokenizer/tokenizer_coverage.log",
+    conda:
+        "../envs/hne.yaml"
     script:
         "../workflow_scripts/tokenizer_coverage.py"

@@ -12,5 +12,7 @@ if config["pretrained"]["source"] == "zenodo":
             sha256=config["pretrained"]["sha256"],
             cache=f"{RES}/model_zoo_cache",
             out_dir=pretrained_dir(),
+        conda:
+            "../envs/hne.yaml"
         script:
             "../workflow_scripts/fetch_pretrained.py"

@@ -1,10 +1,9 @@
-"""Unpack a local Common Voice archive, or download it from Mozilla Data Collective -> corpus folder."""
+"""Unpack a local Common Voice archive, or one downloaded from Mozilla Data Collective -> corpus folder."""
 from hne_core.data.commonvoice import download_mdc, extract_archive
 from hne_core.logs import logged_to
 
 with logged_to(snakemake.log[0]) as log:
-    if snakemake.input.get("archive"):
-        extract_archive(snakemake.input.archive, snakemake.output.corpus)
-    else:
-        download_mdc(snakemake.params.mdc_dataset_id, snakemake.output.corpus)
-    log.info("Common Voice ready in %s", snakemake.output.corpus)
+    archive = snakemake.input.get("archive") or download_mdc(snakemake.params.mdc_dataset_id,
+                                                             snakemake.params.download_dir)
+    extract_archive(archive, snakemake.output.corpus)
+    log.info("Common Voice from %s ready in %s", archive, snakemake.output.corpus)

@@ -21,13 +21,19 @@ TARGET_RATE = 16000
 
 
 class AudioError(RuntimeError):
-    """Audio that cannot be used: missing, unreadable, empty. The message names the file."""
+    """Audio that cannot be used. The message names the file; ``reason`` is the drop-log reason
+    (``missing_clip``, ``unreadable_audio``, ``empty_audio``, ``missing_tool``)."""
+
+    def __init__(self, message: str, reason: str = "unreadable_audio"):
+        super().__init__(message)
+        self.reason = reason
 
 
 def require_tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        raise AudioError(f"required program {name!r} is not on PATH (install.sh installs it from Debian)")
+        raise AudioError(f"required program {name!r} is not on PATH (install.sh installs it from Debian)",
+                         reason="missing_tool")
     return path
 
 
@@ -43,7 +49,7 @@ def resample(wave: np.ndarray, rate: int, target: int = TARGET_RATE) -> np.ndarr
 def write_wav16(path: str | Path, wave: np.ndarray, rate: int = TARGET_RATE) -> int:
     """Write mono float audio in [-1, 1] as 16-bit PCM atomically; returns the number of samples."""
     if wave.ndim != 1 or wave.size == 0:
-        raise AudioError(f"{path}: refusing to write empty or non-mono audio (shape {wave.shape})")
+        raise AudioError(f"{path}: refusing to write empty or non-mono audio (shape {wave.shape})", "empty_audio")
     with atomic_path(path) as tmp:
         sf.write(tmp, np.clip(wave, -1.0, 1.0), rate, subtype="PCM_16", format="WAV")
     return int(wave.size)
@@ -64,7 +70,7 @@ def convert_to_wav16(src: str | Path, dst: str | Path, min_samples: int = 1) -> 
     """
     src = Path(src)
     if not src.is_file():
-        raise AudioError(f"{src}: clip not found")
+        raise AudioError(f"{src}: clip not found", reason="missing_clip")
     cmd = [require_tool("ffmpeg"), "-nostdin", "-hide_banner", "-loglevel", "error", "-i", str(src),
            "-ac", "1", "-ar", str(TARGET_RATE), "-c:a", "pcm_s16le", "-f", "wav", "-"]
     proc = subprocess.run(cmd, capture_output=True, check=False)
@@ -72,7 +78,8 @@ def convert_to_wav16(src: str | Path, dst: str | Path, min_samples: int = 1) -> 
         raise AudioError(f"{src}: unreadable audio (ffmpeg: {proc.stderr.decode(errors='replace').strip()[:300]})")
     wave, rate = read_wav_bytes(proc.stdout, str(src))
     if wave.size < min_samples:
-        raise AudioError(f"{src}: empty audio ({wave.size} samples, need at least {min_samples})")
+        raise AudioError(f"{src}: empty audio ({wave.size} samples, need at least {min_samples})",
+                         reason="empty_audio")
     return write_wav16(dst, wave, rate)
 
 

@@ -9,7 +9,6 @@ Two steps, each a workflow rule:
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import random
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -21,6 +20,7 @@ import pandas as pd
 from hne_core.data.audio import (TARGET_RATE, AudioError, read_wav_bytes, require_tool, resample, write_wav16)
 from hne_core.data.corpus import SPLITS, DataError, DropLog
 from hne_core.data.vocabulary import unique_sentences
+from hne_core.parallel import parallel_map
 from hne_core.text import normalize_transcript
 
 SCRIPT_COLUMNS = ("utt_id", "split", "speaker", "accent", "accent_id", "voice", "variant", "rate", "pitch", "sentence")
@@ -121,23 +121,17 @@ def read_script(path: str | Path) -> pd.DataFrame:
 
 
 def _render(job: tuple[str, str, str, int, int, str, int]) -> tuple[str, int]:
-    """Speak one sentence to a 16 kHz WAV (in a worker process). Returns (path, samples)."""
+    """Speak one sentence to a 16 kHz WAV. Returns (path, samples)."""
     path, voice, variant, rate, pitch, sentence, min_samples = job
     cmd = ["espeak-ng", "-v", f"{voice}+{variant}", "-s", str(rate), "-p", str(pitch), "--stdout", sentence]
     proc = subprocess.run(cmd, capture_output=True, check=False)
     if proc.returncode != 0 or not proc.stdout:
-        raise AudioError(f"espeak-ng failed for {path}: {proc.stderr.decode(errors='replace').strip()[:300]}")
+        raise AudioError(f"espeak-ng failed for {path} (voice {voice}+{variant}): "
+                         f"{proc.stderr.decode(errors='replace').strip()[:300]}")
     wave = resample(*read_wav_bytes(proc.stdout, f"espeak-ng output for {path}"))
     if wave.size < min_samples:
         raise AudioError(f"{path}: espeak-ng spoke only {wave.size} samples (need {min_samples}) for {sentence!r}")
     return path, write_wav16(path, wave)
-
-
-def _init_worker() -> None:
-    # One torch thread per process: the pool already uses every core it was given.
-    import torch
-
-    torch.set_num_threads(1)
 
 
 def synthesize(script: pd.DataFrame, wav_dir: str | Path, processes: int, text_case: str = "upper",
@@ -156,9 +150,7 @@ def synthesize(script: pd.DataFrame, wav_dir: str | Path, processes: int, text_c
         paths.append(path)
         jobs.append((path, row["voice"], row["variant"], int(row["rate"]), int(row["pitch"]), row["sentence"],
                      min_samples))
-    ctx = mp.get_context("fork")
-    with ctx.Pool(processes=max(1, processes), initializer=_init_worker) as pool:
-        samples = dict(pool.imap(_render, jobs, chunksize=16))
+    samples = dict(parallel_map(_render, jobs, processes))
     drops = DropLog()
     manifest = script.rename(columns={"sentence": "raw_text"}).copy()
     manifest["text"] = [normalize_transcript(t, text_case) for t in manifest["raw_text"]]

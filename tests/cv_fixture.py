@@ -1,0 +1,138 @@
+"""A tiny Common Voice-shaped corpus made at test time: real MP3s (espeak-ng + ffmpeg), CV's folder layout
+and TSV columns, in each of the three accent schemas. Common Voice's terms forbid re-hosting its audio, so
+the tests never use real clips.
+
+Every row exercises one path of ``prepare_commonvoice``; ``EXPECTED_*`` say what each schema must give.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+RELEASE = "cv-corpus-99.0-2099-01-01"
+US = "United States English"
+INDIA = "India and South Asia (India, Pakistan, Sri Lanka)"
+AFRICA = "Southern African (South Africa, Zimbabwe, Namibia)"
+CLASSES = {"us": {"codes": ["us"], "labels": [US]}, "indian": {"codes": ["indian"], "labels": [INDIA]}}
+MIN_SAMPLES = 4000  # 0.25 s at 16 kHz: the "tiny" clip falls below it, speech does not
+
+# split, speaker, clip number, sentence, accent code (CV <= 7.0), free text (CV >= 8.0), audio kind
+ROWS: list[tuple[str, str, int, str, str, str, str]] = [
+    ("train", "alice", 1, "Hello world, this is a test.", "us", US, "speech"),
+    ("train", "bala", 2, 'She said "yes"; didn\'t she?', "indian", INDIA, "speech"),
+    ("train", "cora", 3, "The rain in Spain stays mainly in the plain.", "england", "England English", "speech"),
+    ("train", "dan", 4, "Nobody knows where I come from.", "", "", "speech"),
+    ("train", "erin", 5, "Two accents at once.", "african", f"{US},{INDIA}", "speech"),
+    ("train", "femi", 6, "This clip went missing.", "us", US, "missing"),
+    ("train", "gita", 7, "... !!! ?", "indian", INDIA, "speech"),
+    ("train", "hugo", 8, "This clip is only noise.", "us", US, "garbage"),
+    ("train", "isha", 9, "Labels can hold commas.", "martian", f"{INDIA},{AFRICA}", "speech"),
+    ("dev", "kofi", 10, "Good morning, everyone!", "us", US, "speech"),
+    ("dev", "lena", 11, "It's a fine day, isn't it?", "indian", INDIA, "speech"),
+    ("test", "alice", 12, "See you again tomorrow.", "us", "  united STATES english ", "speech"),
+    ("test", "mina", 13, "Thank you very much.", "indian", INDIA, "speech"),
+    ("test", "noor", 14, "Hi.", "us", US, "tiny"),
+]
+
+_KEPT = {("train", "us"): 1, ("train", "indian"): 1, ("dev", "us"): 1, ("dev", "indian"): 1,
+         ("test", "us"): 1, ("test", "indian"): 1}
+_AUDIO_DROPS = {("train", "missing_clip"): 1, ("train", "empty_sentence"): 1, ("train", "unreadable_audio"): 1,
+                ("test", "empty_audio"): 1}
+# Expected with multi_accent=drop, on_bad_row=skip, min_samples=MIN_SAMPLES, no subsampling.
+EXPECTED_KEPT = {"codes": _KEPT, "free_text": _KEPT, "repack": _KEPT}
+EXPECTED_DROPS = {
+    "codes": {("train", "other_accent"): 2, ("train", "no_accent"): 1, ("train", "unknown_accent"): 1,
+              **_AUDIO_DROPS},
+    "free_text": {("train", "other_accent"): 1, ("train", "no_accent"): 1, ("train", "multi_accent"): 2,
+                  **_AUDIO_DROPS},
+}
+EXPECTED_DROPS["repack"] = EXPECTED_DROPS["free_text"]
+SCHEMAS = ("codes", "free_text", "repack")
+
+
+def client_id(name: str) -> str:
+    """A CV-like client id: 128 hex characters."""
+    return hashlib.sha512(name.encode()).hexdigest()
+
+
+def clip_name(number: int) -> str:
+    return f"common_voice_en_{number:08d}.mp3"
+
+
+def _run(cmd: list[str]) -> None:
+    subprocess.run(cmd, check=True, capture_output=True)
+
+
+def _mp3(wav: Path, mp3: Path) -> None:
+    _run(["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-i", str(wav), "-codec:a", "libmp3lame",
+          "-ar", "48000", str(mp3)])
+
+
+def make_clips(folder: Path) -> Path:
+    """Every clip any schema needs, once: speech from espeak-ng, a 50 ms tone, seeded random bytes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for _, _, number, sentence, _, _, kind in ROWS:
+        out = folder / clip_name(number)
+        if kind == "speech":
+            wav = folder / f"{number}.wav"
+            _run(["espeak-ng", "-w", str(wav), sentence if sentence.strip(".!? ") else "silence please"])
+            _mp3(wav, out)
+            wav.unlink()
+        elif kind == "tiny":
+            _run(["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-f", "lavfi", "-i",
+                  "sine=frequency=440:duration=0.05", "-codec:a", "libmp3lame", "-ar", "48000", str(out)])
+        elif kind == "garbage":
+            out.write_bytes(random.Random(number).randbytes(4096))
+    return folder
+
+
+def accent_column(schema: str) -> tuple[str, int]:
+    """(column name, index into a ROWS tuple of its value) for a schema."""
+    return {"codes": ("accent", 4), "free_text": ("accents", 5), "repack": ("accent", 5)}[schema]
+
+
+def write_tsv(path: Path, rows: list[tuple], schema: str) -> None:
+    """A TSV with CV's columns (>= 8.0 adds ``variant``, ``locale``, ``segment``); no quoting, as CV writes."""
+    column, idx = accent_column(schema)
+    header = ["client_id", "path", "sentence", "up_votes", "down_votes", "age", "gender", column, "locale",
+              "segment"]
+    lines = ["\t".join(header)]
+    for row in rows:
+        lines.append("\t".join([client_id(row[1]), clip_name(row[2]), row[3], "2", "0", "twenties", "", row[idx],
+                                "en", ""]))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def make_corpus(root: Path, schema: str, clips: Path, drop_rows: dict[str, set[int]] | None = None) -> Path:
+    """``root/cv-corpus-99.0-2099-01-01/en`` in ``schema``; ``drop_rows`` leaves out train rows by clip number.
+    Returns the language folder."""
+    lang = root / RELEASE / "en"
+    (lang / "clips").mkdir(parents=True)
+    drop_rows = drop_rows or {}
+    for split in ("train", "dev", "test"):
+        rows = [r for r in ROWS if r[0] == split and r[2] not in drop_rows.get(split, set())]
+        write_tsv(lang / f"{split}.tsv", rows, schema)
+    for row in ROWS:
+        src = clips / clip_name(row[2])
+        if row[6] != "missing":
+            shutil.copy(src, lang / "clips" / src.name)
+    return lang
+
+
+@pytest.fixture(scope="session")
+def cv_clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_clips(tmp_path_factory.mktemp("cv_clips"))
+
+
+@pytest.fixture(scope="session", params=SCHEMAS)
+def cv_corpus(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+              cv_clips: Path) -> tuple[str, Path]:
+    """(schema, language folder) for each accent schema."""
+    schema = request.param
+    return schema, make_corpus(tmp_path_factory.mktemp(f"cv_{schema}"), schema, cv_clips)

@@ -1,0 +1,125 @@
+"""The workflow itself: DAGs of both configs, lint, config validation, a real smoke run, failure hygiene."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, SMOKE, planned_jobs, run_snakemake
+
+DATA_JOBS = {"synthetic_script": 1, "synthesize_corpus": 1, "espnet_data_dir": 3, "data_report": 1,
+             "train_tokenizer": 1, "tokenizer_coverage": 1, "all": 1}
+
+
+def write_config(path, data: dict):
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def test_default_dag_dry_run(tmp_path):
+    proc = run_snakemake(tmp_path, "-n", "--cores", "2")
+    assert planned_jobs(proc) == DATA_JOBS
+
+
+def test_paper_dag_dry_run_with_a_fake_archive(tmp_path):
+    archive = tmp_path / "cv-corpus-7.0-2021-07-21-en.tar.gz"
+    archive.write_bytes(b"")
+    overlay = write_config(tmp_path / "archive.yaml", {"commonvoice": {"archive": str(archive)}})
+    proc = run_snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(REPO / "configs/paper.yaml"), overlay)
+    assert planned_jobs(proc) == {"fetch_commonvoice": 1, "prepare_commonvoice": 1, "espnet_data_dir": 3,
+                                  "data_report": 1, "fetch_pretrained": 1, "pretrained_tokenizer": 1,
+                                  "tokenizer_coverage": 1, "all": 1}
+    assert "results/paper/data/train/wav.scp" in proc.stdout
+
+
+def test_paper_config_holds_the_papers_experiment():
+    paper = yaml.safe_load((REPO / "configs/paper.yaml").read_text())
+    grid = {(p["lambda_a"], p["lambda_c"]) for p in paper["finetune"]["grid"]}
+    assert len(grid) == 13
+    assert {(1.0, c) for c in (0.0, 0.3, 0.5, 0.7, 1.0)} <= grid
+    assert {(a, 0.0) for a in (0.9, 0.8, 0.7, 0.6, 0.5)} <= grid
+    assert {(0.7, c) for c in (0.3, 0.5, 0.7)} <= grid
+    attack = paper["attack"]
+    assert (attack["epsilon"], attack["step_size"], attack["steps"]) == (2.0, 0.05, [500, 1000, 1500, 2000])
+    assert 900 <= attack["n_utterances"] <= 1100
+    tables = {t["name"]: t["columns"] for t in paper["tables"]}
+    assert [(c["lambda_c_train"], c["lambda_c_infer"]) for c in tables["table1"]] == [
+        (0.0, 0.0), (0.3, 0.3), (0.5, 0.5), (0.7, 0.7), (1.0, 1.0), (0.3, 0.0), (0.5, 0.0), (0.7, 0.0)]
+    assert [c["lambda_a"] for c in tables["table2"]] == [1.0, 0.9, 0.8, 0.7, 0.6, 0.5]
+    assert [c["lambda_c_train"] for c in tables["table3"]] == [0.0, 0.3, 0.5, 0.7]
+    default = yaml.safe_load((REPO / "config.yaml").read_text())
+    assert default["tables"] == paper["tables"] and default["finetune"] == paper["finetune"]
+    assert (default["attack"]["epsilon"], default["attack"]["step_size"]) == (2.0, 0.05)
+
+
+def test_lint_is_clean(tmp_path):
+    proc = run_snakemake(tmp_path, "--lint", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Lints for" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("overlay, key", [
+    ({"attack": {"epsilon": "large"}}, "attack.epsilon"),
+    ({"synthetic": {"utterances": {"train": -5}}}, "synthetic.utterances.train"),
+    ({"data": {"sorce": "synthetic"}}, "data"),  # a typo is rejected, not ignored
+    ({"finetune": {"grid": [{"lambda_a": 1.5, "lambda_c": 0.0}]}}, "finetune.grid.0.lambda_a"),
+    ({"finetune": {"grid": [{"lambda_a": 1.0, "lambda_c": 0.3}]}}, "tables.0.columns.0"),
+])
+def test_bad_config_is_rejected_naming_the_key(tmp_path, overlay, key):
+    proc = run_snakemake(tmp_path, "-n", "--configfile", write_config(tmp_path / "bad.yaml", overlay), check=False)
+    assert proc.returncode != 0
+    assert f"Invalid config key '{key}'" in proc.stdout + proc.stderr
+
+
+def test_commonvoice_without_a_source_is_rejected(tmp_path):
+    proc = run_snakemake(tmp_path, "-n", "--configfile", str(REPO / "configs/paper.yaml"), check=False)
+    assert proc.returncode != 0
+    assert "Invalid config key 'commonvoice.archive'" in proc.stdout + proc.stderr
+
+
+def test_smoke_run_writes_the_data_stage(smoke_run):
+    data = smoke_run / "results" / "data"
+    manifest = pd.read_csv(data / "manifest.tsv", sep="\t")
+    assert len(manifest) == 64
+    for split, n in {"train": 48, "dev": 8, "test": 8}.items():
+        ids = [line.split()[0] for line in (data / split / "wav.scp").read_text().splitlines()]
+        assert len(ids) == n and ids == sorted(ids)
+        for name in ("text", "utt2spk", "accent", "utt2dur", "utt2num_samples"):
+            assert [ln.split()[0] for ln in (data / split / name).read_text().splitlines()] == ids
+    summary = json.loads((data / "report.json").read_text())
+    assert summary["total_utterances"] == 64 and summary["total_dropped"] == 0
+    report = (data / "report.md").read_text()
+    assert re.search(r"\| train \| us_english \| 24 \|", report)
+    assert (data / "accent_classes.txt").read_text() == "0 us_english\n1 scottish_english\n"
+    coverage = json.loads((smoke_run / "results/tokenizer/coverage.json").read_text())
+    assert all(v["unknown_token_rate"] == 0.0 for v in coverage.values())
+    for log in ("synthesize_corpus.log", "espnet_data_dir_train.log", "data_report.log"):
+        assert (smoke_run / "results/logs/data" / log).is_file()
+
+
+def test_no_op_rerun_does_nothing(smoke_run):
+    proc = run_snakemake(smoke_run, "-n", "--configfile", str(SMOKE), "--cores", "2")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_same_seed_same_data_tables(smoke_run, tmp_path):
+    """A second run from nothing with the same config writes byte-identical data files."""
+    run_snakemake(tmp_path, "--configfile", str(SMOKE), "--cores", "1", "results/data/train/text",
+                  "results/data/manifest.tsv")
+    for rel in ("results/data/train/text", "results/data/manifest.tsv"):
+        assert (tmp_path / rel).read_bytes() == (smoke_run / rel).read_bytes()
+
+
+def test_failed_synthesis_leaves_no_artifact_that_looks_complete(tmp_path):
+    bad = write_config(tmp_path / "bad_voice.yaml", {"synthetic": {"classes": {"a": "en-us", "b": "xx-nonexistent"}}})
+    proc = run_snakemake(tmp_path, "--configfile", str(SMOKE), bad, "--cores", "2", check=False)
+    assert proc.returncode != 0
+    log = (tmp_path / "results/logs/data/synthesize_corpus.log").read_text()
+    assert "espeak-ng failed" in log and "xx-nonexistent" in log
+    assert not (tmp_path / "results/data/manifest.tsv").exists()
+    assert not (tmp_path / "results/data/wav").exists()
+    assert not list((tmp_path / "results/data").glob("*.part"))
