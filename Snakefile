@@ -15,6 +15,8 @@ include: "rules/common.smk"
 
 wildcard_constraints:
     split="|".join(SPLITS),
+    model=r"la[0-9.]+_lc[0-9.]+",
+    lci=r"[0-9.]+",
 
 
 include: "rules/data.smk"

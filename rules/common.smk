@@ -99,8 +99,45 @@ TOKENIZER = {"bpe": f"{R}/tokenizer/bpe.model", "tokens": f"{R}/tokenizer/tokens
 PRETRAINED_FILES = ["config.yaml", "model.pth", "bpe.model", "tokens.txt", "feats_stats.npz"]
 
 
+STATS_FILES = ["feats_stats.npz", "speech_shape", "text_shape"]
+EXPORT_FILES = ["config.yaml", "model.pth", "mtl_config.yaml", "mtl_model.pth"]
+
+
 def pretrained_dir():
-    return f"{RES}/pretrained/zenodo"
+    """Where the pre-trained base lies, downloaded or trained here: the same layout either way."""
+    if config["pretrained"]["source"] == "zenodo":
+        return f"{RES}/pretrained/zenodo"
+    return f"{R}/pretrained"
+
+
+# ---------------------------------------------------------------- the λ grid
+def fmt_weight(x):
+    """One spelling per weight in paths and wildcards: 1 -> '1.0', 0.30 -> '0.3'."""
+    return repr(round(float(x), 6))
+
+
+def model_id(lambda_a, lambda_c):
+    return f"la{fmt_weight(lambda_a)}_lc{fmt_weight(lambda_c)}"
+
+
+MODELS = {model_id(p["lambda_a"], p["lambda_c"]): p for p in config["finetune"]["grid"]}
+
+
+def model_weights(model):
+    """(λA, λC(t)) of a model id of the grid; an id outside the grid is a clear error."""
+    if model not in MODELS:
+        raise WorkflowError(f"model {model!r} is not in finetune.grid ({sorted(MODELS)})")
+    p = MODELS[model]
+    return {"lambda_a": float(p["lambda_a"]), "lambda_c": float(p["lambda_c"])}
+
+
+def evaluation_pairs():
+    """(model, λC(i)) pairs to evaluate: every table column, and every grid model at λC(i) = λC(t)."""
+    pairs = {(m, fmt_weight(p["lambda_c"])) for m, p in MODELS.items()}
+    for table in config["tables"]:
+        for col in table["columns"]:
+            pairs.add((model_id(col["lambda_a"], col["lambda_c_train"]), fmt_weight(col["lambda_c_infer"])))
+    return sorted(pairs)
 
 
 # ---------------------------------------------------------------- targets
@@ -112,4 +149,6 @@ def get_final_output():
         TOKENIZER["bpe"],
         TOKENIZER["tokens"],
         f"{R}/tokenizer/coverage.json",
+        *expand(f"{R}/models/{{model}}/train_curve.png", model=sorted(MODELS)),
+        *(f"{R}/eval/{m}/infer{lci}/summary.json" for m, lci in evaluation_pairs()),
     ]

@@ -1,4 +1,34 @@
-# Models: the pre-trained base. (Fine-tuning and evaluation follow in later stages.)
+# Models: the pre-trained base (downloaded or pre-trained here), per-(λA, λC) fine-tuning, benign evaluation.
+
+
+rule collect_stats:
+    input:
+        train=multiext(data_path("train/"), "wav.scp", "text"),
+        dev=multiext(data_path("dev/"), "wav.scp", "text"),
+        bpe=TOKENIZER["bpe"],
+        tokens=TOKENIZER["tokens"],
+    output:
+        multiext(f"{R}/stats/train/", *STATS_FILES),
+        multiext(f"{R}/stats/valid/", *STATS_FILES),
+    log:
+        f"{R}/logs/model/collect_stats.log",
+    benchmark:
+        f"{R}/benchmarks/model/collect_stats.tsv"
+    params:
+        model=config["model"],
+        pretrain=config["pretrain"],
+        train_dir=data_path("train"),
+        dev_dir=data_path("dev"),
+        out_dir=f"{R}/stats",
+    threads: config["pretrain"]["threads"]
+    resources:
+        mem_mb=config["pretrain"]["mem_mb"],
+        runtime=30,
+    conda:
+        "../envs/hne.yaml"
+    script:
+        "../workflow_scripts/collect_stats.py"
+
 
 if config["pretrained"]["source"] == "zenodo":
 
@@ -16,3 +46,104 @@ if config["pretrained"]["source"] == "zenodo":
             "../envs/hne.yaml"
         script:
             "../workflow_scripts/fetch_pretrained.py"
+
+else:
+
+    rule pretrain:
+        input:
+            stats=multiext(f"{R}/stats/train/", *STATS_FILES),
+            valid_stats=multiext(f"{R}/stats/valid/", *STATS_FILES),
+            train=expand(data_path("train", "{f}"), f=ESPNET_FILES),
+            dev=expand(data_path("dev", "{f}"), f=ESPNET_FILES),
+            bpe=TOKENIZER["bpe"],
+            tokens=TOKENIZER["tokens"],
+        output:
+            expand("{dir}/{f}", dir=pretrained_dir(), f=PRETRAINED_FILES),
+            curve=f"{pretrained_dir()}/train_curve.csv",
+        log:
+            f"{R}/logs/model/pretrain.log",
+        benchmark:
+            f"{R}/benchmarks/model/pretrain.tsv"
+        params:
+            model=config["model"],
+            train=config["pretrain"],
+            seed=config["seed"],
+            train_dir=data_path("train"),
+            dev_dir=data_path("dev"),
+            stats_dir=f"{R}/stats",
+            exp_dir=f"{R}/training/pretrain",
+            out_dir=pretrained_dir(),
+        threads: config["pretrain"]["threads"]
+        resources:
+            mem_mb=config["pretrain"]["mem_mb"],
+            runtime=config["pretrain"]["runtime"],
+            gpu=config["pretrain"]["gpu"],
+        conda:
+            "../envs/hne.yaml"
+        script:
+            "../workflow_scripts/pretrain.py"
+
+
+rule finetune:
+    input:
+        base=expand("{dir}/{f}", dir=pretrained_dir(), f=PRETRAINED_FILES),
+        stats=multiext(f"{R}/stats/train/", *STATS_FILES),
+        valid_stats=multiext(f"{R}/stats/valid/", *STATS_FILES),
+        train=expand(data_path("train", "{f}"), f=ESPNET_FILES),
+        dev=expand(data_path("dev", "{f}"), f=ESPNET_FILES),
+    output:
+        model=multiext(f"{R}/models/{{model}}/", *EXPORT_FILES),
+        curve=f"{R}/models/{{model}}/train_curve.csv",
+        plot=f"{R}/models/{{model}}/train_curve.png",
+    log:
+        f"{R}/logs/model/finetune_{{model}}.log",
+    benchmark:
+        f"{R}/benchmarks/model/finetune_{{model}}.tsv"
+    params:
+        weights=lambda wc: model_weights(wc.model),
+        num_accents=len(accent_classes()),
+        discriminator=config["discriminator"],
+        train=config["finetune"],
+        seed=config["seed"],
+        base_dir=pretrained_dir(),
+        train_dir=data_path("train"),
+        dev_dir=data_path("dev"),
+        stats_dir=f"{R}/stats",
+        exp_dir=lambda wc: f"{R}/training/{wc.model}",
+        out_dir=lambda wc: f"{R}/models/{wc.model}",
+    threads: config["finetune"]["threads"]
+    resources:
+        mem_mb=config["finetune"]["mem_mb"],
+        runtime=config["finetune"]["runtime"],
+        gpu=config["finetune"]["gpu"],
+    conda:
+        "../envs/hne.yaml"
+    script:
+        "../workflow_scripts/finetune.py"
+
+
+rule evaluate:
+    input:
+        model=multiext(f"{R}/models/{{model}}/", *EXPORT_FILES),
+        test=expand(data_path("test", "{f}"), f=ESPNET_FILES),
+    output:
+        hyps=f"{R}/eval/{{model}}/infer{{lci}}/hypotheses.csv",
+        summary=f"{R}/eval/{{model}}/infer{{lci}}/summary.json",
+    log:
+        f"{R}/logs/eval/{{model}}_infer{{lci}}.log",
+    benchmark:
+        f"{R}/benchmarks/eval/{{model}}_infer{{lci}}.tsv"
+    params:
+        weights=lambda wc: model_weights(wc.model),
+        lambda_c_infer=lambda wc: float(wc.lci),
+        model_dir=lambda wc: f"{R}/models/{wc.model}",
+        test_dir=data_path("test"),
+        n_utterances=config["evaluation"]["n_utterances"],
+        text_case=config["data"]["text_case"],
+    threads: config["evaluation"]["threads"]
+    resources:
+        gpu=config["evaluation"]["gpu"],
+    conda:
+        "../envs/hne.yaml"
+    script:
+        "../workflow_scripts/evaluate.py"

@@ -1,0 +1,122 @@
+"""Benign evaluation: greedy decoding as the paper's Eq. 2, WER with jiwer, accent accuracy.
+
+Decoding is ESPnet's own ``Speech2Text`` with beam 1 and ``ctc_weight`` = λC(i), which scores each step
+with λC(i)·CTC-prefix + (1-λC(i))·decoder: Eq. 2. One utterance at a time, on purpose: ESPnet's outputs
+depend on batch padding (its centred STFT reflects the batch's zero padding; FINDINGS.md §2), and
+``Speech2Text`` itself decodes one utterance per call. Hypotheses and references are normalised by the same
+function as the data stage before scoring.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import jiwer
+import numpy as np
+import pandas as pd
+import soundfile as sf
+import torch
+import yaml
+
+from hne_core.text import normalize_transcript
+
+
+@dataclass(frozen=True)
+class Utterance:
+    utt_id: str
+    wav: str
+    reference: str
+    accent_id: int
+
+
+def read_data_dir(data_dir: str | Path, limit: int | None = None) -> list[Utterance]:
+    """Utterances of an ESPnet data directory written by the data stage, in utt_id order."""
+    d = Path(data_dir)
+
+    def table(name: str) -> dict[str, str]:
+        rows = (line.split(maxsplit=1) for line in (d / name).read_text(encoding="utf-8").splitlines() if line)
+        return {k: v for k, v in rows}
+
+    wavs, texts, accents = table("wav.scp"), table("text"), table("accent")
+    ids = sorted(wavs)[:limit] if limit else sorted(wavs)
+    return [Utterance(u, wavs[u], texts[u], int(accents[u])) for u in ids]
+
+
+def load_speech2text(model_dir: str | Path, ctc_weight: float, device: str = "cpu"):
+    """Greedy Eq. 2 decoder on an exported model (``config.yaml`` + ``model.pth``)."""
+    from espnet2.bin.asr_inference import Speech2Text
+
+    d = Path(model_dir)
+    return Speech2Text(asr_train_config=str(d / "config.yaml"), asr_model_file=str(d / "model.pth"),
+                       device=device, beam_size=1, ctc_weight=float(ctc_weight), lm_weight=0.0, penalty=0.0,
+                       nbest=1)
+
+
+def read_audio(path: str) -> np.ndarray:
+    wave, rate = sf.read(path, dtype="float32")
+    if rate != 16000 or wave.ndim != 1:
+        raise ValueError(f"{path}: expected 16 kHz mono, got {rate} Hz with shape {wave.shape}")
+    return wave
+
+
+def decode(speech2text, utterances: Iterable[Utterance], text_case: str = "upper") -> list[str]:
+    """One greedy hypothesis per utterance, decoded one at a time, normalised for scoring."""
+    hyps = []
+    with torch.no_grad():
+        for utt in utterances:
+            results = speech2text(read_audio(utt.wav))
+            hyps.append(normalize_transcript(results[0][0] if results else "", text_case))
+    return hyps
+
+
+def corpus_wer(references: list[str], hypotheses: list[str]) -> float:
+    """Total word edits over total reference words (jiwer on lists), as a fraction."""
+    return float(jiwer.wer(references, hypotheses))
+
+
+def load_mtl_model(model_dir: str | Path, device: str = "cpu"):
+    """The full multi-task model (with its discriminator) kept beside an export; None if it has none."""
+    from espnet2.tasks.asr import ASRTask
+
+    import hne_core.model.mtl  # noqa: F401  (registers model: mtl)
+
+    d = Path(model_dir)
+    cfg = yaml.safe_load((d / "mtl_config.yaml").read_text(encoding="utf-8"))
+    model = ASRTask.build_model(argparse.Namespace(**cfg))
+    model.load_state_dict(torch.load(d / "mtl_model.pth", map_location=device, weights_only=True), strict=True)
+    model.to(device).eval()
+    return model if getattr(model, "discriminator", None) is not None else None
+
+
+def predict_accents(model, utterances: Iterable[Utterance], device: str = "cpu") -> list[int]:
+    """Discriminator predictions, one utterance at a time (no padding involved)."""
+    preds = []
+    with torch.no_grad():
+        for utt in utterances:
+            speech = torch.from_numpy(read_audio(utt.wav)).unsqueeze(0).to(device)
+            lengths = torch.tensor([speech.shape[1]], device=device)
+            enc, enc_lens = model.encode(speech, lengths)
+            preds.append(int(model.accent_logits(enc, enc_lens).argmax(-1).item()))
+    return preds
+
+
+def evaluate(model_dir: str | Path, data_dir: str | Path, ctc_weight: float, text_case: str = "upper",
+             limit: int | None = None, device: str = "cpu") -> tuple[pd.DataFrame, dict]:
+    """Per-utterance hypotheses and the summary (WER, accent accuracy) of one (model, λC(i)) pair."""
+    utterances = read_data_dir(data_dir, limit)
+    hyps = decode(load_speech2text(model_dir, ctc_weight, device), utterances, text_case)
+    refs = [normalize_transcript(u.reference, text_case) for u in utterances]
+    frame = pd.DataFrame({"utt_id": [u.utt_id for u in utterances], "reference": refs, "hypothesis": hyps,
+                          "accent_id": [u.accent_id for u in utterances]})
+    frame["wer"] = [corpus_wer([r], [h]) for r, h in zip(refs, hyps)]
+    summary = {"lambda_c_infer": float(ctc_weight), "n_utts": len(utterances), "wer": corpus_wer(refs, hyps)}
+    mtl = load_mtl_model(model_dir, device)
+    if mtl is not None:
+        frame["accent_pred"] = predict_accents(mtl, utterances, device)
+        summary["accent_acc"] = float((frame["accent_pred"] == frame["accent_id"]).mean())
+    else:
+        summary["accent_acc"] = None
+    return frame, summary

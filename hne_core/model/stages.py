@@ -1,0 +1,68 @@
+"""The model stages of the workflow, each one function: pre-train the small base, fine-tune one grid point.
+
+Each runs ESPnet2's trainer (resumable, see ``hne_core.model.train``) and ends in a fixed layout:
+the pre-trained base in ``hne_core.pretrained.LAYOUT``, a fine-tuned model as an export that stock
+``Speech2Text`` loads (``hne_core.model.export``) plus its training curve.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+import yaml
+
+from hne_core.atomic import atomic_dir
+from hne_core.model.curves import plot_curve, read_curve, write_curve
+from hne_core.model.export import export_model
+from hne_core.model.recipe import finetune_config, layout_config, pretrain_config, train_args
+from hne_core.model.train import run_training
+
+
+def _asr_main(args: list[str]) -> None:
+    from espnet2.tasks.asr import ASRTask
+
+    ASRTask.main(cmd=args)
+
+
+def _mtl_main(args: list[str]) -> None:
+    from hne_core.model.mtl import MTLASRTask
+
+    MTLASRTask.main(cmd=args)
+
+
+def pretrain(model: Mapping, train: Mapping, seed: int, train_dir: str, dev_dir: str, stats_dir: str,
+             bpe_model: str, tokens: str, exp_dir: str, out_dir: str, ngpu: int = 0) -> Path:
+    """Train the small STL base and lay it out like a downloaded one (config, weights, BPE, tokens, stats)."""
+    stats_file = Path(stats_dir) / "train" / "feats_stats.npz"
+    recipe = pretrain_config(model, train, bpe_model, tokens, stats_file)
+    best = run_training(_asr_main, recipe, train_args(train_dir, dev_dir, stats_dir, with_accent=False,
+                                                      ngpu=ngpu, seed=seed), exp_dir)
+    trained_cfg = yaml.safe_load((Path(exp_dir) / "config.yaml").read_text(encoding="utf-8"))
+    curve = read_curve(exp_dir)
+    with atomic_dir(out_dir) as tmp:
+        (tmp / "config.yaml").write_text(yaml.safe_dump(layout_config(trained_cfg), sort_keys=False))
+        shutil.copyfile(best, tmp / "model.pth")
+        shutil.copyfile(bpe_model, tmp / "bpe.model")
+        shutil.copyfile(tokens, tmp / "tokens.txt")
+        shutil.copyfile(stats_file, tmp / "feats_stats.npz")
+        write_curve(curve, tmp / "train_curve.csv")
+    return Path(out_dir)
+
+
+def finetune(lambda_a: float, lambda_c: float, num_accents: int, discriminator: Mapping, train: Mapping,
+             seed: int, base_dir: str, train_dir: str, dev_dir: str, stats_dir: str, exp_dir: str, out_dir: str,
+             ngpu: int = 0) -> Path:
+    """Fine-tune one (λA, λC(t)) model from the base (``--init_param``) and export it with its curve."""
+    base_dir_p = Path(base_dir)
+    base_cfg = yaml.safe_load((base_dir_p / "config.yaml").read_text(encoding="utf-8"))
+    recipe = finetune_config(base_cfg, base_dir_p, lambda_a, lambda_c, num_accents, discriminator, train)
+    args = train_args(train_dir, dev_dir, stats_dir, with_accent=True, ngpu=ngpu, seed=seed,
+                      init_param=str(base_dir_p / "model.pth"))
+    best = run_training(_mtl_main, recipe, args, exp_dir)
+    export_model(exp_dir, best, out_dir)
+    curve = read_curve(exp_dir)
+    write_curve(curve, Path(out_dir) / "train_curve.csv")
+    plot_curve(curve, Path(out_dir) / "train_curve.png", title=f"λA={lambda_a}, λC(t)={lambda_c}")
+    return Path(out_dir)

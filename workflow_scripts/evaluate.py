@@ -1,0 +1,19 @@
+"""Benign greedy decoding (Eq. 2) of the test split by one (model, λC(i)): hypotheses, WER, accent accuracy."""
+import json
+
+from hne_core.atomic import write_text_atomic
+from hne_core.data.corpus import write_tsv
+from hne_core.logs import logged_to
+from hne_core.model.train import set_threads
+
+with logged_to(snakemake.log[0]) as log:
+    set_threads(snakemake.threads)
+    from hne_core.model.evaluate import evaluate
+
+    p = snakemake.params
+    device = "cuda" if snakemake.resources.gpu else "cpu"
+    frame, summary = evaluate(p.model_dir, p.test_dir, p.lambda_c_infer, p.text_case, p.n_utterances, device)
+    summary = {"lambda_a": p.weights["lambda_a"], "lambda_c_train": p.weights["lambda_c"], **summary}
+    write_tsv(frame, snakemake.output.hyps)
+    write_text_atomic(snakemake.output.summary, json.dumps(summary, indent=2) + "\n")
+    log.info("%s", summary)

@@ -1,0 +1,12 @@
+"""Pre-train the small STL hybrid CTC/attention base on the self-made corpus, in the pre-trained layout."""
+from hne_core.logs import logged_to
+from hne_core.model.train import set_threads
+
+with logged_to(snakemake.log[0]):
+    set_threads(snakemake.threads)
+    from hne_core.model.stages import pretrain
+
+    p = snakemake.params
+    pretrain(model=p.model, train=p.train, seed=p.seed, train_dir=p.train_dir, dev_dir=p.dev_dir,
+             stats_dir=p.stats_dir, bpe_model=snakemake.input.bpe, tokens=snakemake.input.tokens,
+             exp_dir=p.exp_dir, out_dir=p.out_dir, ngpu=snakemake.resources.gpu)
