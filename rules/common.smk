@@ -140,6 +140,24 @@ def evaluation_pairs():
     return sorted(pairs)
 
 
+# ---------------------------------------------------------------- folders handed to scripts
+def input_dir(key, up=1):
+    """The folder ``up`` levels above a rule's named input, derived from the input itself so that a rule's
+    folders and files cannot disagree (and no path is hard-coded twice)."""
+    return lambda wildcards, input: _up(input[key], up)
+
+
+def output_dir(key, up=1):
+    return lambda wildcards, output: _up(output[key], up)
+
+
+def _up(files, up):
+    path = files if isinstance(files, str) else files[0]
+    for _ in range(up):
+        path = os.path.dirname(path)
+    return path
+
+
 # ---------------------------------------------------------------- targets
 def get_final_output():
     """Everything `snakemake` builds by default; later stages add their aggregates here."""

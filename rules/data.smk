@@ -90,7 +90,7 @@ rule espnet_data_dir:
     log:
         f"{R}/logs/data/espnet_data_dir_{{split}}.log",
     params:
-        out_dir=lambda wc: data_path(wc.split),
+        out_dir=lambda wc, output: os.path.dirname(output[0]),
     conda:
         "../envs/hne.yaml"
     script:

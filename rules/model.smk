@@ -8,8 +8,8 @@ rule collect_stats:
         bpe=TOKENIZER["bpe"],
         tokens=TOKENIZER["tokens"],
     output:
-        multiext(f"{R}/stats/train/", *STATS_FILES),
-        multiext(f"{R}/stats/valid/", *STATS_FILES),
+        train=multiext(f"{R}/stats/train/", *STATS_FILES),
+        valid=multiext(f"{R}/stats/valid/", *STATS_FILES),
     log:
         f"{R}/logs/model/collect_stats.log",
     benchmark:
@@ -17,9 +17,9 @@ rule collect_stats:
     params:
         model=config["model"],
         pretrain=config["pretrain"],
-        train_dir=data_path("train"),
-        dev_dir=data_path("dev"),
-        out_dir=f"{R}/stats",
+        train_dir=input_dir("train"),
+        dev_dir=input_dir("dev"),
+        out_dir=output_dir("train", up=2),
     threads: config["pretrain"]["threads"]
     resources:
         mem_mb=config["pretrain"]["mem_mb"],
@@ -68,11 +68,11 @@ else:
             model=config["model"],
             train=config["pretrain"],
             seed=config["seed"],
-            train_dir=data_path("train"),
-            dev_dir=data_path("dev"),
-            stats_dir=f"{R}/stats",
+            train_dir=input_dir("train"),
+            dev_dir=input_dir("dev"),
+            stats_dir=input_dir("stats", up=2),
             exp_dir=f"{R}/training/pretrain",
-            out_dir=pretrained_dir(),
+            out_dir=output_dir("curve"),
         threads: config["pretrain"]["threads"]
         resources:
             mem_mb=config["pretrain"]["mem_mb"],
@@ -105,12 +105,12 @@ rule finetune:
         discriminator=config["discriminator"],
         train=config["finetune"],
         seed=config["seed"],
-        base_dir=pretrained_dir(),
-        train_dir=data_path("train"),
-        dev_dir=data_path("dev"),
-        stats_dir=f"{R}/stats",
+        base_dir=input_dir("base"),
+        train_dir=input_dir("train"),
+        dev_dir=input_dir("dev"),
+        stats_dir=input_dir("stats", up=2),
         exp_dir=lambda wc: f"{R}/training/{wc.model}",
-        out_dir=lambda wc: f"{R}/models/{wc.model}",
+        out_dir=output_dir("curve"),
     threads: config["finetune"]["threads"]
     resources:
         mem_mb=config["finetune"]["mem_mb"],
@@ -136,8 +136,8 @@ rule evaluate:
     params:
         weights=lambda wc: model_weights(wc.model),
         lambda_c_infer=lambda wc: float(wc.lci),
-        model_dir=lambda wc: f"{R}/models/{wc.model}",
-        test_dir=data_path("test"),
+        model_dir=input_dir("model"),
+        test_dir=input_dir("test"),
         n_utterances=config["evaluation"]["n_utterances"],
         text_case=config["data"]["text_case"],
     threads: config["evaluation"]["threads"]

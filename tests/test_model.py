@@ -1,0 +1,145 @@
+"""The multi-task model: loss weighting, the discriminator, the λ edge cases, export and decoding."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+
+import pandas as pd
+import pytest
+import torch
+
+from hne_core.model.mtl import AccentDiscriminator, masked_mean, mtl_loss
+from model_utils import build_tiny, tiny_batch
+
+
+def t(x: float) -> torch.Tensor:
+    return torch.tensor(x)
+
+
+@pytest.mark.parametrize("la, lc, ctc, att, dis, expected", [
+    (0.7, 0.3, 2.0, 4.0, 10.0, 0.7 * (0.3 * 2.0 + 0.7 * 4.0) + 0.3 * 10.0),
+    (1.0, 0.5, 2.0, 4.0, None, 3.0),
+    (1.0, 1.0, 2.0, None, None, 2.0),
+    (1.0, 0.0, None, 4.0, None, 4.0),
+    (0.5, 0.0, None, 4.0, 10.0, 7.0),
+])
+def test_loss_is_eq_1_and_3(la, lc, ctc, att, dis, expected):
+    loss = mtl_loss(None if ctc is None else t(ctc), None if att is None else t(att),
+                    None if dis is None else t(dis), la, lc)
+    assert loss.item() == pytest.approx(expected)
+
+
+def test_loss_refuses_a_misbuilt_model():
+    with pytest.raises(ValueError, match="L_CTC has weight 0"):
+        mtl_loss(t(1.0), t(1.0), None, 1.0, 0.0)
+    with pytest.raises(ValueError, match="L_DIS has weight 0.3.* not computed"):
+        mtl_loss(t(1.0), t(1.0), None, 0.7, 0.5)
+
+
+def test_discriminator_has_five_layers_and_ignores_padding():
+    dis = AccentDiscriminator(16, [8, 8, 8, 8], 2, "relu")
+    assert sum(isinstance(m, torch.nn.Linear) for m in dis) == 5
+    assert dis(torch.randn(3, 16)).shape == (3, 2)
+    enc = torch.randn(2, 10, 16)
+    lens = torch.tensor([10, 6])
+    padded = enc.clone()
+    padded[1, 6:] = 1e4  # whatever sits in the padding must not matter
+    assert torch.allclose(masked_mean(enc, lens), masked_mean(padded, lens))
+    assert torch.allclose(masked_mean(enc, lens)[1], enc[1, :6].mean(0))
+
+
+@pytest.mark.parametrize("la, lc, heads", [
+    (1.0, 0.0, {"decoder"}),            # STL decoder
+    (1.0, 1.0, {"ctc"}),                # STL CTC
+    (1.0, 0.3, {"ctc", "decoder"}),     # MTL CTC + decoder
+    (0.7, 0.0, {"decoder", "discriminator"}),
+    (0.7, 0.5, {"ctc", "decoder", "discriminator"}),
+])
+def test_lambda_edge_cases_build_only_the_weighted_heads(la, lc, heads):
+    model = build_tiny(la, lc)
+    built = {name for name in ("ctc", "decoder", "discriminator") if getattr(model, name) is not None}
+    assert built == heads
+    loss, stats, weight = model(**tiny_batch())
+    assert weight.item() == 2
+    present = {k for k in ("loss_ctc", "loss_att", "loss_dis") if stats.get(k) is not None}
+    assert present == {{"ctc": "loss_ctc", "decoder": "loss_att", "discriminator": "loss_dis"}[h] for h in heads}
+    parts = {k: stats[k] for k in present}
+    expected = mtl_loss(parts.get("loss_ctc"), parts.get("loss_att"), parts.get("loss_dis"), la, lc)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert ("acc_dis" in stats) == ("discriminator" in heads)
+
+
+def test_smoke_models_export_and_evaluate(smoke_run):
+    """Two grid points fine-tuned and evaluated end to end by the workflow (tests/configs/smoke.yaml)."""
+    results = smoke_run / "results"
+    for model in ("la1.0_lc0.3", "la0.7_lc0.3"):
+        curve = pd.read_csv(results / "models" / model / "train_curve.csv")
+        assert set(curve.phase) == {"train", "valid"} and curve.epoch.max() == 1
+        assert (results / "models" / model / "train_curve.png").stat().st_size > 1000
+        for lci in ("0.3", "0.0"):
+            summary = json.loads((results / "eval" / model / f"infer{lci}" / "summary.json").read_text())
+            assert summary["n_utts"] == 8 and summary["wer"] >= 0
+            assert summary["lambda_c_infer"] == float(lci)
+            assert (summary["accent_acc"] is None) == model.startswith("la1.0")
+    mtl = curve  # the last one read: λA = 0.7 reports its discriminator
+    assert mtl["loss_dis"].notna().all() and mtl["acc_dis"].notna().all()
+
+
+def test_exported_model_decodes_in_stock_speech2text(smoke_run):
+    """A fresh process that never imports hne_core loads the export with Speech2Text and decodes exactly what
+    the evaluation job wrote."""
+    model_dir = smoke_run / "results/models/la0.7_lc0.3"
+    hyps = pd.read_csv(smoke_run / "results/eval/la0.7_lc0.3/infer0.3/hypotheses.csv", sep="\t",
+                       keep_default_na=False)
+    utt = hyps.iloc[0]
+    wav = next(line.split()[1] for line in (smoke_run / "results/data/test/wav.scp").read_text().splitlines()
+               if line.startswith(utt.utt_id + " "))
+    code = f"""
+import soundfile as sf, sys
+from espnet2.bin.asr_inference import Speech2Text
+assert 'hne_core' not in sys.modules
+s2t = Speech2Text(asr_train_config='{model_dir}/config.yaml', asr_model_file='{model_dir}/model.pth',
+                  beam_size=1, ctc_weight=0.3, lm_weight=0.0, penalty=0.0, nbest=1)
+print('HYP=' + s2t(sf.read('{wav}', dtype='float32')[0])[0][0])
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=smoke_run, check=True)
+    hyp = next(line[4:] for line in out.stdout.splitlines() if line.startswith("HYP="))
+    from hne_core.text import normalize_transcript
+    assert normalize_transcript(hyp) == utt.hypothesis
+
+
+def _espnet_zoo_zip(smoke_run, tmp_path):
+    """The smoke run's pre-trained base packed by ESPnet's own packer, as the model zoo serves models."""
+    from espnet2.main_funcs.pack_funcs import pack
+
+    base = smoke_run / "results/pretrained"
+    import yaml
+    cfg = yaml.safe_load((base / "config.yaml").read_text())
+    cfg["bpemodel"] = str(base / "bpe.model")
+    cfg["normalize_conf"]["stats_file"] = str(base / "feats_stats.npz")
+    cfg["token_list"] = (base / "tokens.txt").read_text().split()
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "model.zip"
+    pack(files={"asr_model_file": base / "model.pth"}, yaml_files={"asr_train_config": tmp_path / "config.yaml"},
+         option=[base / "bpe.model", base / "feats_stats.npz"], outpath=out)
+    return out
+
+
+def test_pretrained_fetch_verifies_sha256_and_lays_out_the_model(smoke_run, tmp_path):
+    from hne_core.pretrained import LAYOUT, PretrainedError, fetch_pretrained, sha256_of
+
+    archive = _espnet_zoo_zip(smoke_run, tmp_path)
+    assert zipfile.is_zipfile(archive)
+    with pytest.raises(PretrainedError, match="does not match config key 'pretrained.sha256'"):
+        fetch_pretrained(str(archive), "0" * 64, tmp_path / "cache", tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
+    with pytest.raises(PretrainedError, match="'pretrained.sha256' is not set"):
+        fetch_pretrained(str(archive), None, tmp_path / "cache", tmp_path / "refused")
+    out = fetch_pretrained(str(archive), sha256_of(archive), tmp_path / "cache", tmp_path / "base")
+    assert sorted(p.name for p in out.iterdir()) == sorted(LAYOUT)
+    original = smoke_run / "results/pretrained"
+    assert (out / "model.pth").read_bytes() == (original / "model.pth").read_bytes()
+    assert (out / "tokens.txt").read_text() == (original / "tokens.txt").read_text()
