@@ -1,0 +1,48 @@
+"""A fine-tuning job killed part-way resumes from its last epoch when the workflow is rerun."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pandas as pd
+import yaml
+
+from conftest import REPO, SMOKE, SNAKEMAKE, run_snakemake
+
+MODEL = "la0.7_lc0.3"
+TARGET = f"results/models/{MODEL}/train_curve.png"
+
+
+def test_killed_finetune_resumes_from_its_last_epoch(tmp_path):
+    overlay = tmp_path / "three_epochs.yaml"
+    overlay.write_text(yaml.safe_dump({"finetune": {"epochs": 3}}))
+    args = [TARGET, "--cores", "1", "--configfile", str(SMOKE), str(overlay)]
+    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), *args]
+    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    epoch_one = tmp_path / "results/training" / MODEL / "1epoch.pth"
+    deadline = time.time() + 600
+    try:
+        while not epoch_one.exists():
+            assert first.poll() is None, "the workflow ended before fine-tuning finished an epoch"
+            assert time.time() < deadline, "no epoch finished within 10 minutes"
+            time.sleep(0.2)
+        time.sleep(0.5)  # let the trainer finish writing the epoch's files
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    assert not (tmp_path / TARGET).exists(), "killed before the job finished"
+
+    run_snakemake(tmp_path, "--unlock", *args[1:])
+    run_snakemake(tmp_path, *args, "--rerun-incomplete")
+    log = (tmp_path / f"results/logs/model/finetune_{MODEL}.log").read_text()
+    assert "resuming training in" in log and "The training was resumed using" in log
+    assert "1epoch results" not in log, "epoch 1 was trained again"
+    assert "3epoch results" in log
+    curve = pd.read_csv(tmp_path / "results/models" / MODEL / "train_curve.csv")
+    assert sorted(curve[curve.phase == "valid"].epoch) == [1, 2, 3]
+
+    again = run_snakemake(tmp_path, *args, "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr, "a finished job is never redone"
