@@ -57,14 +57,17 @@ def collect_stats_args(config_path: str | Path, train_dir: str | Path, valid_dir
 
 
 def train_args(train_dir: str | Path, valid_dir: str | Path, stats_dir: str | Path, with_accent: bool,
-               ngpu: int, seed: int, init_param: str | None = None) -> list[str]:
+               ngpu: int, seed: int, init_param: str | None = None,
+               train_shapes: str | Path | None = None) -> list[str]:
     """The trainer's command line: data and shapes; the recipe YAML and output folder are added by
-    ``hne_core.model.train.run_training``."""
+    ``hne_core.model.train.run_training``. ``train_shapes`` replaces the training shape files' folder:
+    ESPnet's sampler draws batches from the keys of the shape files, so a subset there trains on a subset."""
     stats = Path(stats_dir)
+    shapes = Path(train_shapes) if train_shapes else stats / "train"
     args = ["--ngpu", str(ngpu), "--num_workers", "0", "--seed", str(seed),
             *data_args({"train": train_dir, "valid": valid_dir}, with_accent=with_accent),
-            "--train_shape_file", str(stats / "train" / "speech_shape"),
-            "--train_shape_file", str(stats / "train" / "text_shape"),
+            "--train_shape_file", str(shapes / "speech_shape"),
+            "--train_shape_file", str(shapes / "text_shape"),
             "--valid_shape_file", str(stats / "valid" / "speech_shape"),
             "--valid_shape_file", str(stats / "valid" / "text_shape")]
     if init_param:
@@ -157,3 +160,28 @@ def resolve_layout_config(cfg: Mapping, layout_dir: str | Path) -> dict:
         out["normalize_conf"] = {**(out.get("normalize_conf") or {}),
                                  "stats_file": str(layout_dir / "feats_stats.npz")}
     return out
+
+
+def write_training_subset(stats_train_dir: str | Path, accent_file: str | Path, n: int, seed: int,
+                          out_dir: str | Path) -> Path:
+    """Shape files for a seeded subset of ``n`` training utterances, balanced over accent classes.
+
+    Fine-tuning 13 models on a CPU cannot afford the whole corpus per epoch; the subset keeps both classes
+    equally present, and the seed fixes it.
+    """
+    import random
+
+    accents: dict[str, str] = dict(line.split() for line in Path(accent_file).read_text().splitlines() if line)
+    by_class: dict[str, list[str]] = {}
+    for utt in sorted(accents):
+        by_class.setdefault(accents[utt], []).append(utt)
+    rng = random.Random(seed)
+    per_class = max(1, n // len(by_class))
+    keep = {u for utts in by_class.values() for u in rng.sample(utts, min(per_class, len(utts)))}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("speech_shape", "text_shape"):
+        lines = (Path(stats_train_dir) / name).read_text().splitlines()
+        (out / name).write_text("".join(f"{ln}\n" for ln in lines if ln.split(maxsplit=1)[0] in keep))
+    return out
+

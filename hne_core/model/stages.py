@@ -16,7 +16,8 @@ import yaml
 from hne_core.atomic import atomic_dir
 from hne_core.model.curves import plot_curve, read_curve, write_curve
 from hne_core.model.export import export_model
-from hne_core.model.recipe import finetune_config, layout_config, pretrain_config, train_args
+from hne_core.model.recipe import (finetune_config, layout_config, pretrain_config, train_args,
+                                   write_training_subset)
 from hne_core.model.train import run_training
 
 
@@ -58,8 +59,12 @@ def finetune(lambda_a: float, lambda_c: float, num_accents: int, discriminator: 
     base_dir_p = Path(base_dir)
     base_cfg = yaml.safe_load((base_dir_p / "config.yaml").read_text(encoding="utf-8"))
     recipe = finetune_config(base_cfg, base_dir_p, lambda_a, lambda_c, num_accents, discriminator, train)
+    subset = None
+    if train.get("max_train_utterances"):
+        subset = write_training_subset(Path(stats_dir) / "train", Path(train_dir) / "accent",
+                                       int(train["max_train_utterances"]), seed, f"{exp_dir}.train_subset")
     args = train_args(train_dir, dev_dir, stats_dir, with_accent=True, ngpu=ngpu, seed=seed,
-                      init_param=str(base_dir_p / "model.pth"))
+                      init_param=str(base_dir_p / "model.pth"), train_shapes=subset)
     best = run_training(_mtl_main, recipe, args, exp_dir)
     export_model(exp_dir, best, out_dir)
     curve = read_curve(exp_dir)
