@@ -142,6 +142,8 @@ rule evaluate:
         text_case=config["data"]["text_case"],
     threads: config["evaluation"]["threads"]
     resources:
+        mem_mb=config["evaluation"]["mem_mb"],
+        runtime=config["evaluation"]["runtime"],
         gpu=config["evaluation"]["gpu"],
     conda:
         "../envs/hne.yaml"

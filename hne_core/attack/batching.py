@@ -1,0 +1,162 @@
+"""Batch invariance of ESPnet's frontend: a padded utterance must be attacked exactly as if it were alone.
+
+On espnet 202611 the only batch dependence is the centred STFT (FINDINGS.md §2): ``torch.stft(center=True)``
+reflect-pads the edges of the *batch tensor*, so the last frames of a zero-padded utterance see zeros where,
+alone, they see the reflection of its own last ``n_fft // 2`` samples; utterance MVN then spreads the change to
+every frame, and the input gradient leaks into the padded tail (PGD would write noise there).
+
+Two hooks on ``model.frontend.stft`` (ported from the probe's ``install_fix_a``), inside the autograd graph:
+a forward pre-hook writes each utterance's own reflection right after its end and zeroes the rest (widening
+the tensor by ``n_fft // 2`` where a reflection would run past it), and a forward hook trims the STFT back to
+``max(olens)`` frames. A batch whose rows all have full length (a batch of one) is passed through unchanged,
+so single-utterance results are bit-identical with and without the hooks.
+
+Encoders with the legacy relative-position attention (ESPnet's default ``rel_pos_type``, used by the paper's
+pre-trained model) are a second source: see ``legacy_rel_shift_per_utterance``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import types
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+
+_MARK = "_hne_batch_invariant_handles"
+
+
+def stft_reflect_pre_hook(stft: torch.nn.Module, args: tuple) -> tuple | None:
+    """Forward pre-hook for ``espnet2.layers.stft.Stft``: per-utterance reflection padding."""
+    if len(args) < 2 or args[1] is None or not getattr(stft, "center", False) or args[0].dim() != 2:
+        return None
+    x, ilens = args[0], args[1]
+    p = stft.n_fft // 2
+    _, M = x.shape
+    L = ilens.to(device=x.device, dtype=torch.long)
+    short = L < M
+    if not bool(short.any()):
+        return None
+    # Widen by p if some reflection would run past the tensor; then every row (the longest too) gets its
+    # explicit reflection, since torch.stft would now reflect about the new edge M + p.
+    M2 = M + p if int((L[short] + p).max()) > M else M
+    k = torch.arange(p, device=x.device)
+    refl = x.gather(1, (L[:, None] - 2 - k).clamp(min=0))  # (B, p): x[L-2], x[L-3], ...
+    body = x.masked_fill(torch.arange(M, device=x.device) >= L[:, None], 0.0)  # whatever is in the padding
+    x = F.pad(body, (0, M2 - M + p)).scatter(1, L[:, None] + k, refl)[:, :M2]
+    return (x, ilens) + tuple(args[2:])
+
+
+def stft_trim_hook(stft: torch.nn.Module, args: tuple, out: tuple) -> tuple | None:
+    """Forward hook: drop the frames the widening added (``ESPnetASRModel.encode`` asserts the encoder output
+    is no longer than its longest length)."""
+    output, olens = out
+    if olens is None or output.size(1) <= int(olens.max()):
+        return None
+    return output[:, : int(olens.max())], olens
+
+
+def frontend_stft(model: torch.nn.Module) -> torch.nn.Module:
+    """The model's ``Stft`` module, or a clear error for a frontend these hooks do not know."""
+    stft = getattr(getattr(model, "frontend", None), "stft", None)
+    if stft is None or not hasattr(stft, "n_fft") or not hasattr(stft, "center"):
+        raise ValueError("batched attacks need ESPnet's DefaultFrontend (model.frontend.stft): this model's "
+                         f"frontend is {type(getattr(model, 'frontend', None)).__name__}; use batch size 1")
+    return stft
+
+
+def n_fft(model: torch.nn.Module) -> int:
+    """Samples in one STFT window of the model: the shortest input it can take."""
+    return int(frontend_stft(model).n_fft)
+
+
+# ------------------------------------------------------------------ legacy relative-position self-attention
+def _legacy_attention_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
+    from espnet2.legacy.nets.pytorch_backend.transformer.attention import LegacyRelPositionMultiHeadedAttention
+
+    encoder = getattr(model, "encoder", None)
+    if encoder is None:
+        return []
+    return [m for m in encoder.modules() if isinstance(m, LegacyRelPositionMultiHeadedAttention)]
+
+
+def _store_lengths_pre_hook(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+    """Forward pre-hook: each utterance's own frame count, from the (B, 1, T) key mask."""
+    mask = kwargs.get("mask", args[4] if len(args) > 4 else None)
+    if mask is None:
+        module._hne_lens = None
+        return
+    if mask.dim() != 3 or mask.size(1) != 1:
+        raise ValueError(f"batch-invariant legacy attention expects a (B, 1, T) mask, got {tuple(mask.shape)}")
+    module._hne_lens = mask[:, 0, :].sum(-1).long()
+
+
+def legacy_rel_shift_per_utterance(self, x: torch.Tensor) -> torch.Tensor:
+    """``LegacyRelPositionMultiHeadedAttention.rel_shift`` as each utterance would get it alone.
+
+    The legacy encoding has positions 0..T-1 (T = the padded length), and its shift gives query i / key j <= i
+    the score against position T-1-(i-j): a padded utterance of length L sees T-1-(i-j) where alone it sees
+    L-1-(i-j) (the batch_decode docstring of espnet2's Speech2Text names this padding dependence). This
+    gathers, per utterance, exactly the entries its own unpadded shift would pick: (i, L-1-(i-j)) for j <= i,
+    0 for j = i+1, (i+1, j-i-2) above. With L = T it is the stock shift, bit for bit.
+    """
+    B, H, T1, T2 = x.shape
+    lens = getattr(self, "_hne_lens", None)
+    if lens is None or T1 != T2:
+        return type(self).rel_shift(self, x)
+    dev = x.device
+    i = torch.arange(T1, device=dev)[:, None]
+    j = torch.arange(T2, device=dev)[None, :]
+    lower = j <= i
+    row = torch.where(lower, i, i + 1).expand(T1, T2)
+    L = lens.to(dev).clamp(1, T2)[:, None, None]
+    col = torch.where(lower[None], L - 1 - (i - j)[None], (j - i - 2)[None])  # (B, T1, T2)
+    zero = (j == i + 1)[None] | (row >= T1)[None] | (col < 0) | (col >= T2)
+    flat = (row[None] * T2 + col).clamp(0, T1 * T2 - 1).reshape(B, 1, T1 * T2).expand(B, H, T1 * T2)
+    out = x.reshape(B, H, T1 * T2).gather(2, flat).view(B, H, T1, T2)
+    out = out.masked_fill(zero[:, None], 0.0)
+    if self.zero_triu:
+        out = out * torch.tril(torch.ones((T1, T2), device=dev, dtype=x.dtype), T2 - T1)[None, None]
+    return out
+
+
+def install_batch_invariance(model: torch.nn.Module) -> list:
+    """Install the hooks (once: a second call is a no-op). Returns the hook handles.
+
+    STFT: the two hooks above. Encoders with ``rel_pos_type: legacy`` (ESPnet's default, which the paper's
+    pre-trained LibriSpeech conformer uses) also depend on the padded length through their relative-position
+    shift: each such attention module gets a pre-hook that records the utterances' frame counts and a
+    per-utterance ``rel_shift`` (``legacy_rel_shift_per_utterance``). ``rel_pos_type: latest`` needs nothing.
+    """
+    stft = frontend_stft(model)
+    if getattr(stft, _MARK, None):
+        return []
+    handles = [stft.register_forward_pre_hook(stft_reflect_pre_hook), stft.register_forward_hook(stft_trim_hook)]
+    for att in _legacy_attention_modules(model):
+        handles.append(att.register_forward_pre_hook(_store_lengths_pre_hook, with_kwargs=True))
+        att.rel_shift = types.MethodType(legacy_rel_shift_per_utterance, att)
+    setattr(stft, _MARK, handles)
+    return handles
+
+
+def remove_batch_invariance(model: torch.nn.Module) -> None:
+    stft = frontend_stft(model)
+    for h in getattr(stft, _MARK, None) or []:
+        h.remove()
+    if hasattr(stft, _MARK):
+        delattr(stft, _MARK)
+    for att in _legacy_attention_modules(model):
+        for name in ("rel_shift", "_hne_lens"):
+            att.__dict__.pop(name, None)
+
+
+@contextlib.contextmanager
+def batch_invariant(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Hooks on for the block; hooks that were already installed stay installed afterwards."""
+    handles = install_batch_invariance(model)
+    try:
+        yield model
+    finally:
+        if handles:
+            remove_batch_invariance(model)

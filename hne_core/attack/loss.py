@@ -1,0 +1,95 @@
+"""The attack objective, Eq. 4 of the paper, per utterance:
+
+    L_ADV(x + δ, ỹ) = λC(i) · L_CTC(x + δ, ỹ) + (1 - λC(i)) · L_DEC(x + δ, ỹ)
+
+teacher-forced to the target ỹ, computed with the model's own ``encode``, CTC head and decoder, in eval mode
+(the conformer's BatchNorm frozen, dropout and SpecAugment off).
+
+Per utterance, not per batch: ESPnet's CTC and attention losses are sums over the batch divided by the batch
+size (or by the batch's token count with ``length_normalized_loss``), so the gradient of a batched loss is
+each utterance's own gradient scaled by 1/B. Here every utterance's loss is what ESPnet computes for it alone
+(a batch of one): the encoder and decoder run batched, and the losses are taken per row. With the STFT hooks
+of ``batching.py`` a padded row's encoder output equals its unpadded one, so ``losses.sum()`` has each
+utterance's own gradient in its row.
+
+- L_CTC: the model's ``ctc.ctc_lo`` and its ``torch.nn.CTCLoss`` (reduction none, the model's
+  ``zero_infinity``), as ``CTC.loss_fn`` with a batch of one. ESPnet's ``CTC.forward`` applies
+  ``F.dropout(p=dropout_rate)`` even in eval mode; eval semantics (no dropout) are used here.
+- L_DEC: the model's ``decoder`` on ``<sos> + ỹ`` and its training criterion ``criterion_att`` (label-smoothed
+  cross entropy with the model's ``lsm_weight``) against ``ỹ + <eos>``.
+
+A head with zero weight is not computed; a head with weight that the model lacks (λC(i) > 0 on a model trained
+with λC(t) = 0, which has no CTC) is an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from espnet2.legacy.nets.pytorch_backend.transformer.add_sos_eos import add_sos_eos
+
+
+class AttackSetupError(ValueError):
+    """The attack cannot run as asked (missing head, bad input, training mode ...)."""
+
+
+def check_heads(model: torch.nn.Module, lambda_c: float) -> None:
+    """The heads Eq. 4 needs for ``lambda_c`` exist."""
+    if not 0.0 <= lambda_c <= 1.0:
+        raise AttackSetupError(f"λC(i) = {lambda_c} must lie in [0, 1]")
+    if lambda_c > 0.0 and getattr(model, "ctc", None) is None:
+        raise AttackSetupError(f"λC(i) = {lambda_c} needs the CTC head, but this model has none "
+                               "(it was trained with λC(t) = 0)")
+    if lambda_c < 1.0 and getattr(model, "decoder", None) is None:
+        raise AttackSetupError(f"λC(i) = {lambda_c} needs the attention decoder, but this model has none "
+                               "(it was trained with λC(t) = 1)")
+    if lambda_c > 0.0 and getattr(model.ctc, "ctc_type", "builtin") != "builtin":
+        raise AttackSetupError(f"CTC type {model.ctc.ctc_type!r} is not supported (only 'builtin')")
+
+
+def pad_targets(targets: Sequence[Sequence[int]], device: torch.device | str,
+                ignore_id: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token-id sequences -> (B, Lmax) padded with ``ignore_id``, and their lengths."""
+    lens = torch.tensor([len(t) for t in targets], dtype=torch.long)
+    if bool((lens == 0).any()):
+        raise AttackSetupError("an empty target cannot be attacked")
+    ys = torch.full((len(targets), int(lens.max())), ignore_id, dtype=torch.long)
+    for k, t in enumerate(targets):
+        ys[k, : len(t)] = torch.as_tensor(list(t), dtype=torch.long)
+    return ys.to(device), lens.to(device)
+
+
+def ctc_losses(model, enc: torch.Tensor, enc_lens: torch.Tensor, ys: torch.Tensor,
+               ys_lens: torch.Tensor) -> torch.Tensor:
+    """(B,) CTC loss of each utterance, as ESPnet computes it for a batch of one."""
+    ctc = model.ctc
+    logp = ctc.ctc_lo(enc).log_softmax(2).float().transpose(0, 1)  # (T, B, V)
+    flat = torch.cat([ys[i, : int(n)] for i, n in enumerate(ys_lens)])
+    return ctc.ctc_loss(logp, flat, enc_lens, ys_lens).to(enc.dtype)
+
+
+def decoder_losses(model, enc: torch.Tensor, enc_lens: torch.Tensor, ys: torch.Tensor,
+                   ys_lens: torch.Tensor) -> torch.Tensor:
+    """(B,) teacher-forced decoder loss of each utterance (the model's ``criterion_att`` on its own row)."""
+    ys_in, ys_out = add_sos_eos(ys, model.sos, model.eos, model.ignore_id)
+    dec_out, _ = model.decoder(enc, enc_lens, ys_in, ys_lens + 1)
+    return torch.stack([model.criterion_att(dec_out[i: i + 1, : int(n) + 1], ys_out[i: i + 1, : int(n) + 1])
+                        for i, n in enumerate(ys_lens)])
+
+
+def adversarial_losses(model, speech: torch.Tensor, speech_lengths: torch.Tensor, ys: torch.Tensor,
+                       ys_lens: torch.Tensor, lambda_c: float) -> torch.Tensor:
+    """(B,) Eq. 4 per utterance. ``ys`` padded with -1 (``pad_targets``)."""
+    if model.training:
+        raise AttackSetupError("attack losses need the model in eval() mode (BatchNorm, dropout, SpecAugment)")
+    check_heads(model, lambda_c)
+    enc, enc_lens = model.encode(speech, speech_lengths)
+    if isinstance(enc, tuple):  # intermediate CTC outputs are not part of Eq. 4
+        enc = enc[0]
+    total = torch.zeros(enc.size(0), dtype=enc.dtype, device=enc.device)
+    if lambda_c > 0.0:
+        total = total + lambda_c * ctc_losses(model, enc, enc_lens, ys, ys_lens)
+    if lambda_c < 1.0:
+        total = total + (1.0 - lambda_c) * decoder_losses(model, enc, enc_lens, ys, ys_lens)
+    return total

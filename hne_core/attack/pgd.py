@@ -1,0 +1,303 @@
+"""The native targeted L2 PGD engine: ART's ``ProjectedGradientDescent`` semantics, in torch on the device.
+
+One step of ART 1.20.1's numpy PGD (``FastGradientMethod._compute`` with ``norm=2``, ``targeted=True``,
+``num_random_init=0``), per utterance, in this order:
+
+    g     = -∇_x L_ADV(x_adv, ỹ)               targeted: descend the loss towards the target
+    g     = g / ‖g‖₂                            (0 if ‖g‖₂ = 0)
+    x_adv = x_adv + α · g
+    x_adv = clip(x_adv, -1, 1)                  if clipping is on (ART: the estimator's clip_values)
+    δ     = x_adv - x ;  δ = δ · min(1, ε/‖δ‖₂)  projection onto the L2 ball around the ORIGINAL x
+    x_adv = x + δ
+
+Norms are over each utterance's own samples (an utterance is a (1, T) entry for ART; see art_engine.py).
+ART clips before it projects; since the projection only shrinks δ towards x, which lies in [-1, 1], the result
+satisfies both ‖δ‖₂ ≤ ε and |x + δ| ≤ 1. No random start.
+
+Here utterances are batched by length (longest first) with zero padding; the STFT hooks of ``batching.py``
+make a padded row's loss and gradient equal to its unpadded ones, the gradient is masked to the valid samples,
+so the padded samples of δ stay exactly 0. The loss of a batch is the sum of per-utterance Eq. 4 losses
+(``loss.py``), so each row's gradient is its own. Parameters are frozen during the attack.
+
+``pgd_native(..., steps=n, delta0=δ)`` runs n steps from δ: a 500-step result passed as ``delta0`` to a
+500-step call gives the 1000-step attack (the ball stays centred on the original x). With
+``checkpoint_path`` a file holding δ and the step count is written atomically every ``checkpoint_every`` steps;
+a rerun of the same call resumes from it (a checkpoint of a different attack is ignored, with a warning).
+A non-finite gradient raises ``NaNGradientError`` naming the utterance, or with ``on_nan="skip"`` makes that
+utterance's step empty (its gradient is zeroed, as ART does with NaN, so δ stays where it is) and counts it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hne_core.atomic import atomic_path
+from hne_core.attack.batching import batch_invariant, n_fft
+from hne_core.attack.loss import AttackSetupError, adversarial_losses, check_heads, pad_targets
+
+log = logging.getLogger(__name__)
+
+NORM_TOL = 1e-6  # ‖δ‖₂ ≤ ε + NORM_TOL and |x + δ| ≤ 1 + NORM_TOL (float32 round-off of x + (x_adv - x))
+
+
+class NaNGradientError(FloatingPointError):
+    """The loss gradient of an utterance is not finite."""
+
+
+@dataclass
+class AttackResult:
+    deltas: list[np.ndarray]                                   # float32, one per utterance, its own length
+    steps: int                                                 # steps this call ran in total (resumed included)
+    nan_skips: list[int] = field(default_factory=list)         # steps skipped per utterance (on_nan="skip")
+    resumed_from: int = 0                                      # steps restored from the in-job checkpoint
+    seconds: float = 0.0                                       # wall time of this call
+
+
+@dataclass
+class AttackSpec:
+    """What both engines attack, validated once."""
+    waves: list[np.ndarray]
+    targets: list[list[int]]
+    names: list[str]
+    delta0: list[np.ndarray]
+    lambda_c: float
+    eps: float
+    step_size: float
+    steps: int
+    clip: bool
+    clip_values: tuple[float, float] = (-1.0, 1.0)
+
+    def fingerprint(self, engine: str, batch_size: int) -> str:
+        h = hashlib.sha256()
+        h.update(json.dumps([engine, batch_size, self.lambda_c, self.eps, self.step_size, self.steps, self.clip,
+                             self.clip_values, self.names, self.targets]).encode())
+        for w, d in zip(self.waves, self.delta0):
+            h.update(w.tobytes())
+            h.update(d.tobytes())
+        return h.hexdigest()
+
+
+def make_spec(model, waves: Sequence, targets: Sequence, lambda_c: float, eps: float, step_size: float,
+              steps: int, clip: bool, delta0: Sequence | None = None, names: Sequence[str] | None = None,
+              encoder=None) -> AttackSpec:
+    """Validate the inputs of an attack: clear errors that name the utterance."""
+    if len(waves) == 0 or len(waves) != len(targets):
+        raise AttackSetupError(f"{len(waves)} utterances but {len(targets)} targets")
+    names = [str(n) for n in names] if names is not None else [f"#{i}" for i in range(len(waves))]
+    if len(names) != len(waves):
+        raise AttackSetupError(f"{len(waves)} utterances but {len(names)} names")
+    if not eps > 0 or not step_size > 0 or steps < 0:
+        raise AttackSetupError(f"need eps > 0, step_size > 0, steps >= 0; got {eps}, {step_size}, {steps}")
+    check_heads(model, lambda_c)
+    window = n_fft(model)
+    xs: list[np.ndarray] = []
+    for name, w in zip(names, waves):
+        x = np.ascontiguousarray(np.asarray(w.detach().cpu() if torch.is_tensor(w) else w, dtype=np.float32))
+        if x.ndim == 2 and x.shape[0] == 1:
+            x = x[0]
+        if x.ndim != 1:
+            raise AttackSetupError(f"utterance {name}: expected a 1-D waveform, got shape {x.shape}")
+        if len(x) < window:
+            raise AttackSetupError(f"utterance {name} has {len(x)} samples, shorter than one STFT window of "
+                                   f"the model (n_fft = {window} samples)")
+        if not np.isfinite(x).all():
+            raise AttackSetupError(f"utterance {name} has non-finite samples")
+        if clip and float(np.abs(x).max()) > 1.0:
+            raise AttackSetupError(f"utterance {name} has samples outside [-1, 1]; clipping x+δ needs x inside")
+        xs.append(x)
+    ids: list[list[int]] = []
+    for name, t in zip(names, targets):
+        if isinstance(t, str):
+            if encoder is None:
+                raise AttackSetupError("text targets need a TargetEncoder (encoder=...)")
+            try:
+                t = encoder.encode(t)
+            except ValueError as err:
+                raise AttackSetupError(f"utterance {name}: {err}") from err
+        t = [int(v) for v in t]
+        if not t:
+            raise AttackSetupError(f"utterance {name}: empty target")
+        vocab = len(model.token_list)
+        if min(t) < 0 or max(t) >= vocab:
+            raise AttackSetupError(f"utterance {name}: target ids outside the vocabulary of {vocab}")
+        ids.append(t)
+    if delta0 is None:
+        d0 = [np.zeros_like(x) for x in xs]
+    else:
+        if len(delta0) != len(xs):
+            raise AttackSetupError(f"{len(xs)} utterances but {len(delta0)} starting perturbations")
+        d0 = []
+        for name, x, d in zip(names, xs, delta0):
+            d = np.ascontiguousarray(np.asarray(d, dtype=np.float32).reshape(-1))
+            if d.shape != x.shape:
+                raise AttackSetupError(f"utterance {name}: starting δ has {d.size} samples, the audio {x.size}")
+            check_constraints(name, x, d, eps, clip)
+            d0.append(d)
+    return AttackSpec(xs, ids, names, d0, float(lambda_c), float(eps), float(step_size), int(steps), bool(clip))
+
+
+def check_constraints(name: str, x: np.ndarray, delta: np.ndarray, eps: float, clip: bool) -> None:
+    """‖δ‖₂ ≤ ε + 1e-6 and, with clipping, |x + δ| ≤ 1 + 1e-6; δ finite."""
+    if not np.isfinite(delta).all():
+        raise AttackSetupError(f"utterance {name}: δ has non-finite samples")
+    norm = float(np.linalg.norm(delta.astype(np.float64)))
+    if norm > eps + NORM_TOL:
+        raise AttackSetupError(f"utterance {name}: ‖δ‖₂ = {norm:.7f} exceeds ε = {eps}")
+    if clip:
+        peak = float(np.abs(x.astype(np.float64) + delta).max())
+        if peak > 1.0 + NORM_TOL:
+            raise AttackSetupError(f"utterance {name}: |x + δ| reaches {peak:.7f} > 1")
+
+
+# ------------------------------------------------------------------------------------------------ checkpoint
+def load_checkpoint(path: str | Path | None, fingerprint: str) -> dict | None:
+    if not path or not Path(path).is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("fingerprint") != fingerprint:
+        log.warning("checkpoint %s belongs to a different attack (inputs or settings changed): ignored", path)
+        return None
+    return state
+
+
+def save_checkpoint(path: str | Path, fingerprint: str, step: int, arrays: list[torch.Tensor],
+                    nan_skips: list[int], key: str = "deltas") -> None:
+    """The attack state (float32, exact: δ for the native engine, x_adv for ART, whose state it is) and the
+    step count, written atomically."""
+    state = {"fingerprint": fingerprint, "step": int(step), "nan_skips": list(nan_skips),
+             key: [d.detach().cpu().clone() for d in arrays]}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+# ------------------------------------------------------------------------------------------------ engine
+@contextlib.contextmanager
+def frozen(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Parameters do not require gradients inside the block (only the input gradient is computed)."""
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+def model_device(model: torch.nn.Module, device: str | torch.device | None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    return next(model.parameters()).device
+
+
+def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped by length, longest first (ties by index), ``batch_size`` at a time."""
+    if batch_size < 1:
+        raise AttackSetupError(f"batch size must be positive, got {batch_size}")
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    return [order[k: k + batch_size] for k in range(0, len(order), batch_size)]
+
+
+def l2_step(x: torch.Tensor, delta: torch.Tensor, grad: torch.Tensor, mask: torch.Tensor, eps: float,
+            step_size: float, clip_values: tuple[float, float] | None) -> torch.Tensor:
+    """One PGD update of a batch from its loss gradient (not yet negated), ART's order; rows are utterances."""
+    g = -grad  # targeted: (1 - 2 * targeted) in ART
+    norm = torch.linalg.vector_norm(g, dim=1, keepdim=True)
+    g = torch.where(norm > 0, g / torch.where(norm > 0, norm, torch.ones_like(norm)), torch.zeros_like(g))
+    x_adv = (x + delta) + step_size * g
+    if clip_values is not None:
+        x_adv = torch.clamp(x_adv, clip_values[0], clip_values[1])
+    d = x_adv - x
+    dn = torch.linalg.vector_norm(d, dim=1, keepdim=True)
+    scale = torch.where(dn > 0, torch.clamp(eps / torch.where(dn > 0, dn, torch.ones_like(dn)), max=1.0),
+                        torch.zeros_like(dn))
+    return torch.where(mask, d * scale, torch.zeros_like(d))
+
+
+def guard_gradient(grad: torch.Tensor, mask: torch.Tensor, names: Sequence[str], step: int,
+                   on_nan: str) -> tuple[torch.Tensor, list[int]]:
+    """Zero the padding; raise on (or, with ``on_nan="skip"``, zero and report) rows that are not finite."""
+    grad = torch.where(mask, grad, torch.zeros_like(grad))
+    bad = (~torch.isfinite(grad)).any(dim=1)
+    rows = [int(i) for i in torch.nonzero(bad).flatten().tolist()]
+    if rows:
+        if on_nan != "skip":
+            raise NaNGradientError(f"non-finite loss gradient at PGD step {step} for utterance(s) "
+                                   f"{', '.join(names[i] for i in rows)}")
+        grad = torch.where(bad[:, None], torch.zeros_like(grad), grad)
+    return grad, rows
+
+
+def pgd_native(model, spec: AttackSpec, batch_size: int = 16, device: str | torch.device | None = None,
+               checkpoint_path: str | Path | None = None, checkpoint_every: int = 100, on_nan: str = "error",
+               callback: Callable[[int], None] | None = None) -> AttackResult:
+    """Run ``spec.steps`` PGD steps from ``spec.delta0`` on the device, batched by length."""
+    if on_nan not in ("error", "skip"):
+        raise AttackSetupError(f"on_nan must be 'error' or 'skip', got {on_nan!r}")
+    t0 = time.perf_counter()
+    dev = model_device(model, device)
+    model.to(dev).eval()
+    n = len(spec.waves)
+    fingerprint = spec.fingerprint("native", batch_size)
+    groups = length_batches([len(w) for w in spec.waves], batch_size)
+    deltas = [torch.from_numpy(d.copy()) for d in spec.delta0]
+    nan_skips = [0] * n
+    start = 0
+    state = load_checkpoint(checkpoint_path, fingerprint)
+    if state is not None:
+        deltas, nan_skips, start = list(state["deltas"]), list(state["nan_skips"]), int(state["step"])
+        log.info("resuming the attack from step %d of %d (%s)", start, spec.steps, checkpoint_path)
+    clip_values = spec.clip_values if spec.clip else None
+
+    batches = []
+    for idx in groups:
+        lens = torch.tensor([len(spec.waves[i]) for i in idx])
+        M = int(lens.max())
+        x = torch.zeros(len(idx), M)
+        d = torch.zeros(len(idx), M)
+        for r, i in enumerate(idx):
+            x[r, : lens[r]] = torch.from_numpy(spec.waves[i])
+            d[r, : lens[r]] = deltas[i]
+        mask = torch.arange(M)[None, :] < lens[:, None]
+        ys, ys_lens = pad_targets([spec.targets[i] for i in idx], dev)
+        batches.append({"idx": idx, "x": x.to(dev), "delta": d.to(dev), "mask": mask.to(dev),
+                        "lens": lens.to(dev), "ys": ys, "ys_lens": ys_lens})
+
+    def collect() -> list[torch.Tensor]:
+        out: list[torch.Tensor] = [torch.empty(0)] * n
+        for b in batches:
+            d = b["delta"].detach().cpu()
+            for r, i in enumerate(b["idx"]):
+                out[i] = d[r, : len(spec.waves[i])].clone()
+        return out
+
+    invariant = batch_invariant(model) if batch_size > 1 else contextlib.nullcontext()
+    with frozen(model), invariant:
+        for step in range(start, spec.steps):
+            for b in batches:
+                x_adv = (b["x"] + b["delta"]).requires_grad_(True)
+                losses = adversarial_losses(model, x_adv, b["lens"], b["ys"], b["ys_lens"], spec.lambda_c)
+                (grad,) = torch.autograd.grad(losses.sum(), x_adv)
+                grad, bad = guard_gradient(grad, b["mask"], [spec.names[i] for i in b["idx"]], step + 1, on_nan)
+                for r in bad:
+                    nan_skips[b["idx"][r]] += 1
+                # a skipped row has a zero gradient: as in ART, its step is empty (δ unchanged up to round-off)
+                b["delta"] = l2_step(b["x"], b["delta"], grad, b["mask"], spec.eps, spec.step_size,
+                                     clip_values).detach()
+            done = step + 1
+            if checkpoint_path and checkpoint_every > 0 and done % checkpoint_every == 0 and done < spec.steps:
+                save_checkpoint(checkpoint_path, fingerprint, done, collect(), nan_skips)
+            if callback is not None:
+                callback(done)
+    return AttackResult(deltas=[d.numpy().astype(np.float32) for d in collect()], steps=spec.steps,
+                        nan_skips=nan_skips, resumed_from=start, seconds=time.perf_counter() - t0)

@@ -1,0 +1,50 @@
+"""One interface to both attack engines.
+
+``run_attack("native" | "art", model, utterances, targets, lambda_c_infer, eps, step_size, steps, clip,
+delta0=None, ...)`` validates the inputs (same errors for both engines), runs ``steps`` targeted L2 PGD steps
+from ``delta0`` (zeros if None) and returns an ``AttackResult`` whose ``deltas`` are float32 arrays, one per
+utterance. Milestones chain: ``run_attack(..., steps=500, delta0=run_attack(..., steps=500).deltas)`` is the
+1000-step attack. ``native`` is the torch engine of ``pgd.py`` (batched on the device); ``art`` runs ART's own
+``ProjectedGradientDescent`` (``art_engine.py``, batch 1, numpy). Both have the same semantics;
+``tests/test_attack.py`` checks that they agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hne_core.attack.pgd import AttackResult, make_spec, pgd_native
+
+ENGINES = ("native", "art")
+
+
+def run_attack(engine: str, model, utterances: Sequence[np.ndarray | torch.Tensor],
+               targets: Sequence[Sequence[int] | str], lambda_c_infer: float, eps: float, step_size: float,
+               steps: int, clip: bool = True, delta0: Sequence[np.ndarray] | None = None, *,
+               batch_size: int = 16, device: str | torch.device | None = None,
+               checkpoint_path: str | Path | None = None, checkpoint_every: int = 100, on_nan: str = "error",
+               names: Sequence[str] | None = None, encoder=None,
+               callback: Callable[[int], None] | None = None) -> AttackResult:
+    """Targeted L2 PGD on ``utterances`` (1-D float waveforms in [-1, 1], 16 kHz) towards ``targets`` (token-id
+    sequences, or strings with ``encoder=TargetEncoder(...)``), with the loss of Eq. 4 at ``lambda_c_infer``.
+
+    ``batch_size`` applies to the native engine (ART runs batch 1). ``names`` label utterances in errors.
+    ``checkpoint_path``/``checkpoint_every``: the in-job checkpoint (resumed by an identical rerun).
+    ``on_nan``: "error" (``NaNGradientError`` naming the utterance) or "skip" (counted in ``nan_skips``).
+    ``callback(step)`` is called after every step.
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    spec = make_spec(model, utterances, targets, lambda_c_infer, eps, step_size, steps, clip, delta0, names,
+                     encoder)
+    if engine == "native":
+        return pgd_native(model, spec, batch_size=batch_size, device=device, checkpoint_path=checkpoint_path,
+                          checkpoint_every=checkpoint_every, on_nan=on_nan, callback=callback)
+    from hne_core.attack.art_engine import pgd_art
+
+    return pgd_art(model, spec, device=device, checkpoint_path=checkpoint_path, checkpoint_every=checkpoint_every,
+                   on_nan=on_nan, callback=callback)
