@@ -66,6 +66,11 @@ def test_balanced_and_split_by_speaker(corpus):
     assert not speakers["train"] & speakers["test"]
     assert not speakers["train"] & speakers["dev"]
     assert not speakers["dev"] & speakers["test"]
+    variants = manifest.groupby("split")["variant"].apply(set)
+    assert not variants["train"] & variants["test"], "a test voice variant is unseen in every class"
+    assert variants["train"] == set(manifest[(manifest.split == "train") & (manifest.accent == "us_english")].variant)
+    assert variants["train"] == set(manifest[(manifest.split == "train") &
+                                             (manifest.accent == "scottish_english")].variant)
     per_speaker = manifest[manifest.split == "train"].groupby("speaker").size()
     assert per_speaker.nunique() == 1, "utterances are spread evenly over a split's speakers"
     assert manifest["text"].is_unique

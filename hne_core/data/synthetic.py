@@ -63,18 +63,22 @@ class SyntheticSpec:
                 raise DataError(f"synthetic.{key}: lower bound {lo} exceeds upper bound {hi}")
 
 
-def _speaker_splits(spec: SyntheticSpec, rng: random.Random) -> dict[str, dict[str, list[str]]]:
-    """Per class, a seeded assignment of speaker variants to splits: no speaker is in two splits."""
-    out: dict[str, dict[str, list[str]]] = {}
-    for name in spec.classes:
-        variants = list(spec.variants)
-        rng.shuffle(variants)
-        out[name] = {}
-        start = 0
-        for split in SPLITS:
-            k = spec.speakers_per_split[split]
-            out[name][split] = variants[start:start + k]
-            start += k
+def _speaker_splits(spec: SyntheticSpec, rng: random.Random) -> dict[str, list[str]]:
+    """A seeded assignment of speaker variants to splits, the same for every accent class.
+
+    Crossing variant with accent matters: were the splits drawn per class, a test speaker of one accent could
+    be a training speaker of the other, and a discriminator that recognises speakers (not accents) would be
+    rewarded in training and punished on test. Here every training variant speaks every accent, so a variant
+    carries no accent information, and test variants are unseen in any class.
+    """
+    variants = list(spec.variants)
+    rng.shuffle(variants)
+    out: dict[str, list[str]] = {}
+    start = 0
+    for split in SPLITS:
+        k = spec.speakers_per_split[split]
+        out[split] = variants[start:start + k]
+        start += k
     return out
 
 
@@ -91,7 +95,7 @@ def build_script(spec: SyntheticSpec) -> pd.DataFrame:
     for split in SPLITS:
         per_class = spec.utterances[split] // len(spec.classes)
         for accent_id, (accent, voice) in enumerate(spec.classes.items()):
-            speakers = assignment[accent][split]
+            speakers = assignment[split]
             for i in range(per_class):
                 variant = speakers[i % len(speakers)]  # round-robin: balanced over speakers too
                 jitter = rng.randint(-spec.pitch_jitter, spec.pitch_jitter)
