@@ -66,9 +66,10 @@ def frontend_stft(model: torch.nn.Module) -> torch.nn.Module:
     return stft
 
 
-def n_fft(model: torch.nn.Module) -> int:
-    """Samples in one STFT window of the model: the shortest input it can take."""
-    return int(frontend_stft(model).n_fft)
+def n_fft(model: torch.nn.Module) -> int | None:
+    """Samples in one STFT window of the model, the shortest input it can take (None: not an STFT frontend)."""
+    stft = getattr(getattr(model, "frontend", None), "stft", None)
+    return int(stft.n_fft) if stft is not None and hasattr(stft, "n_fft") else None
 
 
 # ------------------------------------------------------------------ legacy relative-position self-attention

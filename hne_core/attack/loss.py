@@ -65,7 +65,7 @@ def ctc_losses(model, enc: torch.Tensor, enc_lens: torch.Tensor, ys: torch.Tenso
     """(B,) CTC loss of each utterance, as ESPnet computes it for a batch of one."""
     ctc = model.ctc
     logp = ctc.ctc_lo(enc).log_softmax(2).float().transpose(0, 1)  # (T, B, V)
-    flat = torch.cat([ys[i, : int(n)] for i, n in enumerate(ys_lens)])
+    flat = torch.cat([ys[i, :n] for i, n in enumerate(ys_lens.tolist())])  # one host sync, not one per row
     return ctc.ctc_loss(logp, flat, enc_lens, ys_lens).to(enc.dtype)
 
 
@@ -74,8 +74,8 @@ def decoder_losses(model, enc: torch.Tensor, enc_lens: torch.Tensor, ys: torch.T
     """(B,) teacher-forced decoder loss of each utterance (the model's ``criterion_att`` on its own row)."""
     ys_in, ys_out = add_sos_eos(ys, model.sos, model.eos, model.ignore_id)
     dec_out, _ = model.decoder(enc, enc_lens, ys_in, ys_lens + 1)
-    return torch.stack([model.criterion_att(dec_out[i: i + 1, : int(n) + 1], ys_out[i: i + 1, : int(n) + 1])
-                        for i, n in enumerate(ys_lens)])
+    return torch.stack([model.criterion_att(dec_out[i: i + 1, : n + 1], ys_out[i: i + 1, : n + 1])
+                        for i, n in enumerate(ys_lens.tolist())])
 
 
 def adversarial_losses(model, speech: torch.Tensor, speech_lengths: torch.Tensor, ys: torch.Tensor,

@@ -107,7 +107,7 @@ def make_spec(model, waves: Sequence, targets: Sequence, lambda_c: float, eps: f
             x = x[0]
         if x.ndim != 1:
             raise AttackSetupError(f"utterance {name}: expected a 1-D waveform, got shape {x.shape}")
-        if len(x) < window:
+        if window is not None and len(x) < window:
             raise AttackSetupError(f"utterance {name} has {len(x)} samples, shorter than one STFT window of "
                                    f"the model (n_fft = {window} samples)")
         if not np.isfinite(x).all():

@@ -1,4 +1,4 @@
-"""``python -m hne_core.bench {train} [options]``."""
+"""``python -m hne_core.bench {train,attack} [options]``."""
 
 from __future__ import annotations
 
@@ -18,11 +18,29 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--trained", default="results/pretrained",
                        help="a trained default base (pre-trained layout) to decode with, if it exists: random "
                             "weights never stop early, so they only bound decoding from below")
+    attack = sub.add_parser("attack", help="PGD throughput: ART vs the native engine, and the paper grid's cost")
+    attack.add_argument("--config", default="config.yaml",
+                        help="workflow config: its `model:` (random weights) and `attack:` milestones")
+    attack.add_argument("--device", default=None, help="device for the default model (default: cpu)")
+    attack.add_argument("--utts", type=int, default=4, help="utterances (2-3 s of random audio)")
+    attack.add_argument("--batch", type=int, default=None, help="native batch size (default: all utterances)")
+    attack.add_argument("--steps", type=int, default=3, help="timed PGD steps per engine")
+    attack.add_argument("--threads", type=int, default=1,
+                        help="CPU threads (1: on a busy 2-core machine 2 threads ran 100x slower)")
+    attack.add_argument("--paper-device", default=None, help="device for the paper-size model (default: cuda if any)")
+    attack.add_argument("--paper-utts", type=int, default=None, help="paper-size batch (default 16 on GPU, 2 on CPU)")
+    attack.add_argument("--paper-steps", type=int, default=None, help="timed steps (default 5 on GPU, 1 on CPU)")
+    attack.add_argument("--paper-seconds", type=float, default=5.0,
+                        help="mean utterance length for the paper estimate (Common Voice: about 5 s)")
     args = parser.parse_args(argv)
     if args.which == "train":
         from hne_core.bench.train import run
 
         return run(args)
+    if args.which == "attack":
+        from hne_core.bench.attack import run as run_attack_bench
+
+        return run_attack_bench(args)
     return 2
 
 

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Short GPU check (< 5 min): the attack and training benchmarks on CUDA, figures printed (and kept in $OUT).
+#
+# On a lent GPU machine (its image lacks ESPnet and ART): run scripts/gpu_wheels.sh here first, then
+#   run(command="bash scripts/gpu_check.sh", carry=[".whl"], timeout_s=420)
+# Anywhere with the project's venv: bash scripts/gpu_check.sh. Without CUDA it says so and stops.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
+PY=${PYTHON:-}
+if [ -z "$PY" ]; then
+  if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
+fi
+if ! "$PY" -c "import espnet2, art" 2>/dev/null; then
+  if ls .whl/*.whl >/dev/null 2>&1; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+      || { echo "gpu_check: installing the carried wheels failed"; exit 1; }
+    export PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}
+  else
+    echo "gpu_check: espnet/ART are not importable and no .whl/ was carried (run scripts/gpu_wheels.sh first)"
+    exit 1
+  fi
+fi
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+  echo "gpu_check: no CUDA device here; nothing to check (the CPU benchmarks are python -m hne_core.bench ...)"
+  exit 0
+fi
+LOG=${OUT:-/tmp}/gpu_check.log
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  "$PY" -c "import torch, espnet, art; print('torch', torch.__version__, 'espnet', espnet.__version__, 'art', art.__version__)"
+  echo "== attack benchmark: default model on cuda, paper-size model on cuda"
+  timeout 200 "$PY" -m hne_core.bench attack --device cuda --paper-device cuda --utts 16 --batch 16 --steps 5 \
+    --paper-utts 16 --paper-steps 5 --threads 4
+  echo "== attack benchmark rc=$?"
+  echo "== training benchmark"
+  timeout 120 "$PY" -m hne_core.bench train --device cuda --steps 5 --threads 4
+  echo "== training benchmark rc=$?"
+} 2>&1 | grep -v -e "Flash Attention" -e "legacy_rel" | tee "$LOG"
