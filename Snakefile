@@ -17,10 +17,12 @@ wildcard_constraints:
     split="|".join(SPLITS),
     model=r"la[0-9.]+_lc[0-9.]+",
     lci=r"[0-9.]+",
+    steps=r"[0-9]+",
 
 
 include: "rules/data.smk"
 include: "rules/model.smk"
+include: "rules/attack.smk"
 
 
 rule all:

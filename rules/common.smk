@@ -131,13 +131,35 @@ def model_weights(model):
     return {"lambda_a": float(p["lambda_a"]), "lambda_c": float(p["lambda_c"])}
 
 
+def table_pairs():
+    """(model, λC(i)) pairs that the tables show: the attacked pairs (the paper's 16)."""
+    return sorted(
+        {
+            (model_id(c["lambda_a"], c["lambda_c_train"]), fmt_weight(c["lambda_c_infer"]))
+            for table in config["tables"]
+            for c in table["columns"]
+        }
+    )
+
+
+MILESTONES = [int(s) for s in config["attack"]["steps"]]
+
+
+def previous_milestone_state(wildcards):
+    """The δ state of the milestone before this one for the same (model, λC(i)): chained attacks."""
+    steps = int(wildcards.steps)
+    if steps not in MILESTONES:
+        raise WorkflowError(f"PGD milestone {steps} is not in attack.steps {MILESTONES}")
+    i = MILESTONES.index(steps)
+    if i == 0:
+        return {}
+    prev = MILESTONES[i - 1]
+    return {"prev_state": f"{R}/attacks/{wildcards.model}/infer{wildcards.lci}/pgd{prev}/state.npz"}
+
+
 def evaluation_pairs():
     """(model, λC(i)) pairs to evaluate: every table column, and every grid model at λC(i) = λC(t)."""
-    pairs = {(m, fmt_weight(p["lambda_c"])) for m, p in MODELS.items()}
-    for table in config["tables"]:
-        for col in table["columns"]:
-            pairs.add((model_id(col["lambda_a"], col["lambda_c_train"]), fmt_weight(col["lambda_c_infer"])))
-    return sorted(pairs)
+    return sorted({(m, fmt_weight(p["lambda_c"])) for m, p in MODELS.items()} | set(table_pairs()))
 
 
 # ---------------------------------------------------------------- folders handed to scripts
@@ -169,4 +191,9 @@ def get_final_output():
         f"{R}/tokenizer/coverage.json",
         *expand(f"{R}/models/{{model}}/train_curve.png", model=sorted(MODELS)),
         *(f"{R}/eval/{m}/infer{lci}/summary.json" for m, lci in evaluation_pairs()),
+        *(
+            f"{R}/attacks/{m}/infer{lci}/pgd{steps}/summary.json"
+            for m, lci in table_pairs()
+            for steps in MILESTONES
+        ),
     ]

@@ -154,3 +154,22 @@ def read_targets(path: str | Path) -> list[str]:
     if not targets:
         raise ValueError(f"{path}: no targets")
     return targets
+
+
+def select_utterances(accent_file: str | Path, n: int, seed: int) -> list[str]:
+    """A seeded choice of ``n`` utterance ids, balanced over accent classes (the attacked test subset)."""
+    import random
+
+    accents = dict(line.split() for line in Path(accent_file).read_text(encoding="utf-8").splitlines() if line)
+    by_class: dict[str, list[str]] = {}
+    for utt in sorted(accents):
+        by_class.setdefault(accents[utt], []).append(utt)
+    rng = random.Random(seed)
+    per_class, extra = divmod(n, len(by_class))
+    chosen: list[str] = []
+    for i, cls in enumerate(sorted(by_class)):
+        k = min(len(by_class[cls]), per_class + (1 if i < extra else 0))
+        chosen += rng.sample(by_class[cls], k)
+    if len(chosen) < n:
+        raise ValueError(f"{accent_file}: asked for {n} utterances, the split has {len(chosen)} to give")
+    return sorted(chosen)

@@ -19,7 +19,7 @@ import yaml
 
 from hne_core.atomic import atomic_dir
 
-MTL_ONLY_KEYS = ("lambda_a", "lambda_c", "num_accents", "dis_hidden", "dis_activation")
+from hne_core.model.mtl import MTL_ONLY_KEYS
 EXPORT_FILES = ("config.yaml", "model.pth", "mtl_config.yaml", "mtl_model.pth")
 
 

@@ -115,7 +115,8 @@ def finetune_config(base_config: Mapping, base_dir: str | Path, lambda_a: float,
         "model_conf": {**base_model_conf, "report_cer": False, "report_wer": False,
                        "lambda_a": float(lambda_a), "lambda_c": float(lambda_c), "num_accents": int(num_accents),
                        "dis_hidden": list(discriminator["hidden"]),
-                       "dis_activation": discriminator["activation"]},
+                       "dis_activation": discriminator["activation"],
+                       "dis_lr_scale": float(discriminator.get("lr_scale", 1.0))},
         **_optimisation(train),
     }
 

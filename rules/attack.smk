@@ -1,0 +1,63 @@
+# Attacks: targeted L2 PGD per (model, λC(i)), one job per milestone, each continuing from the previous one.
+
+
+rule attack_targets:
+    input:
+        bpe=TOKENIZER["bpe"],
+        tokens=TOKENIZER["tokens"],
+        accent=data_path("test", "accent"),
+    output:
+        targets=f"{R}/attacks/targets.txt",
+        utterances=f"{R}/attacks/utterances.txt",
+    log:
+        f"{R}/logs/attacks/attack_targets.log",
+    params:
+        n_targets=config["attack"]["n_targets"],
+        n_utterances=config["attack"]["n_utterances"],
+        seed=config["seed"],
+        text_case=config["data"]["text_case"],
+    conda:
+        "../envs/hne.yaml"
+    script:
+        "../workflow_scripts/attack_targets.py"
+
+
+rule attack:
+    input:
+        unpack(previous_milestone_state),
+        model=multiext(f"{R}/models/{{model}}/", *EXPORT_FILES),
+        test=expand(data_path("test", "{f}"), f=ESPNET_FILES),
+        targets=f"{R}/attacks/targets.txt",
+        utterances=f"{R}/attacks/utterances.txt",
+    output:
+        csv=f"{R}/attacks/{{model}}/infer{{lci}}/pgd{{steps}}/utterances.csv",
+        summary=f"{R}/attacks/{{model}}/infer{{lci}}/pgd{{steps}}/summary.json",
+        state=f"{R}/attacks/{{model}}/infer{{lci}}/pgd{{steps}}/state.npz",
+    log:
+        f"{R}/logs/attacks/{{model}}_infer{{lci}}_pgd{{steps}}.log",
+    benchmark:
+        f"{R}/benchmarks/attacks/{{model}}_infer{{lci}}_pgd{{steps}}.tsv"
+    params:
+        model_dir=input_dir("model"),
+        test_dir=input_dir("test"),
+        lambda_c_infer=lambda wc: float(wc.lci),
+        steps=lambda wc: int(wc.steps),
+        epsilon=config["attack"]["epsilon"],
+        step_size=config["attack"]["step_size"],
+        clip=config["attack"]["clip"],
+        engine=config["attack"]["engine"],
+        batch_size=config["attack"]["batch_size"],
+        checkpoint_every=config["attack"]["checkpoint_every"],
+        on_nan=config["attack"]["on_nan"],
+        text_case=config["data"]["text_case"],
+        # in-job checkpoint: not an output, so a killed job's progress survives for --rerun-incomplete
+        checkpoint=lambda wc: f"{R}/attacks/{wc.model}/infer{wc.lci}/pgd{wc.steps}.checkpoint",
+    threads: config["attack"]["threads"]
+    resources:
+        mem_mb=config["attack"]["mem_mb"],
+        runtime=config["attack"]["runtime"],
+        gpu=config["attack"]["gpu"],
+    conda:
+        "../envs/hne.yaml"
+    script:
+        "../workflow_scripts/attack.py"
