@@ -14,7 +14,8 @@ from conftest import REPO, SMOKE, planned_jobs, run_snakemake
 DATA_JOBS = {"synthetic_script": 1, "synthesize_corpus": 1, "espnet_data_dir": 3, "data_report": 1,
              "train_tokenizer": 1, "tokenizer_coverage": 1}
 # 13 models; evaluated at λC(i) = λC(t) (13) and at the tables' other inference weights (table 1: 3, table 3: 3).
-MODEL_JOBS = {"collect_stats": 1, "finetune": 13, "evaluate": 19, "all": 1}
+# 16 attacked (model, λC(i)) pairs (the tables' unique columns) x 4 milestones.
+MODEL_JOBS = {"collect_stats": 1, "finetune": 13, "evaluate": 19, "attack_targets": 1, "attack": 64, "all": 1}
 
 
 def write_config(path, data: dict):
@@ -125,3 +126,22 @@ def test_failed_synthesis_leaves_no_artifact_that_looks_complete(tmp_path):
     assert not (tmp_path / "results/data/manifest.tsv").exists()
     assert not (tmp_path / "results/data/wav").exists()
     assert not list((tmp_path / "results/data").glob("*.part"))
+
+
+def test_smoke_attacks_are_chained_and_within_the_ball(smoke_run):
+    attacks = smoke_run / "results/attacks"
+    targets = (attacks / "targets.txt").read_text().splitlines()
+    utts = (attacks / "utterances.txt").read_text().split()
+    assert len(targets) == 8 and len(utts) == 4
+    for model in ("la1.0_lc0.3", "la0.7_lc0.3"):
+        for steps, prev in ((2, 0), (4, 2)):
+            folder = attacks / model / "infer0.0" / f"pgd{steps}"
+            rows = pd.read_csv(folder / "utterances.csv", keep_default_na=False)
+            assert {"utt_id", "reference", "target", "hypothesis", "l2_norm", "snr_db"} <= set(rows.columns)
+            assert sorted(rows.utt_id) == utts
+            assert set(rows.target) <= set(targets)
+            assert (rows.l2_norm <= 2.0 + 1e-6).all() and (rows.l2_norm > 0).all()
+            summary = json.loads((folder / "summary.json").read_text())
+            assert summary["steps"] == steps and summary["prev_steps"] == prev and summary["steps_run"] == 2
+            assert summary["n_utts"] == 4 and 0 <= summary["adv_twer"]
+            assert (folder / "state.npz").is_file()
