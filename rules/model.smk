@@ -149,3 +149,30 @@ rule evaluate:
         "../envs/hne.yaml"
     script:
         "../workflow_scripts/evaluate.py"
+
+
+rule evaluate_base:
+    input:
+        model=expand("{dir}/{f}", dir=pretrained_dir(), f=["config.yaml", "model.pth", "bpe.model", "tokens.txt"]),
+        test=expand(data_path("test", "{f}"), f=ESPNET_FILES),
+    output:
+        hyps=f"{R}/eval/pretrained/infer{{lci}}/hypotheses.csv",
+        summary=f"{R}/eval/pretrained/infer{{lci}}/summary.json",
+    log:
+        f"{R}/logs/eval/pretrained_infer{{lci}}.log",
+    params:
+        weights={"lambda_a": 1.0, "lambda_c": config["model"]["ctc_weight"]},
+        lambda_c_infer=lambda wc: float(wc.lci),
+        model_dir=input_dir("model"),
+        test_dir=input_dir("test"),
+        n_utterances=config["evaluation"]["n_utterances"],
+        text_case=config["data"]["text_case"],
+    threads: config["evaluation"]["threads"]
+    resources:
+        mem_mb=config["evaluation"]["mem_mb"],
+        runtime=config["evaluation"]["runtime"],
+        gpu=config["evaluation"]["gpu"],
+    conda:
+        "../envs/hne.yaml"
+    script:
+        "../workflow_scripts/evaluate.py"

@@ -15,7 +15,8 @@ DATA_JOBS = {"synthetic_script": 1, "synthesize_corpus": 1, "espnet_data_dir": 3
              "train_tokenizer": 1, "tokenizer_coverage": 1}
 # 13 models; evaluated at λC(i) = λC(t) (13) and at the tables' other inference weights (table 1: 3, table 3: 3).
 # 16 attacked (model, λC(i)) pairs (the tables' unique columns) x 4 milestones.
-MODEL_JOBS = {"collect_stats": 1, "finetune": 13, "evaluate": 19, "attack_targets": 1, "attack": 64, "all": 1}
+MODEL_JOBS = {"collect_stats": 1, "finetune": 13, "evaluate": 19, "evaluate_base": 1, "attack_targets": 1, "attack": 64,
+              "all": 1}
 
 
 def write_config(path, data: dict):

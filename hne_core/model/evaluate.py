@@ -46,13 +46,23 @@ def read_data_dir(data_dir: str | Path, limit: int | None = None) -> list[Uttera
 
 
 def load_speech2text(model_dir: str | Path, ctc_weight: float, device: str = "cpu"):
-    """Greedy Eq. 2 decoder on an exported model (``config.yaml`` + ``model.pth``)."""
+    """Greedy Eq. 2 decoder on an exported model (``config.yaml`` + ``model.pth``), or on a pre-trained base
+    in its layout (whose config names its files relative to its folder)."""
+    import tempfile
+
     from espnet2.bin.asr_inference import Speech2Text
 
+    from hne_core.model.recipe import resolve_layout_config
+
     d = Path(model_dir)
-    return Speech2Text(asr_train_config=str(d / "config.yaml"), asr_model_file=str(d / "model.pth"),
-                       device=device, beam_size=1, ctc_weight=float(ctc_weight), lm_weight=0.0, penalty=0.0,
-                       nbest=1)
+    cfg = yaml.safe_load((d / "config.yaml").read_text(encoding="utf-8"))
+    with tempfile.TemporaryDirectory() as tmp:
+        config = d / "config.yaml"
+        if cfg.get("token_list") == "tokens.txt":  # the pre-trained layout
+            config = Path(tmp) / "config.yaml"
+            config.write_text(yaml.safe_dump(resolve_layout_config(cfg, d)), encoding="utf-8")
+        return Speech2Text(asr_train_config=str(config), asr_model_file=str(d / "model.pth"), device=device,
+                           beam_size=1, ctc_weight=float(ctc_weight), lm_weight=0.0, penalty=0.0, nbest=1)
 
 
 def read_audio(path: str) -> np.ndarray:
@@ -84,6 +94,8 @@ def load_mtl_model(model_dir: str | Path, device: str = "cpu"):
     import hne_core.model.mtl  # noqa: F401  (registers model: mtl)
 
     d = Path(model_dir)
+    if not (d / "mtl_config.yaml").is_file():  # a pre-trained base: no discriminator
+        return None
     cfg = yaml.safe_load((d / "mtl_config.yaml").read_text(encoding="utf-8"))
     model = ASRTask.build_model(argparse.Namespace(**cfg))
     model.load_state_dict(torch.load(d / "mtl_model.pth", map_location=device, weights_only=True), strict=True)
