@@ -56,7 +56,7 @@ def test_paper_config_holds_the_papers_experiment():
     assert [c["lambda_a"] for c in tables["table2"]] == [1.0, 0.9, 0.8, 0.7, 0.6, 0.5]
     assert [c["lambda_c_train"] for c in tables["table3"]] == [0.0, 0.3, 0.5, 0.7]
     default = yaml.safe_load((REPO / "config.yaml").read_text())
-    assert default["tables"] == paper["tables"] and default["finetune"] == paper["finetune"]
+    assert default["tables"] == paper["tables"] and default["finetune"]["grid"] == paper["finetune"]["grid"]
     assert (default["attack"]["epsilon"], default["attack"]["step_size"]) == (2.0, 0.05)
 
 
