@@ -17,8 +17,9 @@ TARGET = f"results/models/{MODEL}/train_curve.png"
 
 
 def test_killed_finetune_resumes_from_its_last_epoch(tmp_path):
-    overlay = tmp_path / "three_epochs.yaml"
-    overlay.write_text(yaml.safe_dump({"finetune": {"epochs": 3}}))
+    # Smoke epochs take about a second: six leave the kill below ample time to land mid-training.
+    overlay = tmp_path / "six_epochs.yaml"
+    overlay.write_text(yaml.safe_dump({"finetune": {"epochs": 6}}))
     args = [TARGET, "--cores", "1", "--configfile", str(SMOKE), str(overlay)]
     cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), *args]
     first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -28,8 +29,7 @@ def test_killed_finetune_resumes_from_its_last_epoch(tmp_path):
         while not epoch_one.exists():
             assert first.poll() is None, "the workflow ended before fine-tuning finished an epoch"
             assert time.time() < deadline, "no epoch finished within 10 minutes"
-            time.sleep(0.2)
-        time.sleep(0.5)  # let the trainer finish writing the epoch's files
+            time.sleep(0.05)
     finally:
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
@@ -40,9 +40,9 @@ def test_killed_finetune_resumes_from_its_last_epoch(tmp_path):
     log = (tmp_path / f"results/logs/model/finetune_{MODEL}.log").read_text()
     assert "resuming training in" in log and "The training was resumed using" in log
     assert "1epoch results" not in log, "epoch 1 was trained again"
-    assert "3epoch results" in log
+    assert "6epoch results" in log
     curve = pd.read_csv(tmp_path / "results/models" / MODEL / "train_curve.csv")
-    assert sorted(curve[curve.phase == "valid"].epoch) == [1, 2, 3]
+    assert sorted(curve[curve.phase == "valid"].epoch) == [1, 2, 3, 4, 5, 6]
 
     again = run_snakemake(tmp_path, *args, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr, "a finished job is never redone"
