@@ -143,3 +143,20 @@ def test_pretrained_fetch_verifies_sha256_and_lays_out_the_model(smoke_run, tmp_
     original = smoke_run / "results/pretrained"
     assert (out / "model.pth").read_bytes() == (original / "model.pth").read_bytes()
     assert (out / "tokens.txt").read_text() == (original / "tokens.txt").read_text()
+
+
+def test_discriminator_learning_rate_scale_makes_its_own_parameter_group():
+    import argparse
+
+    from hne_core.model.mtl import MTLASRTask
+
+    model = build_tiny(0.7, 0.3)
+    args = argparse.Namespace(optim="adam", optim_conf={"lr": 1e-3}, sharded_ddp=False, exclude_weight_decay=False)
+    (single,) = MTLASRTask.build_optimizers(args, model)
+    assert [g["lr"] for g in single.param_groups] == [1e-3]
+    model.dis_lr_scale = 3.0
+    (split,) = MTLASRTask.build_optimizers(args, model)
+    assert [g["lr"] for g in split.param_groups] == [1e-3, pytest.approx(3e-3)]
+    head = {id(p) for p in model.discriminator.parameters()}
+    assert {id(p) for p in split.param_groups[1]["params"]} == head
+    assert sum(len(g["params"]) for g in split.param_groups) == len(list(model.parameters()))
