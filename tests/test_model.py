@@ -160,3 +160,10 @@ def test_discriminator_learning_rate_scale_makes_its_own_parameter_group():
     head = {id(p) for p in model.discriminator.parameters()}
     assert {id(p) for p in split.param_groups[1]["params"]} == head
     assert sum(len(g["params"]) for g in split.param_groups) == len(list(model.parameters()))
+
+
+@pytest.mark.parametrize("lc, expected", [(0.0, "base.pth:::ctc"), (1.0, "base.pth:::decoder"), (0.3, "base.pth")])
+def test_init_param_leaves_out_the_heads_a_corner_model_lacks(lc, expected):
+    from hne_core.model.recipe import init_param
+
+    assert init_param("base.pth", lc) == expected

@@ -186,3 +186,13 @@ def write_training_subset(stats_train_dir: str | Path, accent_file: str | Path, 
         (out / name).write_text("".join(f"{ln}\n" for ln in lines if ln.split(maxsplit=1)[0] in keep))
     return out
 
+
+def init_param(base_weights: str | Path, lambda_c: float) -> str:
+    """ESPnet's ``--init_param`` for fine-tuning from the base, leaving out the head the model does not build.
+
+    The base is hybrid CTC/attention; a λC = 0 model has no CTC and a λC = 1 model no decoder, and ESPnet's
+    ``load_pretrained_model`` refuses unexpected keys, so they are excluded (``path:src:dst:exclude``).
+    """
+    exclude = [name for name, absent in (("ctc", lambda_c == 0.0), ("decoder", lambda_c == 1.0)) if absent]
+    return f"{base_weights}:::{','.join(exclude)}" if exclude else str(base_weights)
+

@@ -16,7 +16,7 @@ import yaml
 from hne_core.atomic import atomic_dir
 from hne_core.model.curves import plot_curve, read_curve, write_curve
 from hne_core.model.export import export_model
-from hne_core.model.recipe import (finetune_config, layout_config, pretrain_config, train_args,
+from hne_core.model.recipe import (finetune_config, init_param, layout_config, pretrain_config, train_args,
                                    write_training_subset)
 from hne_core.model.train import run_training
 
@@ -64,7 +64,7 @@ def finetune(lambda_a: float, lambda_c: float, num_accents: int, discriminator: 
         subset = write_training_subset(Path(stats_dir) / "train", Path(train_dir) / "accent",
                                        int(train["max_train_utterances"]), seed, f"{exp_dir}.train_subset")
     args = train_args(train_dir, dev_dir, stats_dir, with_accent=True, ngpu=ngpu, seed=seed,
-                      init_param=str(base_dir_p / "model.pth"), train_shapes=subset)
+                      init_param=init_param(base_dir_p / "model.pth", lambda_c), train_shapes=subset)
     best = run_training(_mtl_main, recipe, args, exp_dir)
     export_model(exp_dir, best, out_dir)
     curve = read_curve(exp_dir)
