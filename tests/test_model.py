@@ -75,11 +75,11 @@ def test_lambda_edge_cases_build_only_the_weighted_heads(la, lc, heads):
 def test_smoke_models_export_and_evaluate(smoke_run):
     """Two grid points fine-tuned and evaluated end to end by the workflow (tests/configs/smoke.yaml)."""
     results = smoke_run / "results"
-    for model in ("la1.0_lc0.3", "la0.7_lc0.3"):
+    for model, inference in (("la1.0_lc0.0", ("0.0",)), ("la0.7_lc0.3", ("0.3", "0.0"))):
         curve = pd.read_csv(results / "models" / model / "train_curve.csv")
         assert set(curve.phase) == {"train", "valid"} and curve.epoch.max() == 1
         assert (results / "models" / model / "train_curve.png").stat().st_size > 1000
-        for lci in ("0.3", "0.0"):
+        for lci in inference:
             summary = json.loads((results / "eval" / model / f"infer{lci}" / "summary.json").read_text())
             assert summary["n_utts"] == 8 and summary["wer"] >= 0
             assert summary["lambda_c_infer"] == float(lci)

@@ -134,7 +134,7 @@ def test_smoke_attacks_are_chained_and_within_the_ball(smoke_run):
     targets = (attacks / "targets.txt").read_text().splitlines()
     utts = (attacks / "utterances.txt").read_text().split()
     assert len(targets) == 8 and len(utts) == 4
-    for model in ("la1.0_lc0.3", "la0.7_lc0.3"):
+    for model in ("la1.0_lc0.0", "la0.7_lc0.3"):
         for steps, prev in ((2, 0), (4, 2)):
             folder = attacks / model / "infer0.0" / f"pgd{steps}"
             rows = pd.read_csv(folder / "utterances.csv", keep_default_na=False)
