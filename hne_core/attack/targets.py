@@ -156,20 +156,12 @@ def read_targets(path: str | Path) -> list[str]:
     return targets
 
 
-def select_utterances(accent_file: str | Path, n: int, seed: int) -> list[str]:
-    """A seeded choice of ``n`` utterance ids, balanced over accent classes (the attacked test subset)."""
-    import random
 
-    accents = dict(line.split() for line in Path(accent_file).read_text(encoding="utf-8").splitlines() if line)
-    by_class: dict[str, list[str]] = {}
-    for utt in sorted(accents):
-        by_class.setdefault(accents[utt], []).append(utt)
-    rng = random.Random(seed)
-    per_class, extra = divmod(n, len(by_class))
-    chosen: list[str] = []
-    for i, cls in enumerate(sorted(by_class)):
-        k = min(len(by_class[cls]), per_class + (1 if i < extra else 0))
-        chosen += rng.sample(by_class[cls], k)
+def select_utterances(accent_file: str | Path, n: int, seed: int) -> list[str]:
+    """The attacked test subset: ``n`` utterance ids, seeded and balanced over accent classes."""
+    from hne_core.data.corpus import balanced_sample
+
+    chosen = balanced_sample(accent_file, n, seed)
     if len(chosen) < n:
         raise ValueError(f"{accent_file}: asked for {n} utterances, the split has {len(chosen)} to give")
-    return sorted(chosen)
+    return chosen

@@ -110,22 +110,14 @@ def decode_throughput(model, cfg: dict, device: str, utterances: int) -> float:
 
 def decode_trained_throughput(layout_dir: Path, test_dir: Path, utterances: int) -> float:
     """Greedy decoding by the trained default base on real test utterances: what evaluation jobs pay."""
-    from espnet2.bin.asr_inference import Speech2Text
+    from hne_core.model.evaluate import load_speech2text, read_audio, read_data_dir
 
-    from hne_core.model.evaluate import read_audio, read_data_dir
-    from hne_core.model.recipe import resolve_layout_config
-
-    cfg = resolve_layout_config(yaml.safe_load((layout_dir / "config.yaml").read_text()), layout_dir)
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "config.yaml").write_text(yaml.safe_dump(cfg))
-        s2t = Speech2Text(asr_train_config=str(Path(tmp) / "config.yaml"),
-                          asr_model_file=str(layout_dir / "model.pth"), beam_size=1, ctc_weight=0.3,
-                          lm_weight=0.0, nbest=1)
-        waves = [read_audio(u.wav) for u in read_data_dir(test_dir, utterances)]
-        start = time.perf_counter()
-        for wave in waves:
-            s2t(wave)
-        return sum(len(w) for w in waves) / 16000 / (time.perf_counter() - start)
+    s2t = load_speech2text(layout_dir, 0.3)
+    waves = [read_audio(u.wav) for u in read_data_dir(test_dir, utterances)]
+    start = time.perf_counter()
+    for wave in waves:
+        s2t(wave)
+    return sum(len(w) for w in waves) / 16000 / (time.perf_counter() - start)
 
 
 def run(args: argparse.Namespace) -> int:

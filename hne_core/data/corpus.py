@@ -157,3 +157,22 @@ def write_report(manifest: pd.DataFrame, dropped: pd.DataFrame, title: str,
     write_text_atomic(json_path, json.dumps(summary, indent=2) + "\n")
     write_text_atomic(md_path, render_report(summary, title))
     return summary
+
+
+def balanced_sample(accent_file: str | Path, n: int, seed: int) -> list[str]:
+    """A seeded choice of up to ``n`` utterance ids of an ESPnet ``accent`` file, spread as evenly as possible
+    over the accent classes (a class with fewer utterances gives all it has). Sorted ids."""
+    import random
+
+    rows = (line.split() for line in Path(accent_file).read_text(encoding="utf-8").splitlines() if line)
+    by_class: dict[str, list[str]] = {}
+    for utt, cls in sorted(rows):
+        by_class.setdefault(cls, []).append(utt)
+    rng = random.Random(seed)
+    per_class, extra = divmod(n, len(by_class))
+    chosen: list[str] = []
+    for i, cls in enumerate(sorted(by_class)):
+        k = min(len(by_class[cls]), per_class + (1 if i < extra else 0))
+        chosen += rng.sample(by_class[cls], k)
+    return sorted(chosen)
+

@@ -170,15 +170,9 @@ def write_training_subset(stats_train_dir: str | Path, accent_file: str | Path, 
     Fine-tuning 13 models on a CPU cannot afford the whole corpus per epoch; the subset keeps both classes
     equally present, and the seed fixes it.
     """
-    import random
+    from hne_core.data.corpus import balanced_sample
 
-    accents: dict[str, str] = dict(line.split() for line in Path(accent_file).read_text().splitlines() if line)
-    by_class: dict[str, list[str]] = {}
-    for utt in sorted(accents):
-        by_class.setdefault(accents[utt], []).append(utt)
-    rng = random.Random(seed)
-    per_class = max(1, n // len(by_class))
-    keep = {u for utts in by_class.values() for u in rng.sample(utts, min(per_class, len(utts)))}
+    keep = set(balanced_sample(accent_file, n, seed))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for name in ("speech_shape", "text_shape"):
