@@ -88,36 +88,33 @@ def train_throughput(model, vocab: int, device: str, steps: int, batch: int) -> 
     return steps * audio_s / (time.perf_counter() - start)
 
 
+def _decode_rate(s2t, waves, device: str) -> float:
+    """Audio seconds decoded per wall second, one utterance at a time as the evaluation runs."""
+    start = time.perf_counter()
+    for wave in waves:
+        s2t(wave)
+    _sync(device)
+    return sum(len(w) for w in waves) / 16000 / (time.perf_counter() - start)
+
+
 def decode_throughput(model, cfg: dict, device: str, utterances: int) -> float:
-    from espnet2.bin.asr_inference import Speech2Text
+    from hne_core.model.evaluate import load_speech2text
 
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "config.yaml").write_text(yaml.safe_dump(cfg))
         torch.save(model.state_dict(), Path(tmp) / "model.pth")
-        s2t = Speech2Text(asr_train_config=str(Path(tmp) / "config.yaml"),
-                          asr_model_file=str(Path(tmp) / "model.pth"), device=device, beam_size=1,
-                          ctc_weight=0.3, lm_weight=0.0, nbest=1)
+        s2t = load_speech2text(tmp, 0.3, device)
     data, _ = _batch(utterances, len(cfg["token_list"]), "cpu", seed=1)
-    total = 0.0
-    start = time.perf_counter()
-    for i in range(utterances):
-        n = int(data["speech_lengths"][i])
-        s2t(data["speech"][i, :n].numpy())
-        total += n / 16000
-    _sync(device)
-    return total / (time.perf_counter() - start)
+    waves = [data["speech"][i, : int(data["speech_lengths"][i])].numpy() for i in range(utterances)]
+    return _decode_rate(s2t, waves, device)
 
 
 def decode_trained_throughput(layout_dir: Path, test_dir: Path, utterances: int) -> float:
     """Greedy decoding by the trained default base on real test utterances: what evaluation jobs pay."""
     from hne_core.model.evaluate import load_speech2text, read_audio, read_data_dir
 
-    s2t = load_speech2text(layout_dir, 0.3)
     waves = [read_audio(u.wav) for u in read_data_dir(test_dir, utterances)]
-    start = time.perf_counter()
-    for wave in waves:
-        s2t(wave)
-    return sum(len(w) for w in waves) / 16000 / (time.perf_counter() - start)
+    return _decode_rate(load_speech2text(layout_dir, 0.3), waves, "cpu")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -159,14 +159,19 @@ def write_report(manifest: pd.DataFrame, dropped: pd.DataFrame, title: str,
     return summary
 
 
+def read_kaldi_table(path: str | Path) -> dict[str, str]:
+    """``utt_id value`` lines of a Kaldi/ESPnet table (wav.scp, text, accent, ...) as a dict."""
+    rows = (line.split(maxsplit=1) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip())
+    return {row[0]: (row[1] if len(row) > 1 else "") for row in rows}
+
+
 def balanced_sample(accent_file: str | Path, n: int, seed: int) -> list[str]:
     """A seeded choice of up to ``n`` utterance ids of an ESPnet ``accent`` file, spread as evenly as possible
     over the accent classes (a class with fewer utterances gives all it has). Sorted ids."""
     import random
 
-    rows = (line.split() for line in Path(accent_file).read_text(encoding="utf-8").splitlines() if line)
     by_class: dict[str, list[str]] = {}
-    for utt, cls in sorted(rows):
+    for utt, cls in sorted(read_kaldi_table(accent_file).items()):
         by_class.setdefault(cls, []).append(utt)
     rng = random.Random(seed)
     per_class, extra = divmod(n, len(by_class))

@@ -21,6 +21,7 @@ import soundfile as sf
 import torch
 import yaml
 
+from hne_core.data.corpus import read_kaldi_table
 from hne_core.text import normalize_transcript
 
 
@@ -35,12 +36,7 @@ class Utterance:
 def read_data_dir(data_dir: str | Path, limit: int | None = None) -> list[Utterance]:
     """Utterances of an ESPnet data directory written by the data stage, in utt_id order."""
     d = Path(data_dir)
-
-    def table(name: str) -> dict[str, str]:
-        rows = (line.split(maxsplit=1) for line in (d / name).read_text(encoding="utf-8").splitlines() if line)
-        return {k: v for k, v in rows}
-
-    wavs, texts, accents = table("wav.scp"), table("text"), table("accent")
+    wavs, texts, accents = (read_kaldi_table(d / name) for name in ("wav.scp", "text", "accent"))
     ids = sorted(wavs)[:limit] if limit else sorted(wavs)
     return [Utterance(u, wavs[u], texts[u], int(accents[u])) for u in ids]
 
