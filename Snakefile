@@ -10,6 +10,9 @@ min_version("9.0")
 configfile: workflow.source_path("config.yaml")
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 
 
@@ -23,6 +26,7 @@ wildcard_constraints:
 include: "rules/data.smk"
 include: "rules/model.smk"
 include: "rules/attack.smk"
+include: "rules/results.smk"
 
 
 rule all:

@@ -66,6 +66,39 @@ def _check_experiment(cfg):
 _check_experiment(config)
 
 
+RESULT_FILES = ("advtwer", "benign", "paper_comparison")  # results/tables/<name>.*: no table may take these
+
+
+def _check_results(cfg):
+    """Figure 1 draws and the findings compare only what the workflow attacks (table columns) or evaluates."""
+    from hne_core.results.aggregate import Setting
+    from hne_core.results.compare import parse_setting
+
+    for t, table in enumerate(cfg["tables"]):
+        labels = [c["label"] for c in table["columns"]]
+        if table["name"] in RESULT_FILES or len(set(labels)) != len(labels):
+            raise WorkflowError(f"Invalid config key 'tables.{t}' ({table['name']}): the name must not be one of "
+                                f"{list(RESULT_FILES)} and column labels must not repeat")
+    attacked = {Setting.of(c) for table in cfg["tables"] for c in table["columns"]}
+    evaluated = attacked | {Setting(float(p["lambda_a"]), float(p["lambda_c"]), float(p["lambda_c"]))
+                            for p in cfg["finetune"]["grid"]}
+    for i, series in enumerate(cfg["figure1"]["series"]):
+        if Setting.of(series) not in attacked:
+            raise WorkflowError(f"Invalid config key 'figure1.series.{i}': {Setting.of(series).short} is not a "
+                                "column of any table, so it is not attacked")
+    for i, finding in enumerate(cfg["findings"]):
+        pool = attacked if finding["metric"] == "adv_twer" else evaluated
+        refs = [finding["best"]] if "best" in finding else [r for pair in finding["comparisons"] for r in pair]
+        missing = [r for r in refs if parse_setting(r) not in pool]
+        if missing or ("best" in finding and finding["metric"] != "adv_twer"):
+            raise WorkflowError(f"Invalid config key 'findings.{i}': {missing or finding['best']} not "
+                                f"{'attacked (a table column)' if pool is attacked else 'evaluated'}"
+                                " (`best` needs metric adv_twer)")
+
+
+_check_results(config)
+
+
 # ---------------------------------------------------------------- data
 def data_path(*parts):
     return os.path.join(R, "data", *parts)
@@ -180,6 +213,53 @@ def _up(files, up):
     return path
 
 
+# ---------------------------------------------------------------- results
+TABLE_NAMES = [t["name"] for t in config["tables"]]
+TABLE_FORMATS = ["csv", "md", "tex", "html"]  # html: the paper's colours, shown as is in the report
+PAPER_RESULTS = workflow.source_path("../hne_core/results/paper_results.csv")
+
+
+def results_path(kind, name):
+    """``tables/<name>`` or ``figures/<name>`` under the results folder."""
+    return f"{R}/{kind}/{name}"
+
+
+def setting_of(model, lci):
+    """The (λA, λC(t), λC(i)) keys of a (model, λC(i)) pair, as the results library reads them."""
+    w = model_weights(model)
+    return {"lambda_a": w["lambda_a"], "lambda_c_train": w["lambda_c"], "lambda_c_infer": float(lci)}
+
+
+def attacked_cells():
+    """Every attacked (model, λC(i), milestone), in one order shared by a rule's inputs and its params."""
+    return [(m, lci, steps) for m, lci in table_pairs() for steps in MILESTONES]
+
+
+def attack_files(name):
+    return [f"{R}/attacks/{m}/infer{lci}/pgd{steps}/{name}" for m, lci, steps in attacked_cells()]
+
+
+def attacked_settings():
+    return [{**setting_of(m, lci), "steps": steps} for m, lci, steps in attacked_cells()]
+
+
+def eval_files(name, pairs=None):
+    """``name`` of the evaluation of each (model, λC(i)) pair (default: every evaluated pair)."""
+    return [f"{R}/eval/{m}/infer{lci}/{name}" for m, lci in (evaluation_pairs() if pairs is None else pairs)]
+
+
+def results_outputs():
+    return [
+        results_path("tables", "advtwer.csv"),
+        *(results_path("tables", f"{n}.{ext}") for n in TABLE_NAMES for ext in TABLE_FORMATS),
+        *(results_path("tables", f"benign.{ext}") for ext in TABLE_FORMATS),
+        results_path("tables", "paper_comparison.md"),
+        results_path("figures", "figure1.png"),
+        results_path("figures", "figure1.pdf"),
+        results_path("figures", "training_curves.png"),
+    ]
+
+
 # ---------------------------------------------------------------- targets
 def get_final_output():
     """Everything `snakemake` builds by default; later stages add their aggregates here."""
@@ -197,4 +277,5 @@ def get_final_output():
             for m, lci in table_pairs()
             for steps in MILESTONES
         ),
+        *results_outputs(),
     ]

@@ -16,7 +16,10 @@ DATA_JOBS = {"synthetic_script": 1, "synthesize_corpus": 1, "espnet_data_dir": 3
 # 13 models; evaluated at λC(i) = λC(t) (13) and at the tables' other inference weights (table 1: 3, table 3: 3).
 # 16 attacked (model, λC(i)) pairs (the tables' unique columns) x 4 milestones.
 MODEL_JOBS = {"collect_stats": 1, "finetune": 13, "evaluate": 19, "evaluate_base": 1, "attack_targets": 1, "attack": 64,
-              "all": 1}
+              "all": 1,
+              # results: the tidy frame, one job per table (3), benign table, comparison, Figure 1, training curves
+              "results_advtwer": 1, "results_table": 3, "results_benign": 1, "results_comparison": 1,
+              "results_figure1": 1, "results_training_curves": 1}
 
 
 def write_config(path, data: dict):
@@ -72,6 +75,12 @@ def test_lint_is_clean(tmp_path):
     ({"data": {"sorce": "synthetic"}}, "data"),  # a typo is rejected, not ignored
     ({"finetune": {"grid": [{"lambda_a": 1.5, "lambda_c": 0.0}]}}, "finetune.grid.0.lambda_a"),
     ({"finetune": {"grid": [{"lambda_a": 1.0, "lambda_c": 0.3}]}}, "tables.0.columns.0"),
+    ({"figure1": {"series": [{"lambda_a": 0.9, "lambda_c_train": 0.0, "lambda_c_infer": 0.3, "label": "x"}]}},
+     "figure1.series.0"),
+    ({"findings": [{"claim": "x", "metric": "adv_twer", "comparisons": [["0.9/0.0/0.0", "0.9/0.0/0.3"]]}]},
+     "findings.0"),
+    ({"findings": [{"claim": "x", "metric": "adv_twer", "comparisons": [["0.9/0.0/0.0"]]}]},
+     "findings.0.comparisons.0"),
 ])
 def test_bad_config_is_rejected_naming_the_key(tmp_path, overlay, key):
     proc = run_snakemake(tmp_path, "-n", "--configfile", write_config(tmp_path / "bad.yaml", overlay), check=False)

@@ -1,0 +1,199 @@
+"""The tidy AdvTWER frame: one row per (λA, λC(t), λC(i), PGD milestone), with a seeded bootstrap interval.
+
+AdvTWER is a corpus WER (total word edits over total reference words, as ``jiwer.wer`` on lists), not a mean of
+per-utterance rates, so the bootstrap cannot resample per-utterance WERs: it resamples utterances and
+recomputes the corpus WER from their edit and word counts. Every attacked (model, λC(i), milestone) shares one
+utterance set, so one index matrix drawn from the config's seed serves every cell; the intervals are then
+reproducible, and any two cells can be compared pairwise (``compare.py``) on the very same resamples.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import jiwer
+import numpy as np
+import pandas as pd
+
+from hne_core.atomic import atomic_path
+
+ADVTWER_COLUMNS = ["lambda_a", "lambda_c_train", "lambda_c_infer", "steps", "adv_twer", "adv_twer_ci_low",
+                   "adv_twer_ci_high", "benign_wer", "accent_acc", "n_utts"]
+SETTING_KEYS = ("lambda_a", "lambda_c_train", "lambda_c_infer")
+
+
+class ResultsError(ValueError):
+    """Inputs that cannot be aggregated as they are (utterance sets that differ, a summary that disagrees)."""
+
+
+@dataclass(frozen=True, order=True)
+class Setting:
+    """One (λA, λC(t), λC(i)): a trained model and the inference weight it is decoded and attacked with."""
+
+    lambda_a: float
+    lambda_c_train: float
+    lambda_c_infer: float
+
+    @classmethod
+    def of(cls, mapping: Mapping) -> Setting:
+        """From any mapping with the three keys (a config column, a CSV row); weights are rounded so that
+        0.7 from YAML and 0.7000001 from a CSV are the same setting."""
+        return cls(*(round(float(mapping[k]), 6) for k in SETTING_KEYS))
+
+    @property
+    def short(self) -> str:
+        """'1.0/0.5/0.0': the spelling of config ``findings:`` (and of the workflow's paths, ``fmt_weight``)."""
+        return "/".join(repr(round(float(w), 6)) for w in (self.lambda_a, self.lambda_c_train, self.lambda_c_infer))
+
+    @property
+    def spelled(self) -> str:
+        return f"λA={self.lambda_a:.1f}, λC(t)={self.lambda_c_train:.1f}, λC(i)={self.lambda_c_infer:.1f}"
+
+
+# ------------------------------------------------------------------------------------------------ scores
+@dataclass(frozen=True)
+class UtteranceScores:
+    """Word edits and reference words per utterance, sorted by utterance id (so two sets align)."""
+
+    utt_ids: tuple[str, ...]
+    edits: np.ndarray
+    words: np.ndarray
+
+    @property
+    def wer(self) -> float:
+        """Corpus WER in percent."""
+        return corpus_wer_pct(self.edits, self.words)
+
+
+def edit_counts(references: Sequence[str], hypotheses: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-utterance word edits (S+D+I) and reference words, by jiwer's own alignment: their sums give exactly
+    ``jiwer.wer(references, hypotheses)``."""
+    if len(references) != len(hypotheses):
+        raise ResultsError(f"{len(references)} references but {len(hypotheses)} hypotheses")
+    edits, words = [], []
+    for ref, hyp in zip(references, hypotheses):
+        out = jiwer.process_words(str(ref), str(hyp))
+        edits.append(out.substitutions + out.deletions + out.insertions)
+        words.append(out.substitutions + out.deletions + out.hits)
+    return np.asarray(edits, dtype=np.int64), np.asarray(words, dtype=np.int64)
+
+
+def scores_from_frame(frame: pd.DataFrame, reference_column: str, source: str = "") -> UtteranceScores:
+    frame = frame.sort_values("utt_id", kind="stable")
+    if frame["utt_id"].duplicated().any():
+        raise ResultsError(f"{source}: utterance ids repeat")
+    edits, words = edit_counts(list(frame[reference_column]), list(frame["hypothesis"]))
+    return UtteranceScores(tuple(str(u) for u in frame["utt_id"]), edits, words)
+
+
+def read_attack_scores(path: str | Path) -> UtteranceScores:
+    """Scores against the adversarial targets (AdvTWER) from an attack job's ``utterances.csv``."""
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    return scores_from_frame(frame, "target", str(path))
+
+
+def read_benign_scores(path: str | Path) -> UtteranceScores:
+    """Scores against the references (benign WER) from an evaluation job's ``hypotheses.csv`` (tab-separated)."""
+    frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    return scores_from_frame(frame, "reference", str(path))
+
+
+def corpus_wer_pct(edits: np.ndarray, words: np.ndarray) -> float:
+    total = int(np.sum(words))
+    if total == 0:
+        raise ResultsError("no reference words: WER is undefined")
+    return 100.0 * float(np.sum(edits)) / total
+
+
+# ------------------------------------------------------------------------------------------------ bootstrap
+def bootstrap_indices(n_utts: int, n_samples: int, seed: int) -> np.ndarray:
+    """``n_samples`` resamples (with replacement) of ``n_utts`` utterance positions, from ``seed`` alone: the same
+    seed and sizes give the same matrix, whichever cell it is applied to."""
+    if n_utts < 1 or n_samples < 1:
+        raise ResultsError(f"bootstrap needs utterances and samples (got {n_utts}, {n_samples})")
+    return np.random.default_rng(seed).integers(0, n_utts, size=(n_samples, n_utts))
+
+
+def resampled_wer(scores: UtteranceScores, indices: np.ndarray) -> np.ndarray:
+    """Corpus WER (percent) of every resample. A resample whose references hold no word is NaN (only possible
+    when some reference is empty)."""
+    edits = scores.edits[indices].sum(axis=1).astype(float)
+    words = scores.words[indices].sum(axis=1).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(words > 0, 100.0 * edits / words, np.nan)
+
+
+def percentile_interval(samples: np.ndarray, level: float) -> tuple[float, float]:
+    """The percentile bootstrap interval at ``level`` (0.95: the 2.5th and 97.5th percentiles)."""
+    samples = np.asarray(samples, dtype=float)
+    samples = samples[np.isfinite(samples)]
+    if samples.size == 0:
+        return math.nan, math.nan
+    tail = 100.0 * (1.0 - level) / 2.0
+    low, high = np.percentile(samples, [tail, 100.0 - tail])
+    return float(low), float(high)
+
+
+def check_same_utterances(named: Mapping[str, UtteranceScores]) -> tuple[str, ...]:
+    """The one utterance set all score sets share; a clear error naming the odd one out otherwise (a paired
+    bootstrap over different utterances would compare different things)."""
+    items = list(named.items())
+    if not items:
+        raise ResultsError("no scores to aggregate")
+    first_name, first = items[0]
+    for name, scores in items[1:]:
+        if scores.utt_ids != first.utt_ids:
+            raise ResultsError(f"{name} attacked other utterances than {first_name}")
+    return first.utt_ids
+
+
+# ------------------------------------------------------------------------------------------------ the frame
+def _percent(value) -> float:
+    return math.nan if value is None else 100.0 * float(value)
+
+
+def advtwer_frame(cells: Iterable[Mapping], n_samples: int, level: float, seed: int) -> pd.DataFrame:
+    """The tidy frame of ``ADVTWER_COLUMNS``, sorted by setting and milestone.
+
+    Each cell maps the three λ keys and ``steps`` to its files: ``attack_csv`` (per-utterance results),
+    ``attack_summary`` (its AdvTWER, checked against the recomputed one) and ``eval_summary`` (benign WER and
+    accent accuracy of the same (model, λC(i)) on the test split, fractions there, percent here).
+    """
+    cells = list(cells)
+    scores = {c["attack_csv"]: read_attack_scores(c["attack_csv"]) for c in cells}
+    utt_ids = check_same_utterances(scores)
+    indices = bootstrap_indices(len(utt_ids), n_samples, seed)
+    rows = []
+    for cell in cells:
+        s = scores[cell["attack_csv"]]
+        point = s.wer
+        reported = json.loads(Path(cell["attack_summary"]).read_text(encoding="utf-8"))["adv_twer"]
+        if not math.isclose(point, reported, rel_tol=1e-9, abs_tol=1e-6):
+            raise ResultsError(f"{cell['attack_csv']}: AdvTWER from the utterances ({point}) differs from "
+                               f"its summary's ({reported})")
+        low, high = percentile_interval(resampled_wer(s, indices), level)
+        benign = json.loads(Path(cell["eval_summary"]).read_text(encoding="utf-8"))
+        setting = Setting.of(cell)
+        rows.append({**{k: getattr(setting, k) for k in SETTING_KEYS}, "steps": int(cell["steps"]),
+                     "adv_twer": point, "adv_twer_ci_low": low, "adv_twer_ci_high": high,
+                     "benign_wer": _percent(benign["wer"]), "accent_acc": _percent(benign.get("accent_acc")),
+                     "n_utts": len(s.utt_ids)})
+    frame = pd.DataFrame(rows, columns=ADVTWER_COLUMNS)
+    return frame.sort_values([*SETTING_KEYS, "steps"], ignore_index=True)
+
+
+def write_frame(frame: pd.DataFrame, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.4f")
+
+
+def read_advtwer(path: str | Path) -> pd.DataFrame:
+    frame = pd.read_csv(path)
+    missing = [c for c in ADVTWER_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ResultsError(f"{path}: lacks columns {missing}")
+    return frame

@@ -1,0 +1,191 @@
+# Results: the tidy AdvTWER frame, the paper's Tables 1-3 (as config declares them), the benign table, the
+# comparison with the published numbers, Figure 1 and the training curves. Light jobs: one core, no GPU.
+
+
+rule results_advtwer:
+    input:
+        attacks=attack_files("utterances.csv"),
+        summaries=attack_files("summary.json"),
+        evals=eval_files("summary.json", [(m, lci) for m, lci, _ in attacked_cells()]),
+    output:
+        csv=report(
+            results_path("tables", "advtwer.csv"),
+            caption="../report/advtwer.rst",
+            category="Results",
+            subcategory="Tables",
+        ),
+    log:
+        f"{R}/logs/results/advtwer.log",
+    benchmark:
+        f"{R}/benchmarks/results/advtwer.tsv"
+    params:
+        cells=attacked_settings(),
+        bootstrap_samples=config["results"]["bootstrap_samples"],
+        ci_level=config["results"]["ci_level"],
+        seed=config["seed"],
+    resources:
+        mem_mb=config["results"]["mem_mb"],
+        runtime=config["results"]["runtime"],
+    conda:
+        "../envs/hne.yaml"
+    script:
+        "../workflow_scripts/results_advtwer.py"
+
+
+rule results_table:
+    input:
+        advtwer=results_path("tables", "advtwer.csv"),
+    output:
+        csv=report(
+            results_path("tables", "{table}.csv"),
+            caption="../report/table.rst",
+            category="Results",
+            subcategory="Tables",
+        ),
+        md=results_path("tables", "{table}.md"),
+        tex=results_path("tables", "{table}.tex"),
+        html=report(
+            results_path("tables", "{table}.html"),
+            caption="../report/table.rst",
+            category="Results",
+            subcategory="Tables",
+        ),
+    log:
+        f"{R}/logs/results/table_{{table}}.log",
+    benchmark:
+        f"{R}/benchmarks/results/table_{{table}}.tsv"
+    wildcard_constraints:
+        table="|".join(TABLE_NAMES),
+    params:
+        table=lambda wc: next(t for t in config["tables"] if t["name"] == wc.table),
+        steps=MILESTONES,
+    resources:
+        mem_mb=config["results"]["mem_mb"],
+        runtime=config["results"]["runtime"],
+    conda:
+        "../envs/hne.yaml"
+    script:
+        "../workflow_scripts/results_table.py"
+
+
+rule results_benign:
+    input:
+        evals=eval_files("summary.json"),
+        base=f"{R}/eval/pretrained/infer0.0/summary.json",
+    output:
+        csv=report(
+            results_path("tables", "benign.csv"),
+            caption="../report/benign.rst",
+            category="Results",
+            subcategory="Tables",
+        ),
+        md=results_path("tables", "benign.md"),
+        tex=results_path("tables", "benign.tex"),
+        html=report(
+            results_path("tables", "benign.html"),
+            caption="../report/benign.rst",
+            category="Results",
+            subcategory="Tables",
+        ),
+    log:
+        f"{R}/logs/results/benign.log",
+    benchmark:
+        f"{R}/benchmarks/results/benign.tsv"
+    params:
+        models=[m for m, _ in evaluation_pairs()],
+    resources:
+        mem_mb=config["results"]["mem_mb"],
+        runtime=config["results"]["runtime"],
+    conda:
+        "../envs/hne.yaml"
+    script:
+        "../workflow_scripts/results_benign.py"
+
+
+rule results_comparison:
+    input:
+        advtwer=results_path("tables", "advtwer.csv"),
+        attacks=attack_files("utterances.csv"),
+        hyps=eval_files("hypotheses.csv"),
+        paper=PAPER_RESULTS,
+    output:
+        md=report(
+            results_path("tables", "paper_comparison.md"),
+            caption="../report/comparison.rst",
+            category="Results",
+            subcategory="Comparison with the paper",
+        ),
+    log:
+        f"{R}/logs/results/paper_comparison.log",
+    benchmark:
+        f"{R}/benchmarks/results/paper_comparison.tsv"
+    params:
+        cells=attacked_settings(),
+        evaluated=[setting_of(m, lci) for m, lci in evaluation_pairs()],
+        tables=config["tables"],
+        findings=config["findings"],
+        steps=MILESTONES,
+        bootstrap_samples=config["results"]["bootstrap_samples"],
+        ci_level=config["results"]["ci_level"],
+        seed=config["seed"],
+    resources:
+        mem_mb=config["results"]["mem_mb"],
+        runtime=config["results"]["runtime"],
+    conda:
+        "../envs/hne.yaml"
+    script:
+        "../workflow_scripts/results_comparison.py"
+
+
+rule results_figure1:
+    input:
+        advtwer=results_path("tables", "advtwer.csv"),
+        paper=PAPER_RESULTS,
+    output:
+        png=report(
+            results_path("figures", "figure1.png"),
+            caption="../report/figure1.rst",
+            category="Results",
+            subcategory="Figures",
+        ),
+        pdf=results_path("figures", "figure1.pdf"),
+    log:
+        f"{R}/logs/results/figure1.log",
+    benchmark:
+        f"{R}/benchmarks/results/figure1.tsv"
+    params:
+        series=config["figure1"]["series"],
+        overlay_paper=config["figure1"]["overlay_paper"],
+        steps=MILESTONES,
+    resources:
+        mem_mb=config["results"]["mem_mb"],
+        runtime=config["results"]["runtime"],
+    conda:
+        "../envs/hne.yaml"
+    script:
+        "../workflow_scripts/results_figure1.py"
+
+
+rule results_training_curves:
+    input:
+        curves=expand(f"{R}/models/{{model}}/train_curve.csv", model=sorted(MODELS)),
+    output:
+        png=report(
+            results_path("figures", "training_curves.png"),
+            caption="../report/training_curves.rst",
+            category="Results",
+            subcategory="Figures",
+        ),
+    log:
+        f"{R}/logs/results/training_curves.log",
+    benchmark:
+        f"{R}/benchmarks/results/training_curves.tsv"
+    params:
+        models=sorted(MODELS),
+    resources:
+        mem_mb=config["results"]["mem_mb"],
+        runtime=config["results"]["runtime"],
+    conda:
+        "../envs/hne.yaml"
+    script:
+        "../workflow_scripts/results_training_curves.py"

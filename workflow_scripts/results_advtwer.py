@@ -1,0 +1,12 @@
+"""Attack and evaluation outputs -> results/tables/advtwer.csv (one row per setting and milestone, bootstrap CI)."""
+from hne_core.logs import logged_to
+from hne_core.results.aggregate import advtwer_frame, write_frame
+
+with logged_to(snakemake.log[0]) as log:
+    i, p = snakemake.input, snakemake.params
+    cells = [{**c, "attack_csv": a, "attack_summary": s, "eval_summary": e}
+             for c, a, s, e in zip(p.cells, i.attacks, i.summaries, i.evals, strict=True)]
+    frame = advtwer_frame(cells, p.bootstrap_samples, p.ci_level, p.seed)
+    write_frame(frame, snakemake.output.csv)
+    log.info("%d cells, %d utterances each, %d bootstrap resamples", len(frame), frame["n_utts"].max(),
+             p.bootstrap_samples)
