@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import socket
 import sys
 import traceback
 from collections.abc import Iterator
@@ -13,7 +15,7 @@ from pathlib import Path
 @contextlib.contextmanager
 def logged_to(path: str | Path | None) -> Iterator[logging.Logger]:
     """Redirect stdout, stderr and ``logging`` to ``path`` for the block; an exception is logged, then re-raised
-    (Snakemake shows the log of a failed job)."""
+    (Snakemake shows the log of a failed job). Inside a SLURM job the log opens with the SLURM job id."""
     if not path:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
         yield logging.getLogger("hne")
@@ -26,8 +28,12 @@ def logged_to(path: str | Path | None) -> Iterator[logging.Logger]:
         root = logging.getLogger()
         root.addHandler(handler)
         root.setLevel(logging.INFO)
+        log = logging.getLogger("hne")
+        if os.environ.get("SLURM_JOB_ID"):  # a cluster job: say which one, so its log can be matched to SLURM's
+            log.info("SLURM job %s (partition %s) on %s", os.environ["SLURM_JOB_ID"],
+                     os.environ.get("SLURM_JOB_PARTITION", "?"), socket.gethostname())
         try:
-            yield logging.getLogger("hne")
+            yield log
         except BaseException:
             traceback.print_exc(file=fh)
             raise

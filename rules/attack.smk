@@ -54,9 +54,7 @@ rule attack:
         checkpoint=lambda wc: f"{R}/attacks/{wc.model}/infer{wc.lci}/pgd{wc.steps}.checkpoint",
     threads: config["attack"]["threads"]
     resources:
-        mem_mb=config["attack"]["mem_mb"],
-        runtime=config["attack"]["runtime"],
-        gpu=config["attack"]["gpu"],
+        **job_resources("attack"),
     conda:
         "../envs/hne.yaml"
     script:

@@ -195,6 +195,28 @@ def evaluation_pairs():
     return sorted({(m, fmt_weight(p["lambda_c"])) for m, p in MODELS.items()} | set(table_pairs()))
 
 
+# ---------------------------------------------------------------- job resources and trainer settings
+RESOURCE_KEYS = ("threads", "gpu", "cpus_per_gpu", "mem_mb", "runtime")
+
+
+def trainer_settings(section):
+    """A training section's trainer settings, for ``params:``. The job's resources (and the fine-tuning grid)
+    are left out, so that a changed runtime, memory or GPU count, or one λ added to the grid, reruns no
+    training job that already finished."""
+    return {k: v for k, v in config[section].items() if k not in (*RESOURCE_KEYS, "grid")}
+
+
+def job_resources(section):
+    """``resources:`` of a job from its config section: memory, runtime (minutes) and GPUs; ``cpus_per_gpu``
+    only when the job asks for a GPU (the SLURM executor then submits ``--gpus=N --cpus-per-gpu=C`` instead
+    of ``--cpus-per-task=threads``). gpu 0 requests no GPU anywhere."""
+    cfg = config[section]
+    res = {"mem_mb": cfg["mem_mb"], "runtime": cfg["runtime"], "gpu": cfg["gpu"]}
+    if cfg["gpu"] > 0:
+        res["cpus_per_gpu"] = cfg["cpus_per_gpu"]
+    return res
+
+
 # ---------------------------------------------------------------- folders handed to scripts
 def input_dir(key, up=1):
     """The folder ``up`` levels above a rule's named input, derived from the input itself so that a rule's

@@ -16,7 +16,7 @@ rule collect_stats:
         f"{R}/benchmarks/model/collect_stats.tsv"
     params:
         model=config["model"],
-        pretrain=config["pretrain"],
+        pretrain=trainer_settings("pretrain"),
         train_dir=input_dir("train"),
         dev_dir=input_dir("dev"),
         out_dir=output_dir("train", up=2),
@@ -66,7 +66,7 @@ else:
             f"{R}/benchmarks/model/pretrain.tsv"
         params:
             model=config["model"],
-            train=config["pretrain"],
+            train=trainer_settings("pretrain"),
             seed=config["seed"],
             train_dir=input_dir("train"),
             dev_dir=input_dir("dev"),
@@ -75,9 +75,7 @@ else:
             out_dir=output_dir("curve"),
         threads: config["pretrain"]["threads"]
         resources:
-            mem_mb=config["pretrain"]["mem_mb"],
-            runtime=config["pretrain"]["runtime"],
-            gpu=config["pretrain"]["gpu"],
+            **job_resources("pretrain"),
         conda:
             "../envs/hne.yaml"
         script:
@@ -103,7 +101,7 @@ rule finetune:
         weights=lambda wc: model_weights(wc.model),
         num_accents=len(accent_classes()),
         discriminator=config["discriminator"],
-        train=config["finetune"],
+        train=trainer_settings("finetune"),
         seed=config["seed"],
         base_dir=input_dir("base"),
         train_dir=input_dir("train"),
@@ -113,9 +111,7 @@ rule finetune:
         out_dir=output_dir("curve"),
     threads: config["finetune"]["threads"]
     resources:
-        mem_mb=config["finetune"]["mem_mb"],
-        runtime=config["finetune"]["runtime"],
-        gpu=config["finetune"]["gpu"],
+        **job_resources("finetune"),
     conda:
         "../envs/hne.yaml"
     script:
@@ -142,9 +138,7 @@ rule evaluate:
         text_case=config["data"]["text_case"],
     threads: config["evaluation"]["threads"]
     resources:
-        mem_mb=config["evaluation"]["mem_mb"],
-        runtime=config["evaluation"]["runtime"],
-        gpu=config["evaluation"]["gpu"],
+        **job_resources("evaluation"),
     conda:
         "../envs/hne.yaml"
     script:
@@ -169,9 +163,7 @@ rule evaluate_base:
         text_case=config["data"]["text_case"],
     threads: config["evaluation"]["threads"]
     resources:
-        mem_mb=config["evaluation"]["mem_mb"],
-        runtime=config["evaluation"]["runtime"],
-        gpu=config["evaluation"]["gpu"],
+        **job_resources("evaluation"),
     conda:
         "../envs/hne.yaml"
     script:

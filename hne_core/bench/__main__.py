@@ -1,4 +1,4 @@
-"""``python -m hne_core.bench {train,attack} [options]``."""
+"""``python -m hne_core.bench {train,attack,plan} [options]``."""
 
 from __future__ import annotations
 
@@ -32,6 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     attack.add_argument("--paper-steps", type=int, default=None, help="timed steps (default 5 on GPU, 1 on CPU)")
     attack.add_argument("--paper-seconds", type=float, default=5.0,
                         help="mean utterance length for the paper estimate (Common Voice: about 5 s)")
+    plan = sub.add_parser("plan", help="seconds for `snakemake -n` to plan the paper grid, and its job count")
+    plan.add_argument("--config", default="configs/paper.yaml", help="config to plan, relative to the repository")
+    plan.add_argument("--repeat", type=int, default=3, help="timed dry runs")
+    plan.add_argument("--goal", type=float, default=5.0, help="seconds the plan should take at most")
+    plan.add_argument("--strict", action="store_true", help="exit 1 when the best time misses the goal")
     args = parser.parse_args(argv)
     if args.which == "train":
         from hne_core.bench.train import run
@@ -41,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         from hne_core.bench.attack import run as run_attack_bench
 
         return run_attack_bench(args)
+    if args.which == "plan":
+        from hne_core.bench.plan import run as run_plan_bench
+
+        return run_plan_bench(args)
     return 2
 
 
