@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -205,21 +205,36 @@ def escape_tex(text: str) -> str:
     return "".join(_TEX_SPECIAL.get(ch, ch) for ch in str(text))
 
 
-def to_markdown(grid: Grid) -> str:
-    def cell(c: Cell) -> str:
-        text = escape_md(c.text)
-        if c.baseline:
-            text = f"*{text}*"
-        if c.bold:
-            text = f"**{text}**"
-        if c.highlight:
-            text = f"<mark>{text}</mark>"
-        return text
+@dataclass(frozen=True)
+class _Marks:
+    """How one output format escapes text and wraps a bold, a highlighted and a baseline cell."""
 
-    header = [f"*{escape_md(h)}*" if j in grid.baseline_columns else escape_md(h) for j, h in enumerate(grid.header)]
+    escape: Callable[[str], str]
+    bold: str
+    highlight: str
+    baseline: str
+
+    def cell(self, c: Cell) -> str:
+        text = self.escape(c.text)
+        if c.bold:
+            text = self.bold.format(text)
+        if c.highlight:
+            return self.highlight.format(text)
+        return self.baseline.format(text) if c.baseline else text
+
+    def header(self, grid: Grid) -> list[str]:
+        return [self.cell(Cell(h, baseline=j in grid.baseline_columns)) for j, h in enumerate(grid.header)]
+
+
+MARKDOWN = _Marks(escape_md, "**{}**", "<mark>{}</mark>", "*{}*")
+LATEX = _Marks(escape_tex, r"\textbf{{{}}}", r"\cellcolor{{yellow!35}}{}", r"\cellcolor{{gray!20}}{}")
+
+
+def to_markdown(grid: Grid) -> str:
+    header = MARKDOWN.header(grid)
     lines = [f"### {escape_md(grid.title)}", "", "| " + " | ".join(header) + " |",
              "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
-    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in grid.rows]
+    lines += ["| " + " | ".join(MARKDOWN.cell(c) for c in row) + " |" for row in grid.rows]
     if grid.legend:
         lines += ["", escape_md(grid.legend)]
     return "\n".join(lines) + "\n"
@@ -227,22 +242,11 @@ def to_markdown(grid: Grid) -> str:
 
 def to_latex(grid: Grid) -> str:
     """A ``table`` environment; needs ``\\usepackage[table]{xcolor}`` (for ``\\cellcolor``) in the document."""
-    def cell(c: Cell) -> str:
-        text = escape_tex(c.text)
-        if c.bold:
-            text = rf"\textbf{{{text}}}"
-        if c.highlight:
-            text = rf"\cellcolor{{yellow!35}}{text}"
-        elif c.baseline:
-            text = rf"\cellcolor{{gray!20}}{text}"
-        return text
-
-    header = [rf"\cellcolor{{gray!20}}{escape_tex(h)}" if j in grid.baseline_columns else escape_tex(h)
-              for j, h in enumerate(grid.header)]
+    header = LATEX.header(grid)
     lines = [r"% needs \usepackage[table]{xcolor}", r"\begin{table}[t]", r"\centering",
              rf"\caption{{{escape_tex(grid.title)}}}", r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
              r"\hline", " & ".join(header) + r" \\", r"\hline"]
-    lines += [" & ".join(cell(c) for c in row) + r" \\" for row in grid.rows]
+    lines += [" & ".join(LATEX.cell(c) for c in row) + r" \\" for row in grid.rows]
     lines += [r"\hline", r"\end{tabular}"]
     if grid.legend:
         legend = grid.legend.replace("italic", "gray")
