@@ -70,30 +70,37 @@ RESULT_FILES = ("advtwer", "benign", "paper_comparison")  # results/tables/<name
 
 
 def _check_results(cfg):
-    """Figure 1 draws and the findings compare only what the workflow attacks (table columns) or evaluates."""
-    from hne_core.results.aggregate import Setting
-    from hne_core.results.compare import parse_setting
+    """Figure 1 draws and the findings compare only what the workflow attacks (table columns) or evaluates.
+    Settings are (λA, λC(t), λC(i)) tuples here; hne_core.results reads the same spelling (``Setting``) in the
+    jobs, but the workflow's start-up stays free of the library's imports."""
+
+    def setting(col):
+        return tuple(round(float(col[k]), 6) for k in ("lambda_a", "lambda_c_train", "lambda_c_infer"))
+
+    def parse_setting(text):
+        return tuple(round(float(w), 6) for w in text.split("/"))
 
     for t, table in enumerate(cfg["tables"]):
         labels = [c["label"] for c in table["columns"]]
         if table["name"] in RESULT_FILES or len(set(labels)) != len(labels):
             raise WorkflowError(f"Invalid config key 'tables.{t}' ({table['name']}): the name must not be one of "
                                 f"{list(RESULT_FILES)} and column labels must not repeat")
-    attacked = {Setting.of(c) for table in cfg["tables"] for c in table["columns"]}
-    evaluated = attacked | {Setting(float(p["lambda_a"]), float(p["lambda_c"]), float(p["lambda_c"]))
-                            for p in cfg["finetune"]["grid"]}
+    attacked = {setting(c) for table in cfg["tables"] for c in table["columns"]}
+    evaluated = attacked | {setting({"lambda_a": p["lambda_a"], "lambda_c_train": p["lambda_c"],
+                                     "lambda_c_infer": p["lambda_c"]}) for p in cfg["finetune"]["grid"]}
     for i, series in enumerate(cfg["figure1"]["series"]):
-        if Setting.of(series) not in attacked:
-            raise WorkflowError(f"Invalid config key 'figure1.series.{i}': {Setting.of(series).short} is not a "
-                                "column of any table, so it is not attacked")
+        if setting(series) not in attacked:
+            raise WorkflowError(f"Invalid config key 'figure1.series.{i}': {setting(series)} (λA, λC(t), λC(i)) "
+                                "is not a column of any table, so it is not attacked")
     for i, finding in enumerate(cfg["findings"]):
-        pool = attacked if finding["metric"] == "adv_twer" else evaluated
+        adv = finding["metric"] == "adv_twer"
+        if "best" in finding and not adv:
+            raise WorkflowError(f"Invalid config key 'findings.{i}.best': `best` compares AdvTWER (metric adv_twer)")
         refs = [finding["best"]] if "best" in finding else [r for pair in finding["comparisons"] for r in pair]
-        missing = [r for r in refs if parse_setting(r) not in pool]
-        if missing or ("best" in finding and finding["metric"] != "adv_twer"):
-            raise WorkflowError(f"Invalid config key 'findings.{i}': {missing or finding['best']} not "
-                                f"{'attacked (a table column)' if pool is attacked else 'evaluated'}"
-                                " (`best` needs metric adv_twer)")
+        missing = [r for r in refs if parse_setting(r) not in (attacked if adv else evaluated)]
+        if missing:
+            raise WorkflowError(f"Invalid config key 'findings.{i}': {missing} (λA/λC(t)/λC(i)) "
+                                f"{'not attacked (no table column)' if adv else 'not evaluated'}")
 
 
 _check_results(config)
