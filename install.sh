@@ -1,19 +1,32 @@
 #!/usr/bin/env bash
 # Installs everything the workflow and its tests need, idempotently:
-#   Debian tools (espeak-ng for the self-made corpus, ffmpeg for Common Voice MP3s, sox),
+#   Debian tools (espeak-ng for the self-made corpus, ffmpeg for Common Voice MP3s, sox, and SLURM + munge
+#   for the cluster test),
 #   a Python 3.12 virtual environment in .venv with the pins of requirements.txt, and hne_core (editable).
 # A second run with nothing changed takes a second.
 set -euo pipefail
 cd "$(dirname "$0")"
 
+# slurmctld, slurmd, slurm-client and munge: the single-node SLURM cluster that tests/test_slurm.py starts
+# (scripts/slurm/start.sh); no service is started here.
 apt_packages=(espeak-ng ffmpeg sox)
+slurm_packages=(slurmctld slurmd slurm-client munge)
 missing=()
-for tool in espeak-ng ffmpeg sox; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+for tool in espeak-ng ffmpeg sox sbatch /usr/sbin/slurmctld /usr/sbin/slurmd /usr/sbin/munged; do
+  command -v "$tool" >/dev/null || missing+=("$tool")
+done
 if ((${#missing[@]})); then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "install.sh: installing Debian packages ${apt_packages[*]}" >&2
+  echo "install.sh: installing Debian packages ${apt_packages[*]} ${slurm_packages[*]}" >&2
+  made_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then   # keep the packages' scripts from starting services
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null; $sudo chmod 755 /usr/sbin/policy-rc.d
+    made_policy=1
+  fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${apt_packages[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${slurm_packages[@]}" >/dev/null
+  if [ "$made_policy" = 1 ]; then $sudo rm -f /usr/sbin/policy-rc.d; fi
 fi
 
 find_python312() {
