@@ -134,3 +134,12 @@ def test_empty_split_is_refused(corpus, tmp_path):
     _, _, manifest, _ = corpus
     with pytest.raises(DataError, match="split 'dev' has no utterances"):
         write_espnet_dir(manifest[manifest.split != "dev"], "dev", tmp_path / "dev")
+
+
+def test_pitch_carries_no_accent_within_a_variant():
+    """A variant speaks every accent around one base pitch: pitch must not tell its accents apart."""
+    script = build_script(small_spec(pitch_jitter=0, utterances={"train": 40, "dev": 4, "test": 4}))
+    pitches = script.groupby(["variant", "accent"])["pitch"].agg(set).unstack()
+    assert (pitches["us_english"] == pitches["scottish_english"]).all()
+    assert all(len(p) == 1 for p in pitches["us_english"])
+    assert script.groupby("variant")["pitch"].first().nunique() > 1, "variants differ in pitch"
