@@ -51,6 +51,25 @@ def test_discriminator_has_five_layers_and_ignores_padding():
     assert torch.allclose(masked_mean(enc, lens)[1], enc[1, :6].mean(0))
 
 
+def test_standardised_discriminator_input_is_batch_independent_at_inference():
+    torch.manual_seed(0)
+    dis = AccentDiscriminator(16, [8, 8, 8, 8], 2, "relu", input_norm="batch")
+    assert sum(isinstance(m, torch.nn.Linear) for m in dis) == 5
+    assert sum(p.numel() for p in dis[0].parameters()) == 0, "the standardiser adds no parameters"
+    x = 5.0 + 0.01 * torch.randn(32, 16)  # one common vector plus small deviations, as pooled embeddings are
+    dis.train()
+    for _ in range(50):  # running statistics of the training batches
+        dis(x[torch.randperm(32)[:8]])
+    standardised = dis[0](x)
+    assert standardised.std(0).mean() > 10 * x.std(0).mean(), "the deviations are scaled up"
+    dis(x[:1])  # a one-utterance training batch uses the running statistics instead of failing
+    dis.eval()
+    alone = torch.cat([dis(x[i:i + 1]) for i in range(4)])
+    assert torch.allclose(alone, dis(x[:4]), atol=1e-6)
+    with pytest.raises(ValueError, match="input_norm"):
+        AccentDiscriminator(16, [8], 2, "relu", input_norm="layer")
+
+
 @pytest.mark.parametrize("la, lc, heads", [
     (1.0, 0.0, {"decoder"}),            # STL decoder
     (1.0, 1.0, {"ctc"}),                # STL CTC

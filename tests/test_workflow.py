@@ -107,7 +107,7 @@ def test_smoke_run_writes_the_data_stage(smoke_run):
     assert summary["total_utterances"] == 64 and summary["total_dropped"] == 0
     report = (data / "report.md").read_text()
     assert re.search(r"\| train \| us_english \| 24 \|", report)
-    assert (data / "accent_classes.txt").read_text() == "0 us_english\n1 scottish_english\n"
+    assert (data / "accent_classes.txt").read_text() == "0 us_english\n1 caribbean_english\n"
     coverage = json.loads((smoke_run / "results/tokenizer/coverage.json").read_text())
     assert all(v["unknown_token_rate"] == 0.0 for v in coverage.values())
     for log in ("synthesize_corpus.log", "espnet_data_dir_train.log", "data_report.log"):

@@ -24,7 +24,8 @@ from espnet2.tasks.asr import ASRTask, model_choices
 from espnet2.torch_utils.device_funcs import force_gatherable
 
 # model_conf keys of MTLESPnetModel that ESPnetASRModel does not know (dropped on export).
-MTL_ONLY_KEYS = ("lambda_a", "lambda_c", "num_accents", "dis_hidden", "dis_activation", "dis_lr_scale")
+MTL_ONLY_KEYS = ("lambda_a", "lambda_c", "num_accents", "dis_hidden", "dis_activation", "dis_lr_scale",
+                 "dis_input_norm")
 ACTIVATIONS = {"relu": torch.nn.ReLU, "gelu": torch.nn.GELU, "tanh": torch.nn.Tanh, "swish": torch.nn.SiLU}
 
 
@@ -51,13 +52,38 @@ def masked_mean(enc: torch.Tensor, enc_lens: torch.Tensor) -> torch.Tensor:
     return (enc * valid.unsqueeze(-1)).sum(1) / enc_lens.clamp(min=1).unsqueeze(-1).to(enc.dtype)
 
 
+class PooledStandardizer(torch.nn.BatchNorm1d):
+    """Parameter-free standardisation of the pooled embedding (batch statistics in training, running ones in
+    eval, so a prediction never depends on batch-mates at inference).
+
+    Why: the mean of layer-normalised encoder frames is nearly the same vector for every utterance; the accent
+    lives in small deviations from it, which a plain 5-layer MLP fits only slowly. A one-utterance training
+    batch (possible at the end of an epoch) falls back on the running statistics instead of failing.
+    """
+
+    def __init__(self, size: int):
+        super().__init__(size, affine=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.size(0) < 2:
+            return torch.nn.functional.batch_norm(x, self.running_mean, self.running_var, training=False,
+                                                  eps=self.eps)
+        return super().forward(x)
+
+
+INPUT_NORMS = ("none", "batch")
+
+
 class AccentDiscriminator(torch.nn.Sequential):
     """len(hidden) + 1 fully connected layers (the paper: 5) from the mean embedding to accent logits."""
 
-    def __init__(self, input_size: int, hidden: Sequence[int], num_classes: int, activation: str = "relu"):
+    def __init__(self, input_size: int, hidden: Sequence[int], num_classes: int, activation: str = "relu",
+                 input_norm: str = "none"):
         if activation not in ACTIVATIONS:
             raise ValueError(f"discriminator activation {activation!r} is not one of {sorted(ACTIVATIONS)}")
-        layers: list[torch.nn.Module] = []
+        if input_norm not in INPUT_NORMS:
+            raise ValueError(f"discriminator input_norm {input_norm!r} is not one of {INPUT_NORMS}")
+        layers: list[torch.nn.Module] = [PooledStandardizer(input_size)] if input_norm == "batch" else []
         sizes = [input_size, *hidden]
         for i, o in zip(sizes[:-1], sizes[1:]):
             layers += [torch.nn.Linear(i, o), ACTIVATIONS[activation]()]
@@ -70,7 +96,7 @@ class MTLESPnetModel(ESPnetASRModel):
 
     def __init__(self, *args, lambda_a: float = 1.0, lambda_c: float = 0.3, num_accents: int = 2,
                  dis_hidden: Sequence[int] = (256, 256, 256, 256), dis_activation: str = "relu",
-                 dis_lr_scale: float = 1.0, **kwargs):
+                 dis_lr_scale: float = 1.0, dis_input_norm: str = "none", **kwargs):
         if "ctc_weight" in kwargs:
             raise ValueError("MTLESPnetModel takes lambda_c, not ctc_weight")
         if not (0.0 <= lambda_a <= 1.0 and 0.0 <= lambda_c <= 1.0):
@@ -80,7 +106,8 @@ class MTLESPnetModel(ESPnetASRModel):
         self.lambda_c = float(lambda_c)
         self.dis_lr_scale = float(dis_lr_scale)
         self.discriminator = (AccentDiscriminator(self.encoder.output_size(), dis_hidden, num_accents,
-                                                  dis_activation) if self.lambda_a < 1.0 else None)
+                                                  dis_activation, dis_input_norm)
+                              if self.lambda_a < 1.0 else None)
 
     def accent_logits(self, enc: torch.Tensor, enc_lens: torch.Tensor) -> torch.Tensor:
         if self.discriminator is None:

@@ -116,7 +116,8 @@ def finetune_config(base_config: Mapping, base_dir: str | Path, lambda_a: float,
                        "lambda_a": float(lambda_a), "lambda_c": float(lambda_c), "num_accents": int(num_accents),
                        "dis_hidden": list(discriminator["hidden"]),
                        "dis_activation": discriminator["activation"],
-                       "dis_lr_scale": float(discriminator.get("lr_scale", 1.0))},
+                       "dis_lr_scale": float(discriminator.get("lr_scale", 1.0)),
+                       "dis_input_norm": discriminator.get("input_norm", "none")},
         **_optimisation(train),
     }
 
