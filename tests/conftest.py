@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from hne_core.bench.plan import job_counts
+
 REPO = Path(__file__).resolve().parent.parent
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 SMOKE = REPO / "tests" / "configs" / "smoke.yaml"
@@ -28,21 +30,7 @@ def run_snakemake(workdir: Path, *args: str, check: bool = True, env: dict | Non
 
 def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
     """The job counts of a dry run's 'Job stats' table."""
-    text = proc.stdout + proc.stderr
-    counts: dict[str, int] = {}
-    inside = False
-    for line in text.splitlines():
-        if line.startswith("job ") and "count" in line:
-            inside = True
-            continue
-        if inside:
-            parts = line.split()
-            if not parts or parts[0].startswith("-"):
-                continue
-            if parts[0] == "total":
-                break
-            counts[parts[0]] = int(parts[1])
-    return counts
+    return job_counts(proc.stdout + proc.stderr)
 
 
 @pytest.fixture(scope="session")
