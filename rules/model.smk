@@ -135,6 +135,7 @@ rule evaluate:
         model_dir=input_dir("model"),
         test_dir=input_dir("test"),
         n_utterances=config["evaluation"]["n_utterances"],
+        seed=config["seed"],
         text_case=config["data"]["text_case"],
     threads: config["evaluation"]["threads"]
     resources:
@@ -160,6 +161,7 @@ rule evaluate_base:
         model_dir=input_dir("model"),
         test_dir=input_dir("test"),
         n_utterances=config["evaluation"]["n_utterances"],
+        seed=config["seed"],
         text_case=config["data"]["text_case"],
     threads: config["evaluation"]["threads"]
     resources:

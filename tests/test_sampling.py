@@ -38,3 +38,15 @@ def test_training_subset_shape_files_hold_exactly_the_chosen_keys(accent_file, t
     keys = [line.split()[0] for line in (out / "speech_shape").read_text().splitlines()]
     assert keys == balanced_sample(accent_file, 6, seed=2)
     assert [ln.split()[0] for ln in (out / "text_shape").read_text().splitlines()] == keys
+
+
+def test_evaluation_subset_is_balanced_not_the_first_ids(accent_file):
+    from hne_core.model.evaluate import read_data_dir
+
+    d = accent_file.parent
+    (d / "wav.scp").write_text("".join(f"u{i:03d} /x/u{i:03d}.wav\n" for i in range(21)))
+    (d / "text").write_text("".join(f"u{i:03d} WORD {i}\n" for i in range(21)))
+    subset = read_data_dir(d, limit=8, seed=5)
+    assert [u.accent_id for u in subset].count(1) == 4, "the first 8 ids would all be class 0"
+    assert [u.utt_id for u in subset] == balanced_sample(accent_file, 8, seed=5)
+    assert len(read_data_dir(d)) == 21

@@ -21,7 +21,7 @@ import soundfile as sf
 import torch
 import yaml
 
-from hne_core.data.corpus import read_kaldi_table
+from hne_core.data.corpus import balanced_sample, read_kaldi_table
 from hne_core.text import normalize_transcript
 
 
@@ -33,11 +33,12 @@ class Utterance:
     accent_id: int
 
 
-def read_data_dir(data_dir: str | Path, limit: int | None = None) -> list[Utterance]:
-    """Utterances of an ESPnet data directory written by the data stage, in utt_id order."""
+def read_data_dir(data_dir: str | Path, limit: int | None = None, seed: int = 0) -> list[Utterance]:
+    """Utterances of an ESPnet data directory written by the data stage, in utt_id order; with ``limit``, a
+    seeded sample balanced over accents (the first ids in order would all share one accent: ids lead with it)."""
     d = Path(data_dir)
     wavs, texts, accents = (read_kaldi_table(d / name) for name in ("wav.scp", "text", "accent"))
-    ids = sorted(wavs)[:limit] if limit else sorted(wavs)
+    ids = balanced_sample(d / "accent", limit, seed) if limit else sorted(wavs)
     return [Utterance(u, wavs[u], texts[u], int(accents[u])) for u in ids]
 
 
@@ -112,9 +113,9 @@ def predict_accents(model, utterances: Iterable[Utterance], device: str = "cpu")
 
 
 def evaluate(model_dir: str | Path, data_dir: str | Path, ctc_weight: float, text_case: str = "upper",
-             limit: int | None = None, device: str = "cpu") -> tuple[pd.DataFrame, dict]:
+             limit: int | None = None, device: str = "cpu", seed: int = 0) -> tuple[pd.DataFrame, dict]:
     """Per-utterance hypotheses and the summary (WER, accent accuracy) of one (model, λC(i)) pair."""
-    utterances = read_data_dir(data_dir, limit)
+    utterances = read_data_dir(data_dir, limit, seed)
     hyps = decode(load_speech2text(model_dir, ctc_weight, device), utterances, text_case)
     refs = [normalize_transcript(u.reference, text_case) for u in utterances]
     frame = pd.DataFrame({"utt_id": [u.utt_id for u in utterances], "reference": refs, "hypothesis": hyps,
