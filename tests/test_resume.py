@@ -46,3 +46,20 @@ def test_killed_finetune_resumes_from_its_last_epoch(tmp_path):
 
     again = run_snakemake(tmp_path, *args, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr, "a finished job is never redone"
+
+
+def test_a_torn_checkpoint_starts_over_and_a_whole_one_resumes(tmp_path):
+    import torch
+
+    from hne_core.model.train import prepare_output_dir
+
+    out, recipe, args = tmp_path / "exp", {"epochs": 2}, ["--x", "1"]
+    assert prepare_output_dir(out, recipe, args) is False
+    torch.save({"epoch": 1}, out / "checkpoint.pth")
+    (out / "1epoch.pth").write_bytes(b"weights")
+    assert prepare_output_dir(out, recipe, args) is True, "a whole checkpoint of the same recipe resumes"
+    (out / "checkpoint.pth").write_bytes((out / "checkpoint.pth").read_bytes()[:40])  # killed mid-save
+    assert prepare_output_dir(out, recipe, args) is False
+    assert not (out / "1epoch.pth").exists(), "a torn checkpoint's folder starts over"
+    torch.save({"epoch": 1}, out / "checkpoint.pth")
+    assert prepare_output_dir(out, {"epochs": 3}, args) is False, "another recipe starts over"

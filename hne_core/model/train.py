@@ -44,17 +44,15 @@ def prepare_output_dir(out_dir: str | Path, recipe: Mapping, args: Sequence[str]
     out = Path(out_dir)
     want = fingerprint(recipe, args)
     have = (out / FINGERPRINT).read_text().strip() if (out / FINGERPRINT).is_file() else None
+    checkpoint = out / "checkpoint.pth"
     if out.exists() and have != want:
         log.warning("%s holds another recipe's training: starting over", out)
         shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / FINGERPRINT, want + "\n")
-    checkpoint = out / "checkpoint.pth"
-    if checkpoint.is_file() and not zipfile.is_zipfile(checkpoint):  # torch.save writes a zip archive
+    elif checkpoint.is_file() and not zipfile.is_zipfile(checkpoint):  # torch.save writes a zip archive
         log.warning("%s is truncated (a job killed while writing it?): starting over", checkpoint)
         shutil.rmtree(out)
-        out.mkdir(parents=True)
-        write_text_atomic(out / FINGERPRINT, want + "\n")
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / FINGERPRINT, want + "\n")
     return checkpoint.is_file()
 
 
