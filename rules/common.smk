@@ -299,12 +299,8 @@ def get_final_output():
         TOKENIZER["tokens"],
         f"{R}/tokenizer/coverage.json",
         *expand(f"{R}/models/{{model}}/train_curve.png", model=sorted(MODELS)),
-        *(f"{R}/eval/{m}/infer{lci}/summary.json" for m, lci in evaluation_pairs()),
+        *eval_files("summary.json"),
         f"{R}/eval/pretrained/infer0.0/summary.json",
-        *(
-            f"{R}/attacks/{m}/infer{lci}/pgd{steps}/summary.json"
-            for m, lci in table_pairs()
-            for steps in MILESTONES
-        ),
+        *attack_files("summary.json"),
         *results_outputs(),
     ]
