@@ -36,6 +36,13 @@ stop_pid "$RUN/slurmctld.pid" slurmctld
 rm -f "$RUN/conf.sha256"
 if [ "$KEEP_MUNGE" = 0 ]; then
     stop_pid "$MUNGE/munged.pid" munged
+    # A client config naming a stopped controller makes every later `snakemake` start-up wait ~10 s: the SLURM
+    # plugin runs `scontrol show config`, which retries the dead controller. Take our link away on a full stop.
+    if [ -L /etc/slurm/slurm.conf ] && [ "$(readlink /etc/slurm/slurm.conf)" = "$BASE/etc/slurm.conf" ]; then
+        rm -f /etc/slurm/slurm.conf
+        if [ -e /etc/slurm/slurm.conf.orig ]; then mv /etc/slurm/slurm.conf.orig /etc/slurm/slurm.conf; fi
+        say "removed the /etc/slurm/slurm.conf link"
+    fi
 fi
 
 if [ "$PURGE" = 1 ]; then
