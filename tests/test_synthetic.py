@@ -143,3 +143,34 @@ def test_pitch_carries_no_accent_within_a_variant():
     assert (pitches["us_english"] == pitches["scottish_english"]).all()
     assert all(len(p) == 1 for p in pitches["us_english"])
     assert script.groupby("variant")["pitch"].first().nunique() > 1, "variants differ in pitch"
+
+
+def test_warp_scales_frequency_and_duration_of_the_same_utterance(tmp_path):
+    """warp w reads espeak-ng's samples as if taken at w times its rate: 1/w as long, every frequency times w."""
+    import numpy as np
+
+    script = build_script(small_spec())
+    row = script.iloc[[0]].copy()
+    out = {}
+    for w in (1.0, 1.2):
+        row["warp"] = w
+        row["utt_id"] = f"u{w}"
+        manifest, _ = synthesize(row, tmp_path, processes=1)
+        wave, rate = sf.read(manifest["wav"].iloc[0])
+        spectrum = np.abs(np.fft.rfft(wave, n=1 << 17))
+        freqs = np.fft.rfftfreq(1 << 17, 1 / rate)
+        band = freqs < 2500 * w  # the same band of the voice, below the 8 kHz of 16 kHz audio
+        out[w] = (len(wave), float((spectrum[band] * freqs[band]).sum() / spectrum[band].sum()))  # its centroid
+    assert out[1.2][0] == pytest.approx(out[1.0][0] / 1.2, rel=0.01)
+    assert out[1.2][1] == pytest.approx(out[1.0][1] * 1.2, rel=0.05)
+
+
+def test_warp_is_drawn_per_utterance_in_range_and_checked():
+    script = build_script(small_spec(warp=[0.9, 1.1]))
+    assert script["warp"].between(0.9, 1.1).all() and script["warp"].nunique() > 10
+    plain = build_script(small_spec())
+    assert (plain["warp"] == 1.0).all()
+    # no warping keeps the random stream of a corpus made before warping existed: same rates and pitches
+    assert plain["rate"].tolist() == build_script(small_spec(warp=[1.0, 1.0]))["rate"].tolist()
+    with pytest.raises(DataError, match=r"synthetic\.warp"):
+        build_script(small_spec(warp=[1.2, 0.9]))

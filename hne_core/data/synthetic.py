@@ -23,7 +23,8 @@ from hne_core.data.vocabulary import unique_sentences
 from hne_core.parallel import parallel_map
 from hne_core.text import normalize_transcript
 
-SCRIPT_COLUMNS = ("utt_id", "split", "speaker", "accent", "accent_id", "voice", "variant", "rate", "pitch", "sentence")
+SCRIPT_COLUMNS = ("utt_id", "split", "speaker", "accent", "accent_id", "voice", "variant", "rate", "pitch", "warp",
+                  "sentence")
 
 
 @dataclass(frozen=True)
@@ -38,13 +39,14 @@ class SyntheticSpec:
     pitch: tuple[int, int]  # espeak pitch 0-99: a base per variant (all its accents), jittered per utterance
     pitch_jitter: int
     seed: int
+    warp: tuple[float, float] = (1.0, 1.0)  # frequency-scale factor per utterance (a vocal-tract length stand-in)
 
     @classmethod
     def from_config(cls, cfg: Mapping, seed: int) -> "SyntheticSpec":
         return cls(classes=dict(cfg["classes"]), variants=list(cfg["variants"]),
                    speakers_per_split=dict(cfg["speakers_per_split"]), utterances=dict(cfg["utterances"]),
                    rate=tuple(cfg["rate"]), pitch=tuple(cfg["pitch"]), pitch_jitter=int(cfg["pitch_jitter"]),
-                   seed=int(seed))
+                   seed=int(seed), warp=tuple(float(w) for w in cfg.get("warp", (1.0, 1.0))))
 
     def check(self) -> None:
         n_cls = len(self.classes)
@@ -58,6 +60,8 @@ class SyntheticSpec:
                                 f"{n_cls} accent classes: the corpus must be balanced")
             if self.speakers_per_split[split] < 1:
                 raise DataError(f"synthetic.speakers_per_split.{split} must be at least 1")
+        if not 0.5 <= self.warp[0] <= self.warp[1] <= 2.0:
+            raise DataError(f"synthetic.warp {list(self.warp)} must be [low, high] with 0.5 <= low <= high <= 2")
         for key, (lo, hi) in (("rate", self.rate), ("pitch", self.pitch)):
             if lo > hi:
                 raise DataError(f"synthetic.{key}: lower bound {lo} exceeds upper bound {hi}")
@@ -102,10 +106,12 @@ def build_script(spec: SyntheticSpec) -> pd.DataFrame:
                 variant = speakers[i % len(speakers)]  # round-robin: balanced over speakers too
                 jitter = rng.randint(-spec.pitch_jitter, spec.pitch_jitter)
                 pitch = min(99, max(0, base_pitch[variant] + jitter))
+                # Drawn only when asked for, so that a corpus without warping keeps its old random stream.
+                warp = round(rng.uniform(*spec.warp), 3) if spec.warp[0] < spec.warp[1] else spec.warp[0]
                 speaker = f"{accent}-{variant}"
                 rows.append(dict(utt_id=f"{speaker}-{k:06d}", split=split, speaker=speaker, accent=accent,
                                  accent_id=accent_id, voice=voice, variant=variant,
-                                 rate=rng.randint(*spec.rate), pitch=pitch, sentence=sentences[k]))
+                                 rate=rng.randint(*spec.rate), pitch=pitch, warp=warp, sentence=sentences[k]))
                 k += 1
     return pd.DataFrame(rows, columns=list(SCRIPT_COLUMNS))
 
@@ -120,21 +126,34 @@ def read_script(path: str | Path) -> pd.DataFrame:
         if len(bad):
             raise DataError(f"{path}: utterance {bad.iloc[0]!r} has a non-integer {col}")
         script[col] = script[col].astype(int)
+    warp = pd.to_numeric(script["warp"], errors="coerce")
+    bad = script.loc[~(warp > 0), "utt_id"]
+    if len(bad):
+        raise DataError(f"{path}: utterance {bad.iloc[0]!r} has a warp that is not a positive number")
+    script["warp"] = warp
     empty = script.loc[script["sentence"].str.strip() == "", "utt_id"]
     if len(empty):
         raise DataError(f"{path}: utterance {empty.iloc[0]!r} has an empty sentence")
     return script
 
 
-def _render(job: tuple[str, str, str, int, int, str, int]) -> tuple[str, int]:
-    """Speak one sentence to a 16 kHz WAV. Returns (path, samples)."""
-    path, voice, variant, rate, pitch, sentence, min_samples = job
+def _render(job: tuple[str, str, str, int, int, float, str, int]) -> tuple[str, int]:
+    """Speak one sentence to a 16 kHz WAV. Returns (path, samples).
+
+    ``warp`` scales every frequency (formants and pitch) and the tempo by reading espeak-ng's samples as if
+    they were taken at ``warp`` times its rate: the classic speed perturbation, free here because the audio is
+    resampled to 16 kHz anyway. It turns a dozen espeak-ng variants into a continuum of vocal-tract lengths.
+    """
+    path, voice, variant, rate, pitch, warp, sentence, min_samples = job
     cmd = ["espeak-ng", "-v", f"{voice}+{variant}", "-s", str(rate), "-p", str(pitch), "--stdout", sentence]
     proc = subprocess.run(cmd, capture_output=True, check=False)
     if proc.returncode != 0 or not proc.stdout:
         raise AudioError(f"espeak-ng failed for {path} (voice {voice}+{variant}): "
                          f"{proc.stderr.decode(errors='replace').strip()[:300]}")
-    wave = resample(*read_wav_bytes(proc.stdout, f"espeak-ng output for {path}"))
+    wave, source_rate = read_wav_bytes(proc.stdout, f"espeak-ng output for {path}")
+    # The warped rate is rounded to a multiple of 50 Hz (a 0.2 % step): resampling cost grows with
+    # rate / gcd(rate, 16000), and an arbitrary rate (gcd 1) takes gigabytes and minutes per utterance.
+    wave = resample(wave, 50 * int(round(source_rate * warp / 50)))
     if wave.size < min_samples:
         raise AudioError(f"{path}: espeak-ng spoke only {wave.size} samples (need {min_samples}) for {sentence!r}")
     return path, write_wav16(path, wave)
@@ -154,8 +173,8 @@ def synthesize(script: pd.DataFrame, wav_dir: str | Path, processes: int, text_c
     for row in script.to_dict(orient="records"):
         path = str(wav_dir / f"{row['utt_id']}.wav")
         paths.append(path)
-        jobs.append((path, row["voice"], row["variant"], int(row["rate"]), int(row["pitch"]), row["sentence"],
-                     min_samples))
+        jobs.append((path, row["voice"], row["variant"], int(row["rate"]), int(row["pitch"]),
+                     float(row["warp"]), row["sentence"], min_samples))
     samples = dict(parallel_map(_render, jobs, processes))
     drops = DropLog()
     manifest = script.rename(columns={"sentence": "raw_text"}).copy()
