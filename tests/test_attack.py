@@ -21,7 +21,7 @@ from hne_core.attack.art_engine import ESPnetARTRecognizer, make_art_pgd, object
 from hne_core.attack.batching import batch_invariant
 from hne_core.attack.decode import GreedyDecoder
 from hne_core.attack.job import attack_job, load_state
-from hne_core.attack.loss import AttackSetupError, adversarial_losses, pad_targets
+from hne_core.attack.loss import AttackSetupError, adversarial_losses, decoder_losses, pad_targets
 from hne_core.attack.pgd import NaNGradientError, frozen
 from hne_core.attack.run import run_attack
 from hne_core.attack.targets import (LOREM_WORDS, SpellingError, TargetEncoder, assign_targets, check_spellable,
@@ -125,6 +125,33 @@ def test_loss_is_eq4_per_utterance_as_espnet_computes_it(model, waves):
         batched = grads(model, waves, TARGETS)[0]
     singles = torch.stack([grads(model, [w], [t])[0][0] for w, t in zip(waves, TARGETS)])
     assert torch.allclose(batched, singles, rtol=1e-5)  # not divided by the batch size
+
+
+@pytest.mark.parametrize("normalize_length", [False, True])
+def test_decoder_losses_are_criterion_att_row_by_row(model, waves, normalize_length):
+    """decoder_losses reduces per row by itself: it must equal ESPnet's criterion_att on each row alone."""
+    from espnet2.legacy.nets.pytorch_backend.transformer.add_sos_eos import add_sos_eos
+
+    crit = model.criterion_att
+    lens = torch.tensor([len(w) for w in waves])
+    x = torch.zeros(len(waves), int(lens.max()))
+    for i, w in enumerate(waves):
+        x[i, : len(w)] = torch.from_numpy(w)
+    ys, ys_lens = pad_targets(TARGETS, "cpu")
+    saved = crit.normalize_length
+    crit.normalize_length = normalize_length
+    try:
+        with torch.no_grad():
+            enc, enc_lens = model.encode(x, lens)
+            ours = decoder_losses(model, enc, enc_lens, ys, ys_lens)
+            ys_in, ys_out = add_sos_eos(ys, model.sos, model.eos, model.ignore_id)
+            dec_out, _ = model.decoder(enc, enc_lens, ys_in, ys_lens + 1)
+            rows = [crit(dec_out[i: i + 1, : n + 1], ys_out[i: i + 1, : n + 1])
+                    for i, n in enumerate(ys_lens.tolist())]
+    finally:
+        crit.normalize_length = saved
+    assert torch.allclose(ours, torch.stack(rows), rtol=1e-6)
+    assert len(set(ys_lens.tolist())) > 1, "targets of different lengths exercise the padding"
 
 
 def test_loss_refuses_missing_heads_and_training_mode(waves):

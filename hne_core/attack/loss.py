@@ -71,11 +71,23 @@ def ctc_losses(model, enc: torch.Tensor, enc_lens: torch.Tensor, ys: torch.Tenso
 
 def decoder_losses(model, enc: torch.Tensor, enc_lens: torch.Tensor, ys: torch.Tensor,
                    ys_lens: torch.Tensor) -> torch.Tensor:
-    """(B,) teacher-forced decoder loss of each utterance (the model's ``criterion_att`` on its own row)."""
+    """(B,) teacher-forced decoder loss of each utterance: the model's ``criterion_att`` on its own row.
+
+    ESPnet's ``LabelSmoothingLoss`` reduces over the whole batch; calling it once per row (as this did) cost
+    ~10 % of a batched attack step on the CPU. This is the same computation with the batch reduction left out,
+    read off the criterion's own settings; ``tests/test_attack.py`` checks it against ``criterion_att`` row by row.
+    """
     ys_in, ys_out = add_sos_eos(ys, model.sos, model.eos, model.ignore_id)
     dec_out, _ = model.decoder(enc, enc_lens, ys_in, ys_lens + 1)
-    return torch.stack([model.criterion_att(dec_out[i: i + 1, : n + 1], ys_out[i: i + 1, : n + 1])
-                        for i, n in enumerate(ys_lens.tolist())])
+    crit = model.criterion_att
+    ignore = ys_out == crit.padding_idx  # (B, L)
+    with torch.no_grad():
+        true_dist = torch.full_like(dec_out, crit.smoothing / (crit.size - 1))
+        true_dist.scatter_(2, ys_out.masked_fill(ignore, 0).unsqueeze(2), crit.confidence)
+    kl = crit.criterion(torch.log_softmax(dec_out, dim=2), true_dist)  # KLDivLoss(reduction="none"): (B, L, V)
+    per_row = kl.masked_fill(ignore.unsqueeze(2), 0.0).sum(dim=(1, 2))
+    # a batch of one divides by its token count (normalize_length) or by its batch size, 1
+    return per_row / (~ignore).sum(dim=1).to(per_row.dtype) if crit.normalize_length else per_row
 
 
 def adversarial_losses(model, speech: torch.Tensor, speech_lengths: torch.Tensor, ys: torch.Tensor,

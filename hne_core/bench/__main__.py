@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     attack.add_argument("--utts", type=int, default=4, help="utterances (2-3 s of random audio)")
     attack.add_argument("--batch", type=int, default=None, help="native batch size (default: all utterances)")
     attack.add_argument("--steps", type=int, default=3, help="timed PGD steps per engine")
+    attack.add_argument("--repeat", type=int, default=3,
+                        help="interleaved repetitions of every timing; the fastest counts (a shared machine "
+                             "only ever slows a run down)")
     attack.add_argument("--threads", type=int, default=1,
                         help="CPU threads (1: on a busy 2-core machine 2 threads ran 100x slower)")
     attack.add_argument("--paper-device", default=None, help="device for the paper-size model (default: cuda if any)")
