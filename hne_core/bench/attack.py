@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
           f"{chained:.1f} s: {art_sweep / chained:.2f}x", flush=True)
     # The most any exact PGD can gain here: chaining, times ART's batch-1 step over a bare batched forward+backward
     # (no attack step costs less than computing its gradient), decoding free.
-    ceiling = sum(milestones) / max(milestones) * (t_bare / n) ** -1 / rate["art"]
+    ceiling = sum(milestones) / max(milestones) * (n / t_bare) / rate["art"]
     print(f"  ceiling of that ratio on this device (bare batched forward+backward, chaining, free decoding): "
           f"{ceiling:.2f}x", flush=True)
 
@@ -168,7 +168,8 @@ def run(args: argparse.Namespace) -> int:
           f"native_b1_over_art={rate['b1'] / rate['art']:.2f} native_batched_over_art={rate['bb'] / rate['art']:.2f} "
           f"native_step_over_fwd_bwd={t_bb / t_bare:.2f} sweep_chained_s={chained:.1f} "
           f"sweep_independent_s={independent:.1f} sweep_art_s={art_sweep:.1f} "
-          f"sweep_native_over_art={art_sweep / chained:.2f} sweep_ceiling={ceiling:.2f} paper_device={paper_device} paper_utts={p_utts} "
+          f"sweep_native_over_art={art_sweep / chained:.2f} sweep_ceiling={ceiling:.2f} "
+          f"paper_device={paper_device} paper_utts={p_utts} "
           f"paper_utt_seconds={s:.1f} paper_utt_step_ms={p_utt_step * 1e3:.2f} "
           f"paper_step_over_fwd_bwd={t_paper / p_bare:.2f} paper_grid_device_hours={hours:.1f}")
     return 0
