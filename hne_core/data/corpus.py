@@ -10,7 +10,7 @@ directories, the report, training, attacks) is written once and cannot tell the 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -165,13 +165,15 @@ def read_kaldi_table(path: str | Path) -> dict[str, str]:
     return {row[0]: (row[1] if len(row) > 1 else "") for row in rows}
 
 
-def balanced_sample(accent_file: str | Path, n: int, seed: int) -> list[str]:
-    """A seeded choice of up to ``n`` utterance ids of an ESPnet ``accent`` file, spread as evenly as possible
-    over the accent classes (a class with fewer utterances gives all it has). Sorted ids."""
+def balanced_sample(accents: str | Path | Mapping[str, str], n: int, seed: int) -> list[str]:
+    """A seeded choice of up to ``n`` utterance ids of an ESPnet ``accent`` file (or of that file already read,
+    utt_id -> class), spread as evenly as possible over the accent classes (a class with fewer utterances gives
+    all it has). Sorted ids."""
     import random
 
+    table = accents if isinstance(accents, Mapping) else read_kaldi_table(accents)
     by_class: dict[str, list[str]] = {}
-    for utt, cls in sorted(read_kaldi_table(accent_file).items()):
+    for utt, cls in sorted(table.items()):
         by_class.setdefault(cls, []).append(utt)
     rng = random.Random(seed)
     per_class, extra = divmod(n, len(by_class))

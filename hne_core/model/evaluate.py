@@ -38,7 +38,7 @@ def read_data_dir(data_dir: str | Path, limit: int | None = None, seed: int = 0)
     seeded sample balanced over accents (the first ids in order would all share one accent: ids lead with it)."""
     d = Path(data_dir)
     wavs, texts, accents = (read_kaldi_table(d / name) for name in ("wav.scp", "text", "accent"))
-    ids = balanced_sample(d / "accent", limit, seed) if limit else sorted(wavs)
+    ids = balanced_sample(accents, limit, seed) if limit else sorted(wavs)
     return [Utterance(u, wavs[u], texts[u], int(accents[u])) for u in ids]
 
 
