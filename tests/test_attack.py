@@ -101,11 +101,16 @@ def test_unspellable_target_is_an_error_naming_it(bpe, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ loss, batching
-def grads(model, waves, targets, lambda_c=0.3):
+def padded(waves) -> tuple[torch.Tensor, torch.Tensor]:
     lens = torch.tensor([len(w) for w in waves])
     x = torch.zeros(len(waves), int(lens.max()))
     for i, w in enumerate(waves):
         x[i, : len(w)] = torch.from_numpy(w)
+    return x, lens
+
+
+def grads(model, waves, targets, lambda_c=0.3):
+    x, lens = padded(waves)
     x.requires_grad_(True)
     ys, ys_lens = pad_targets(targets, "cpu")
     with frozen(model):
@@ -133,10 +138,7 @@ def test_decoder_losses_are_criterion_att_row_by_row(model, waves, normalize_len
     from espnet2.legacy.nets.pytorch_backend.transformer.add_sos_eos import add_sos_eos
 
     crit = model.criterion_att
-    lens = torch.tensor([len(w) for w in waves])
-    x = torch.zeros(len(waves), int(lens.max()))
-    for i, w in enumerate(waves):
-        x[i, : len(w)] = torch.from_numpy(w)
+    x, lens = padded(waves)
     ys, ys_lens = pad_targets(TARGETS, "cpu")
     saved = crit.normalize_length
     crit.normalize_length = normalize_length
