@@ -345,3 +345,32 @@ def test_attack_job_chains_milestones_and_writes_checked_outputs(exported, bpe, 
     with pytest.raises(SpellingError, match="'FAB'"):
         attack_job(exported, data, ids, tmp_path / "bad.txt", 0.3, EPS, STEP, 1, None, True, "art", "cpu", 1,
                    None, tmp_path / "x.csv", tmp_path / "x.npz", tmp_path / "x.json")
+
+
+def test_attack_benchmark_prints_consistent_figures_and_a_summary_line():
+    """The bench's command line on a tiny setting: every figure the issue asks for, and sums that add up."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-m", "hne_core.bench", "attack", "--utts", "2", "--steps", "1",
+                          "--repeat", "1", "--paper-device", "cpu", "--paper-utts", "1", "--paper-steps", "1",
+                          "--paper-seconds", "1.5"], cwd=repo, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    last = out.stdout.strip().splitlines()[-1]
+    assert last.startswith("summary: ")
+    f = dict(kv.split("=", 1) for kv in last.split()[1:])
+    num = {k: float(v) for k, v in f.items() if k not in ("device", "paper_device")}
+    for key in ("art_b1_utt_steps_per_s", "native_b1_utt_steps_per_s", "native_batched_utt_steps_per_s",
+                "native_step_over_fwd_bwd", "sweep_native_over_art", "sweep_native_over_art_config_milestones",
+                "sweep_ceiling", "paper_utt_step_ms", "paper_grid_device_hours"):
+        assert num[key] > 0, key
+    assert num["native_batched_over_art"] == pytest.approx(
+        num["native_batched_utt_steps_per_s"] / num["art_b1_utt_steps_per_s"], abs=0.011)
+    # the paper's sweep: 2000 chained steps against 5000, decoding the same four times in each
+    assert num["sweep_native_over_art"] == pytest.approx(num["sweep_art_s"] / num["sweep_chained_s"], rel=0.01)
+    assert num["sweep_independent_s"] > num["sweep_chained_s"]
+    assert num["paper_grid_device_hours"] == pytest.approx(
+        16 * 1000 * 2000 * num["paper_utt_step_ms"] / 1000 / 3600, rel=0.01)
+    assert "paper sweep [500, 1000, 1500, 2000]" in out.stdout and "config sweep [50, 100, 150, 200]" in out.stdout
