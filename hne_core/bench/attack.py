@@ -152,14 +152,12 @@ def run(args: argparse.Namespace) -> int:
           f"weights never emit <eos>: every decode runs to the length limit, so this overstates it)", flush=True)
     # The goal is the paper's sweep (500-2000 steps); the config's own milestones (50-200 by default, for a CPU
     # run) are shown too: decoding, the same for both engines, weighs ten times more there.
-    sweeps = {"paper": list(PAPER_GRID["milestones"]), "config": milestones}
-    ratios = {}
-    for name, ms in sweeps.items():
-        ratios[name] = _sweep(name, ms, n_attacked, per_utt_step, 1.0 / rate["art"], t_dec)
+    pm = PAPER_GRID["milestones"]
+    ratios = {name: _sweep(name, ms, n_attacked, per_utt_step, 1.0 / rate["art"], t_dec)
+              for name, ms in (("paper", pm), ("config", milestones))}
     chained, independent, art_sweep = ratios["paper"]
     # The most any exact PGD can gain here: chaining, times ART's batch-1 step over a bare batched forward+backward
     # (no attack step costs less than computing its gradient), decoding free.
-    pm = PAPER_GRID["milestones"]
     ceiling = sum(pm) / max(pm) * (n / t_bare) / rate["art"]
     print(f"  ceiling of that ratio on this device (bare batched forward+backward, chaining, free decoding): "
           f"{ceiling:.2f}x", flush=True)
