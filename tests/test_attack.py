@@ -21,7 +21,7 @@ from hne_core.attack.art_engine import ESPnetARTRecognizer, make_art_pgd, object
 from hne_core.attack.batching import batch_invariant
 from hne_core.attack.decode import GreedyDecoder
 from hne_core.attack.job import attack_job, load_state
-from hne_core.attack.loss import AttackSetupError, adversarial_losses, decoder_losses, pad_targets
+from hne_core.attack.loss import AttackSetupError, adversarial_losses, decoder_losses, pad_targets, pad_waves
 from hne_core.attack.pgd import NaNGradientError, frozen
 from hne_core.attack.run import run_attack
 from hne_core.attack.targets import (LOREM_WORDS, SpellingError, TargetEncoder, assign_targets, check_spellable,
@@ -101,16 +101,8 @@ def test_unspellable_target_is_an_error_naming_it(bpe, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ loss, batching
-def padded(waves) -> tuple[torch.Tensor, torch.Tensor]:
-    lens = torch.tensor([len(w) for w in waves])
-    x = torch.zeros(len(waves), int(lens.max()))
-    for i, w in enumerate(waves):
-        x[i, : len(w)] = torch.from_numpy(w)
-    return x, lens
-
-
 def grads(model, waves, targets, lambda_c=0.3):
-    x, lens = padded(waves)
+    x, lens = pad_waves(waves, "cpu")
     x.requires_grad_(True)
     ys, ys_lens = pad_targets(targets, "cpu")
     with frozen(model):
@@ -138,7 +130,7 @@ def test_decoder_losses_are_criterion_att_row_by_row(model, waves, normalize_len
     from espnet2.legacy.nets.pytorch_backend.transformer.add_sos_eos import add_sos_eos
 
     crit = model.criterion_att
-    x, lens = padded(waves)
+    x, lens = pad_waves(waves, "cpu")
     ys, ys_lens = pad_targets(TARGETS, "cpu")
     saved = crit.normalize_length
     crit.normalize_length = normalize_length

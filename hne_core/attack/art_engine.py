@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hne_core.attack.loss import adversarial_losses, pad_targets
+from hne_core.attack.loss import adversarial_losses, pad_targets, pad_waves
 from hne_core.attack.pgd import (AttackResult, AttackSetupError, AttackSpec, frozen, guard_gradient,
                                  load_checkpoint, model_device, save_checkpoint)
 
@@ -91,13 +91,9 @@ class ESPnetARTRecognizer(_Mixin, _PyTorchEstimator):
         return out
 
     def _batch(self, x) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        waves = [np.asarray(w, dtype=np.float32).reshape(-1) for w in x]
-        lens = torch.tensor([len(w) for w in waves])
-        xb = torch.zeros(len(waves), int(lens.max()))
-        for k, w in enumerate(waves):
-            xb[k, : len(w)] = torch.from_numpy(w)
-        mask = torch.arange(xb.size(1))[None, :] < lens[:, None]
-        return xb.to(self._torch_device), lens.to(self._torch_device), mask.to(self._torch_device)
+        xb, lens = pad_waves([np.asarray(w, dtype=np.float32).reshape(-1) for w in x], self._torch_device)
+        mask = torch.arange(xb.size(1), device=xb.device)[None, :] < lens[:, None]
+        return xb, lens, mask
 
     def loss_gradient(self, x: np.ndarray, y: np.ndarray, **kwargs) -> np.ndarray:
         """∇_x of Eq. 4 for each entry; same structure and shapes as ``x``."""

@@ -48,6 +48,15 @@ def check_heads(model: torch.nn.Module, lambda_c: float) -> None:
         raise AttackSetupError(f"CTC type {model.ctc.ctc_type!r} is not supported (only 'builtin')")
 
 
+def pad_waves(waves: Sequence, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+    """1-D signals (arrays or tensors) -> (B, Tmax) float32 padded with zeros, and their lengths."""
+    lens = torch.tensor([len(w) for w in waves], dtype=torch.long)
+    x = torch.zeros(len(waves), int(lens.max()))
+    for k, w in enumerate(waves):
+        x[k, : len(w)] = torch.as_tensor(w)
+    return x.to(device), lens.to(device)
+
+
 def pad_targets(targets: Sequence[Sequence[int]], device: torch.device | str,
                 ignore_id: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
     """Token-id sequences -> (B, Lmax) padded with ``ignore_id``, and their lengths."""

@@ -43,7 +43,7 @@ import torch
 
 from hne_core.atomic import atomic_path
 from hne_core.attack.batching import batch_invariant, n_fft
-from hne_core.attack.loss import AttackSetupError, adversarial_losses, check_heads, pad_targets
+from hne_core.attack.loss import AttackSetupError, adversarial_losses, check_heads, pad_targets, pad_waves
 
 log = logging.getLogger(__name__)
 
@@ -261,17 +261,11 @@ def pgd_native(model, spec: AttackSpec, batch_size: int = 16, device: str | torc
 
     batches = []
     for idx in groups:
-        lens = torch.tensor([len(spec.waves[i]) for i in idx])
-        M = int(lens.max())
-        x = torch.zeros(len(idx), M)
-        d = torch.zeros(len(idx), M)
-        for r, i in enumerate(idx):
-            x[r, : lens[r]] = torch.from_numpy(spec.waves[i])
-            d[r, : lens[r]] = deltas[i]
-        mask = torch.arange(M)[None, :] < lens[:, None]
+        x, lens = pad_waves([spec.waves[i] for i in idx], dev)
+        d, _ = pad_waves([deltas[i] for i in idx], dev)
+        mask = torch.arange(x.size(1), device=dev)[None, :] < lens[:, None]
         ys, ys_lens = pad_targets([spec.targets[i] for i in idx], dev)
-        batches.append({"idx": idx, "x": x.to(dev), "delta": d.to(dev), "mask": mask.to(dev),
-                        "lens": lens.to(dev), "ys": ys, "ys_lens": ys_lens})
+        batches.append({"idx": idx, "x": x, "delta": d, "mask": mask, "lens": lens, "ys": ys, "ys_lens": ys_lens})
 
     def collect() -> list[torch.Tensor]:
         out: list[torch.Tensor] = [torch.empty(0)] * n

@@ -59,14 +59,10 @@ def _timed_attack(engine: str, model, waves, targets, steps: int, batch: int, de
 
 def _bare_step(model, waves, targets, device: str, reps: int) -> float:
     """ESPnet's own batched loss, forward + backward to the input, parameters frozen (no hooks, no PGD)."""
-    from hne_core.attack.loss import pad_targets
+    from hne_core.attack.loss import pad_targets, pad_waves
     from hne_core.attack.pgd import frozen
 
-    lens = torch.tensor([len(w) for w in waves])
-    x = torch.zeros(len(waves), int(lens.max()))
-    for i, w in enumerate(waves):
-        x[i, : len(w)] = torch.from_numpy(w)
-    x, lens = x.to(device), lens.to(device)
+    x, lens = pad_waves(waves, device)
     ys, ys_lens = pad_targets(targets, device)
 
     def step():
