@@ -2,9 +2,16 @@
 
 ``Speech2Text(beam_size=1, ctc_weight=λC(i), lm_weight=0, penalty=0)`` builds a ``BeamSearch`` over the scorers
 decoder (weight 1-λC(i)), CTC prefix (λC(i)) and length bonus (0), turns it into a ``BatchBeamSearch`` and runs
-it on one utterance's encoder output: Eq. 2 of the paper. ``GreedyDecoder`` builds the same search around a
-model object we already hold (the attack's model), so predictions need no second copy of the weights.
+it on one utterance's encoder output: ESPnet's beam-1 reading of the paper's Eq. 2. ``GreedyDecoder`` builds the
+same search around a model object we already hold (the attack's model), so predictions need no second copy of the
+weights.
 ``tests/test_attack.py`` checks it against ``Speech2Text`` on an exported model.
+
+This is the workflow's ``decoding: {mode: espnet_beam1}``, kept for comparison: with beam 1 ESPnet's pre-beam keeps
+one candidate, the decoder's top token, and scores CTC for it alone, so it is not Eq. 2's arg-max over the
+vocabulary (``hne_core.decoding.Eq2GreedyDecoder``, mode ``exact``, is). ``full_vocabulary=True`` turns the
+pre-beam off: ESPnet's own search then scores every token with both heads, a beam-1 Eq. 2 that the tests use as
+an independent reference for the exact decoder.
 """
 
 from __future__ import annotations
@@ -16,7 +23,8 @@ import torch
 class GreedyDecoder:
     """``decoder(wave) -> token ids`` (no <sos>/<eos>, blanks removed), one utterance at a time."""
 
-    def __init__(self, model, lambda_c: float, maxlenratio: float = 0.0, minlenratio: float = 0.0):
+    def __init__(self, model, lambda_c: float, maxlenratio: float = 0.0, minlenratio: float = 0.0,
+                 full_vocabulary: bool = False):
         from espnet2.legacy.nets.batch_beam_search import BatchBeamSearch
         from espnet2.legacy.nets.beam_search import BeamSearch
         from espnet2.legacy.nets.scorers.ctc import CTCPrefixScorer
@@ -33,7 +41,8 @@ class GreedyDecoder:
         weights = {"decoder": 1.0 - lambda_c, "ctc": lambda_c, "lm": 0.0, "ngram": 0.0, "length_bonus": 0.0}
         search = BeamSearch(beam_size=1, weights=weights, scorers=scorers, sos=model.sos, eos=model.eos,
                             vocab_size=len(token_list), token_list=token_list,
-                            pre_beam_score_key=None if lambda_c == 1.0 else "full", normalize_length=False)
+                            pre_beam_score_key=None if lambda_c == 1.0 or full_vocabulary else "full",
+                            normalize_length=False)
         search.__class__ = BatchBeamSearch
         self.search = search.eval()
         self.maxlenratio, self.minlenratio = maxlenratio, minlenratio
