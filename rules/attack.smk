@@ -14,6 +14,7 @@ rule attack_targets:
     params:
         n_targets=config["attack"]["n_targets"],
         n_utterances=config["attack"]["n_utterances"],
+        composition=config["attack"]["composition"],
         seed=config["seed"],
         text_case=config["data"]["text_case"],
     conda:
@@ -49,6 +50,8 @@ rule attack:
         batch_size=config["attack"]["batch_size"],
         checkpoint_every=config["attack"]["checkpoint_every"],
         on_nan=config["attack"]["on_nan"],
+        target_length=config["attack"]["target_length"],
+        label_smoothing=config["attack"]["label_smoothing"],
         text_case=config["data"]["text_case"],
         # in-job checkpoint: not an output, so a killed job's progress survives for --rerun-incomplete
         checkpoint=lambda wc: f"{R}/attacks/{wc.model}/infer{wc.lci}/pgd{wc.steps}.checkpoint",

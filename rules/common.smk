@@ -56,6 +56,11 @@ def _check_experiment(cfg):
                 "Invalid config key 'commonvoice.archive': data.source is commonvoice, so set "
                 "commonvoice.archive (a cv-corpus-*-en.tar.gz or folder) or commonvoice.mdc_dataset_id"
             )
+    for section in ("pretrain", "finetune"):
+        train = cfg[section]
+        if train.get("scheduler") == "constant" and train.get("warmup_steps"):
+            raise WorkflowError(f"Invalid config key '{section}.warmup_steps': {section}.scheduler is constant, so "
+                                "the warm-up would be ignored; remove warmup_steps or set scheduler: warmuplr")
     if cfg["tokenizer"]["source"] == "pretrained" and cfg["pretrained"]["source"] != "zenodo":
         raise WorkflowError(
             "Invalid config key 'tokenizer.source': 'pretrained' reuses a downloaded model's BPE, "
@@ -112,6 +117,41 @@ def data_path(*parts):
 
 
 ESPNET_FILES = ["wav.scp", "text", "utt2spk", "spk2utt", "accent", "utt2dur", "utt2num_samples"]
+
+
+def _test_split_size(cfg):
+    """What is known at planning time about the test split's size: (count, where it comes from, exact).
+
+    The data stage's ``accent`` file, when it is already there, is exact; before it exists the config bounds the
+    split from above (``synthetic.utterances.test``, or ``commonvoice.subsample.test``: drops can only lower
+    it). (None, ..) when nothing is known yet: the jobs check then (``sample_utterances``)."""
+    accent = data_path("test", "accent")
+    if os.path.isfile(accent):
+        with open(accent, encoding="utf-8") as fh:
+            return sum(1 for line in fh if line.strip()), accent, True
+    if cfg["data"]["source"] == "synthetic":
+        return int(cfg["synthetic"]["utterances"]["test"]), "config key 'synthetic.utterances.test'", False
+    bound = cfg["commonvoice"]["subsample"]["test"]
+    return (int(bound), "config key 'commonvoice.subsample.test'", False) if bound else (None, "", False)
+
+
+def _check_sample_sizes(cfg):
+    """attack.n_utterances and evaluation.n_utterances must not ask for more test utterances than the split
+    holds: said here, before any job runs, when the counts are known (see ``_test_split_size``)."""
+    held, where, exact = _test_split_size(cfg)
+    if held is None:
+        return
+    for section in ("attack", "evaluation"):
+        n = cfg[section]["n_utterances"]
+        if n is not None and n > held:
+            hint = (" (if the data stage is to rewrite that split after a config change, remove the file first)"
+                    if exact else "")
+            raise WorkflowError(
+                f"Invalid config key '{section}.n_utterances': it asks for {n} test utterances, but the test split "
+                f"holds {'only ' if exact else 'at most '}{held} ({where}){hint}")
+
+
+_check_sample_sizes(config)
 
 
 def accent_classes():

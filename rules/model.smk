@@ -135,6 +135,7 @@ rule evaluate:
         model_dir=input_dir("model"),
         test_dir=input_dir("test"),
         n_utterances=config["evaluation"]["n_utterances"],
+        composition=config["evaluation"]["composition"],
         seed=config["seed"],
         text_case=config["data"]["text_case"],
     threads: config["evaluation"]["threads"]
@@ -161,6 +162,7 @@ rule evaluate_base:
         model_dir=input_dir("model"),
         test_dir=input_dir("test"),
         n_utterances=config["evaluation"]["n_utterances"],
+        composition=config["evaluation"]["composition"],
         seed=config["seed"],
         text_case=config["data"]["text_case"],
     threads: config["evaluation"]["threads"]

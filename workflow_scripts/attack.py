@@ -10,5 +10,6 @@ with logged_to(snakemake.log[0]) as log:
         p.steps, snakemake.input.get("prev_state"), p.clip, p.engine,
         "cuda" if snakemake.resources.gpu else "cpu", p.batch_size, p.checkpoint,
         snakemake.output.csv, snakemake.output.state, snakemake.output.summary,
-        text_case=p.text_case, checkpoint_every=p.checkpoint_every, on_nan=p.on_nan, threads=snakemake.threads)
+        text_case=p.text_case, checkpoint_every=p.checkpoint_every, on_nan=p.on_nan, threads=snakemake.threads,
+        target_length=p.target_length, label_smoothing=p.label_smoothing)
     log.info("%s", summary)

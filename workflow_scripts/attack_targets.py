@@ -10,6 +10,6 @@ with logged_to(snakemake.log[0]) as log:
     for target in targets:
         check_spellable(target, token_list, snakemake.input.bpe)
     write_targets(snakemake.output.targets, targets)
-    utts = select_utterances(snakemake.input.accent, p.n_utterances, p.seed)
+    utts = select_utterances(snakemake.input.accent, p.n_utterances, p.seed, p.composition)
     write_text_atomic(snakemake.output.utterances, "".join(f"{u}\n" for u in utts))
     log.info("%d targets, %d attacked utterances", len(targets), len(utts))

@@ -1,11 +1,13 @@
 """One attack job of the workflow: one model, one λC(i), one PGD milestone, a fixed set of test utterances.
 
 ``attack_job`` loads the exported model (``config.yaml`` + ``model.pth``, the stock ESPnet export of
-``hne_core.model.export``) into ESPnet's own ``Speech2Text`` with ``ctc_weight`` = λC(i) and beam 1, exactly as
-the benign evaluation decodes (Eq. 2); the attack's gradients come from the same model object
-(``speech2text.asr_model``), with the loss of Eq. 4 at the same λC(i). Each utterance gets the lorem-ipsum
-target closest to its reference in length. Paths inside ``config.yaml`` (bpe model, stats) are resolved the
-way ESPnet resolves them: relative to the working directory, i.e. the workflow's.
+``hne_core.model.export``) into ESPnet's own ``Speech2Text`` and decodes every milestone's x+δ greedily at λC(i)
+exactly as the benign evaluation does, in ``decoding.mode`` (``hne_core.decoding``: ``exact`` Eq. 2, the default,
+or ``espnet_beam1``, ``Speech2Text`` itself); the attack's gradients come from the same model object
+(``speech2text.asr_model``), with the loss of Eq. 4 at the same λC(i). The decoding mode is not an attack
+setting: δ does not depend on it, so a previous milestone's state chains whatever mode decoded it. Each utterance
+gets the lorem-ipsum target closest to its reference in length. Paths inside ``config.yaml`` (bpe model, stats)
+are resolved the way ESPnet resolves them: relative to the working directory, i.e. the workflow's.
 
 Milestones chain: ``steps`` is the milestone (total PGD steps after this job); ``prev_state`` is the state file
 of the previous milestone of the same (model, λC(i)) or None, and only ``steps - prev_steps`` steps are run,
@@ -39,15 +41,17 @@ import pandas as pd
 import torch
 
 from hne_core.atomic import atomic_path, write_text_atomic
-from hne_core.attack.loss import AttackSetupError, adversarial_losses, pad_targets
+from hne_core.attack.loss import AttackSetupError, adversarial_losses, pad_targets, set_label_smoothing
 from hne_core.attack.pgd import check_constraints
 from hne_core.attack.run import ENGINES, run_attack
 from hne_core.attack.targets import TargetEncoder, assign_targets, read_targets
+from hne_core.decoding import DEFAULT_MODE, Transcriber
 from hne_core.text import normalize_transcript
 
 log = logging.getLogger(__name__)
 
 STATE_FORMAT = "hne-attack-state-1"
+META_DEFAULTS = {"target_length": "chars", "label_smoothing": "model"}
 _QMAX = 32767
 
 
@@ -120,13 +124,20 @@ def attack_job(model_dir: str | Path, data_dir: str | Path, utt_ids: Sequence[st
                lambda_c_infer: float, eps: float, step_size: float, steps: int, prev_state: str | Path | None,
                clip: bool, engine: str, device: str | None, batch_size: int, checkpoint_path: str | Path | None,
                out_csv: str | Path, out_state: str | Path, out_summary: str | Path, *, text_case: str = "upper",
-               checkpoint_every: int = 100, on_nan: str = "error", threads: int | None = None) -> dict:
+               checkpoint_every: int = 100, on_nan: str = "error", threads: int | None = None,
+               target_length: str = "chars", label_smoothing: float | str = "model",
+               decoding: str = DEFAULT_MODE) -> dict:
     """Attack ``utt_ids`` of ``data_dir`` up to milestone ``steps``; write the CSV, summary and state.
 
     CSV columns: utt_id, accent_id, reference, target, hypothesis, target_wer, wer (per utterance, fractions),
     success (hypothesis == target), l2_norm, linf_norm, snr_db, adv_loss (Eq. 4 at x+δ), n_samples, nan_skips.
     Summary: adv_twer and wer (corpus WER ×100), n_utts, success_rate, nan_skipped_steps, n_utts_with_nan,
     steps, steps_run, resumed_from, the settings, and timing. Returns the summary.
+
+    ``target_length`` (``attack.target_length``): how the closest-length target is found (``assign_targets``);
+    ``label_smoothing`` (``attack.label_smoothing``): the decoder loss's smoothing, "model" for the model's own
+    (``set_label_smoothing``). Both are settings of the attack: a previous milestone's state must share them.
+    ``decoding`` (``decoding.mode``): how the hypotheses are decoded (``hne_core.decoding.DECODING_MODES``).
     """
     from hne_core.model.evaluate import read_audio, read_data_dir, corpus_wer
 
@@ -148,21 +159,25 @@ def attack_job(model_dir: str | Path, data_dir: str | Path, utt_ids: Sequence[st
     utts = [by_id[u] for u in utt_ids]
     waves = [read_audio(u.wav) for u in utts]
     refs = [normalize_transcript(u.reference, text_case) for u in utts]
-    targets = assign_targets(refs, read_targets(targets_file))
+    targets = assign_targets(refs, read_targets(targets_file), target_length)
 
     model_dir = Path(model_dir)
     s2t = _load_model(model_dir, lambda_c_infer, device)
+    transcribe = Transcriber(s2t, lambda_c_infer, decoding)
     model = s2t.asr_model
+    set_label_smoothing(model, label_smoothing)
     args = s2t.asr_train_args
     encoder = TargetEncoder(model.token_list, getattr(args, "bpemodel", None), getattr(args, "token_type", "bpe"))
     target_ids = [encoder.encode(t) for t in targets]  # SpellingError names the target
 
     meta = {"eps": float(eps), "step_size": float(step_size), "lambda_c_infer": float(lambda_c_infer),
-            "clip": bool(clip), "engine": engine, "text_case": text_case}
+            "clip": bool(clip), "engine": engine, "text_case": text_case, "target_length": target_length,
+            "label_smoothing": label_smoothing}
     delta0, prev_steps, prev_skips = None, 0, [0] * len(utts)
     if prev_state:
         prev = load_state(prev_state)
-        prev_meta = {k: prev["meta"].get(k) for k in meta}
+        # states written before a setting existed were made with its default
+        prev_meta = {k: prev["meta"].get(k, META_DEFAULTS.get(k)) for k in meta}
         if prev["utt_ids"] != utt_ids or prev["targets"] != targets or prev_meta != meta:
             raise AttackSetupError(f"{prev_state} is the state of a different attack (utterances, targets or "
                                    f"settings {prev_meta} differ from {meta})")
@@ -187,8 +202,7 @@ def attack_job(model_dir: str | Path, data_dir: str | Path, utt_ids: Sequence[st
     with torch.no_grad():
         for x, d, ids in zip(waves, stored, target_ids):
             adv = (x + d).astype(np.float32)
-            out = s2t(adv)
-            hyps.append(normalize_transcript(out[0][0] if out and out[0][0] else "", text_case))
+            hyps.append(normalize_transcript(transcribe(adv), text_case))
             ys, ys_lens = pad_targets([ids], dev)
             speech = torch.from_numpy(adv)[None].to(dev)
             losses.append(float(adversarial_losses(model, speech, torch.tensor([len(adv)], device=dev), ys,
@@ -212,7 +226,7 @@ def attack_job(model_dir: str | Path, data_dir: str | Path, utt_ids: Sequence[st
         "nan_skipped_steps": int(sum(nan_skips)), "n_utts_with_nan": int(sum(n > 0 for n in nan_skips)),
         "steps": int(steps), "steps_run": int(steps - prev_steps), "prev_steps": int(prev_steps),
         "resumed_from_checkpoint": int(result.resumed_from),
-        **meta, "batch_size": int(batch_size), "device": str(device),
+        **meta, "decoding": decoding, "batch_size": int(batch_size), "device": str(device),
         "max_l2_norm": float(frame["l2_norm"].max()),
         "mean_snr_db": float(np.mean(finite_snr)) if finite_snr else None,
         "attack_seconds": attack_s, "total_seconds": time.perf_counter() - t0,

@@ -16,7 +16,9 @@ utterance's own gradient in its row.
   ``zero_infinity``), as ``CTC.loss_fn`` with a batch of one. ESPnet's ``CTC.forward`` applies
   ``F.dropout(p=dropout_rate)`` even in eval mode; eval semantics (no dropout) are used here.
 - L_DEC: the model's ``decoder`` on ``<sos> + ỹ`` and its training criterion ``criterion_att`` (label-smoothed
-  cross entropy with the model's ``lsm_weight``) against ``ỹ + <eos>``.
+  cross entropy with the model's ``lsm_weight``) against ``ỹ + <eos>``. The paper does not say whether the
+  attack's decoder loss is smoothed; ``set_label_smoothing`` (config ``attack.label_smoothing``) sets it on the
+  model's criterion, which ``decoder_losses`` reads, or leaves the model's own (``"model"``).
 
 A head with zero weight is not computed; a head with weight that the model lacks (λC(i) > 0 on a model trained
 with λC(t) = 0, which has no CTC) is an error.
@@ -46,6 +48,24 @@ def check_heads(model: torch.nn.Module, lambda_c: float) -> None:
                                "(it was trained with λC(t) = 1)")
     if lambda_c > 0.0 and getattr(model.ctc, "ctc_type", "builtin") != "builtin":
         raise AttackSetupError(f"CTC type {model.ctc.ctc_type!r} is not supported (only 'builtin')")
+
+
+def set_label_smoothing(model: torch.nn.Module, smoothing: float | str = "model") -> float | None:
+    """Make the attack's decoder loss use label smoothing ``smoothing`` (a number in [0, 1)), or, with
+    ``"model"``, keep the model's own (its ``lsm_weight``). Sets it on the model's ``criterion_att``
+    (ESPnet's ``LabelSmoothingLoss``: ``smoothing`` and ``confidence = 1 - smoothing``), where
+    ``decoder_losses`` reads it, so both engines and the job's final loss see the same value. Returns the
+    smoothing in effect (None for a model without a decoder)."""
+    crit = getattr(model, "criterion_att", None)
+    if smoothing == "model":
+        return None if crit is None else float(crit.smoothing)
+    if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) or not 0.0 <= smoothing < 1.0:
+        raise AttackSetupError(f"attack.label_smoothing must be 'model' or a number in [0, 1), got {smoothing!r}")
+    if crit is None:
+        return None
+    crit.smoothing = float(smoothing)
+    crit.confidence = 1.0 - float(smoothing)
+    return float(smoothing)
 
 
 def pad_waves(waves: Sequence, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:

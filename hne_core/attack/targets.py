@@ -70,16 +70,32 @@ def make_targets(n: int, seed: int, text_case: str = "upper", min_words: int = 1
     return out
 
 
-def assign_targets(references: Sequence[str], targets: Sequence[str]) -> list[str]:
-    """For each reference, the target whose length in characters is closest to it.
+TARGET_LENGTHS = ("chars", "words")
 
-    Ties go to the shorter target, then to the earlier one in ``targets``. Lengths are those of the strings
-    as given: pass normalised references (``normalize_transcript``), as the targets are.
+
+def text_length(text: str, measure: str = "chars") -> int:
+    """The length ``assign_targets`` compares: characters of the string as given, or its word count."""
+    if measure == "chars":
+        return len(text)
+    if measure == "words":
+        return len(text.split())
+    raise ValueError(f"attack.target_length must be one of {TARGET_LENGTHS}, got {measure!r}")
+
+
+def assign_targets(references: Sequence[str], targets: Sequence[str], measure: str = "chars") -> list[str]:
+    """For each reference, the target whose length is closest to it (paper §4.3: "the adversarial transcription
+    from the fixed set having the closest length to the original transcription").
+
+    The paper does not say how length is measured; ``measure`` (``attack.target_length``) is ``chars``
+    (characters) or ``words`` (word count). Ties go to the shorter target, then to the earlier one in
+    ``targets``. Lengths are those of the strings as given: pass normalised references
+    (``normalize_transcript``), as the targets are.
     """
     if not targets:
         raise ValueError("assign_targets: no targets")
-    ranked = [(len(t), k, t) for k, t in enumerate(targets)]
-    return [min(ranked, key=lambda r, n=len(ref): (abs(r[0] - n), r[0], r[1]))[2] for ref in references]
+    ranked = [(text_length(t, measure), k, t) for k, t in enumerate(targets)]
+    return [min(ranked, key=lambda r, n=text_length(ref, measure): (abs(r[0] - n), r[0], r[1]))[2]
+            for ref in references]
 
 
 def _text_tokens(bpe_model: str | Path | None, token_type: str):
@@ -157,11 +173,9 @@ def read_targets(path: str | Path) -> list[str]:
 
 
 
-def select_utterances(accent_file: str | Path, n: int, seed: int) -> list[str]:
-    """The attacked test subset: ``n`` utterance ids, seeded and balanced over accent classes."""
-    from hne_core.data.corpus import balanced_sample
+def select_utterances(accent_file: str | Path, n: int, seed: int, composition: str = "balanced") -> list[str]:
+    """The attacked test subset: exactly ``n`` utterance ids, seeded, composed as ``attack.composition`` says
+    (``hne_core.data.corpus.sample_utterances``); more than the split holds is an error naming both numbers."""
+    from hne_core.data.corpus import sample_utterances
 
-    chosen = balanced_sample(accent_file, n, seed)
-    if len(chosen) < n:
-        raise ValueError(f"{accent_file}: asked for {n} utterances, the split has {len(chosen)} to give")
-    return chosen
+    return sample_utterances(accent_file, n, seed, composition, what="attack.n_utterances")

@@ -165,21 +165,84 @@ def read_kaldi_table(path: str | Path) -> dict[str, str]:
     return {row[0]: (row[1] if len(row) > 1 else "") for row in rows}
 
 
-def balanced_sample(accents: str | Path | Mapping[str, str], n: int, seed: int) -> list[str]:
-    """A seeded choice of up to ``n`` utterance ids of an ESPnet ``accent`` file (or of that file already read,
-    utt_id -> class), spread as evenly as possible over the accent classes (a class with fewer utterances gives
-    all it has). Sorted ids."""
+COMPOSITIONS = ("balanced", "natural")
+
+
+class SampleSizeError(ValueError):
+    """More utterances asked for than the split holds."""
+
+
+def _accent_table(accents: str | Path | Mapping[str, str]) -> dict[str, str]:
+    return dict(accents) if isinstance(accents, Mapping) else read_kaldi_table(accents)
+
+
+def balanced_quotas(sizes: Mapping[str, int], n: int) -> dict[str, int]:
+    """How many utterances each class gives to a sample of ``n``: as even as the classes allow.
+
+    Water-filling: every class is offered ``n // k`` (the first ``n % k`` classes in sorted order one more); a
+    class holding fewer gives all it has, and what it could not give is offered again, evenly, to the classes
+    left. So the quotas add up to ``min(n, total)``, and when no class is short they are exactly the even split
+    (``balanced_sample`` then draws what it always drew).
+    """
+    quotas: dict[str, int] = {}
+    open_classes = sorted(sizes)
+    remaining = n
+    while open_classes:
+        per_class, extra = divmod(remaining, len(open_classes))
+        share = {c: per_class + (1 if i < extra else 0) for i, c in enumerate(open_classes)}
+        short = [c for c in open_classes if sizes[c] < share[c]]
+        if not short:
+            quotas.update(share)
+            break
+        for c in short:
+            quotas[c] = sizes[c]
+            remaining -= sizes[c]
+        open_classes = [c for c in open_classes if c not in short]
+    return {c: quotas.get(c, 0) for c in sorted(sizes)}
+
+
+def sample_utterances(accents: str | Path | Mapping[str, str], n: int, seed: int, composition: str = "balanced",
+                      what: str = "n_utterances", source: str | Path | None = None) -> list[str]:
+    """A seeded choice of exactly ``n`` utterance ids of an ESPnet ``accent`` file (or of that file already read,
+    utt_id -> class). Sorted ids.
+
+    ``composition``:
+    - ``natural``: a uniform sample of the split as it is, so the accent mix follows the split's own (in
+      expectation); the paper attacks "~1K test utterances" of Common Voice's test split without saying more;
+    - ``balanced``: as even over the classes as they allow (``balanced_quotas``): a class with too few
+      utterances gives all it has and the others fill its shortfall.
+
+    Asking for more than the split holds is an error naming both numbers, ``what`` (the config key) and the
+    file (``source``, or ``accents`` when it is a path): a silently smaller sample would change what a table
+    averages over.
+    """
     import random
 
-    table = accents if isinstance(accents, Mapping) else read_kaldi_table(accents)
+    if composition not in COMPOSITIONS:
+        raise ValueError(f"{what}: composition must be one of {COMPOSITIONS}, got {composition!r}")
+    table = _accent_table(accents)
+    where = source if source is not None else (accents if not isinstance(accents, Mapping) else "the split")
+    if n < 1:
+        raise SampleSizeError(f"{where}: {what} asks for {n} utterances; at least 1 is needed")
+    if n > len(table):
+        raise SampleSizeError(f"{where}: {what} asks for {n} utterances, but the split holds only {len(table)}")
+    rng = random.Random(seed)
+    if composition == "natural":
+        return sorted(rng.sample(sorted(table), n))
     by_class: dict[str, list[str]] = {}
     for utt, cls in sorted(table.items()):
         by_class.setdefault(cls, []).append(utt)
-    rng = random.Random(seed)
-    per_class, extra = divmod(n, len(by_class))
+    quotas = balanced_quotas({c: len(u) for c, u in by_class.items()}, n)
     chosen: list[str] = []
-    for i, cls in enumerate(sorted(by_class)):
-        k = min(len(by_class[cls]), per_class + (1 if i < extra else 0))
-        chosen += rng.sample(by_class[cls], k)
+    for cls in sorted(by_class):  # one rng.sample per class in sorted order: the draws of the even split
+        chosen += rng.sample(by_class[cls], quotas[cls])
     return sorted(chosen)
 
+
+def balanced_sample(accents: str | Path | Mapping[str, str], n: int, seed: int) -> list[str]:
+    """A seeded, accent-balanced choice of ``min(n, total)`` utterance ids (sorted): ``sample_utterances`` with
+    ``balanced`` composition, capped at the split's size. For bounds such as ``finetune.max_train_utterances``
+    (at most this many); a sample that must have exactly ``n`` calls ``sample_utterances``."""
+    table = _accent_table(accents)
+    source = None if isinstance(accents, Mapping) else accents
+    return sample_utterances(table, min(n, len(table)), seed, "balanced", source=source) if table else []

@@ -1,8 +1,11 @@
 """Benign evaluation: greedy decoding as the paper's Eq. 2, WER with jiwer, accent accuracy.
 
-Decoding is ESPnet's own ``Speech2Text`` with beam 1 and ``ctc_weight`` = λC(i), which scores each step
-with λC(i)·CTC-prefix + (1-λC(i))·decoder: Eq. 2. One utterance at a time, on purpose: ESPnet's outputs
-depend on batch padding (its centred STFT reflects the batch's zero padding; FINDINGS.md §2), and
+The model is loaded by ESPnet's own ``Speech2Text`` (its weights, token list and tokenizer). Decoding follows
+``decoding.mode`` (``hne_core.decoding``): ``exact`` (the default) takes at every step the token of the whole
+vocabulary, <eos> included, that maximises λC(i)·log p_CTC(prefix + token) + (1-λC(i))·log p_dec(token | prefix),
+Eq. 2; ``espnet_beam1`` is ``Speech2Text`` with beam 1 and ``ctc_weight`` = λC(i), whose pre-beam keeps only the
+decoder's top token (the decoder's greedy hypothesis, which CTC can only end early). One utterance at a time:
+ESPnet's outputs depend on batch padding (its centred STFT reflects the batch's zero padding), and
 ``Speech2Text`` itself decodes one utterance per call. Hypotheses and references are normalised by the same
 function as the data stage before scoring.
 """
@@ -10,7 +13,7 @@ function as the data stage before scoring.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +24,8 @@ import soundfile as sf
 import torch
 import yaml
 
-from hne_core.data.corpus import balanced_sample, read_kaldi_table
+from hne_core.data.corpus import read_kaldi_table, sample_utterances
+from hne_core.decoding import DEFAULT_MODE
 from hne_core.text import normalize_transcript
 
 
@@ -33,18 +37,23 @@ class Utterance:
     accent_id: int
 
 
-def read_data_dir(data_dir: str | Path, limit: int | None = None, seed: int = 0) -> list[Utterance]:
+def read_data_dir(data_dir: str | Path, limit: int | None = None, seed: int = 0,
+                  composition: str = "balanced") -> list[Utterance]:
     """Utterances of an ESPnet data directory written by the data stage, in utt_id order; with ``limit``, a
-    seeded sample balanced over accents (the first ids in order would all share one accent: ids lead with it)."""
+    seeded sample of exactly that many, composed as ``evaluation.composition`` says (``sample_utterances``:
+    not the first ids in order, which would all share one accent: ids lead with it). A ``limit`` above the
+    split's size is an error naming both numbers."""
     d = Path(data_dir)
     wavs, texts, accents = (read_kaldi_table(d / name) for name in ("wav.scp", "text", "accent"))
-    ids = balanced_sample(accents, limit, seed) if limit else sorted(wavs)
+    ids = (sample_utterances(accents, limit, seed, composition, what="evaluation.n_utterances",
+                             source=d / "accent") if limit else sorted(wavs))
     return [Utterance(u, wavs[u], texts[u], int(accents[u])) for u in ids]
 
 
 def load_speech2text(model_dir: str | Path, ctc_weight: float, device: str = "cpu"):
-    """Greedy Eq. 2 decoder on an exported model (``config.yaml`` + ``model.pth``), or on a pre-trained base
-    in its layout (whose config names its files relative to its folder)."""
+    """ESPnet's ``Speech2Text`` (beam 1, ``ctc_weight`` = λC(i)) on an exported model (``config.yaml`` +
+    ``model.pth``), or on a pre-trained base in its layout (whose config names its files relative to its folder).
+    Called, it decodes in mode ``espnet_beam1``; ``load_transcriber`` gives the configured mode."""
     import tempfile
 
     from espnet2.bin.asr_inference import Speech2Text
@@ -62,6 +71,14 @@ def load_speech2text(model_dir: str | Path, ctc_weight: float, device: str = "cp
                            beam_size=1, ctc_weight=float(ctc_weight), lm_weight=0.0, penalty=0.0, nbest=1)
 
 
+def load_transcriber(model_dir: str | Path, ctc_weight: float, mode: str = DEFAULT_MODE, device: str = "cpu"):
+    """``transcriber(wave) -> text``: greedy decoding of the model at λC(i) = ``ctc_weight`` in ``decoding.mode``
+    (``hne_core.decoding.Transcriber``; ``.asr_model`` and ``.speech2text`` give the loaded model)."""
+    from hne_core.decoding import Transcriber
+
+    return Transcriber(load_speech2text(model_dir, ctc_weight, device), ctc_weight, mode)
+
+
 def read_audio(path: str) -> np.ndarray:
     wave, rate = sf.read(path, dtype="float32")
     if rate != 16000 or wave.ndim != 1:
@@ -69,13 +86,14 @@ def read_audio(path: str) -> np.ndarray:
     return wave
 
 
-def decode(speech2text, utterances: Iterable[Utterance], text_case: str = "upper") -> list[str]:
-    """One greedy hypothesis per utterance, decoded one at a time, normalised for scoring."""
+def decode(transcriber: Callable[[np.ndarray], str], utterances: Iterable[Utterance],
+           text_case: str = "upper") -> list[str]:
+    """One greedy hypothesis per utterance (``transcriber``: ``load_transcriber``), decoded one at a time,
+    normalised for scoring."""
     hyps = []
     with torch.no_grad():
         for utt in utterances:
-            results = speech2text(read_audio(utt.wav))
-            hyps.append(normalize_transcript(results[0][0] if results else "", text_case))
+            hyps.append(normalize_transcript(transcriber(read_audio(utt.wav)) or "", text_case))
     return hyps
 
 
@@ -113,15 +131,18 @@ def predict_accents(model, utterances: Iterable[Utterance], device: str = "cpu")
 
 
 def evaluate(model_dir: str | Path, data_dir: str | Path, ctc_weight: float, text_case: str = "upper",
-             limit: int | None = None, device: str = "cpu", seed: int = 0) -> tuple[pd.DataFrame, dict]:
-    """Per-utterance hypotheses and the summary (WER, accent accuracy) of one (model, λC(i)) pair."""
-    utterances = read_data_dir(data_dir, limit, seed)
-    hyps = decode(load_speech2text(model_dir, ctc_weight, device), utterances, text_case)
+             limit: int | None = None, device: str = "cpu", seed: int = 0,
+             composition: str = "balanced", decoding: str = DEFAULT_MODE) -> tuple[pd.DataFrame, dict]:
+    """Per-utterance hypotheses and the summary (WER, accent accuracy, the decoding mode) of one (model, λC(i))
+    pair; ``decoding``: ``decoding.mode`` of the config (``hne_core.decoding.DECODING_MODES``)."""
+    utterances = read_data_dir(data_dir, limit, seed, composition)
+    hyps = decode(load_transcriber(model_dir, ctc_weight, decoding, device), utterances, text_case)
     refs = [normalize_transcript(u.reference, text_case) for u in utterances]
     frame = pd.DataFrame({"utt_id": [u.utt_id for u in utterances], "reference": refs, "hypothesis": hyps,
                           "accent_id": [u.accent_id for u in utterances]})
     frame["wer"] = [corpus_wer([r], [h]) for r, h in zip(refs, hyps)]
-    summary = {"lambda_c_infer": float(ctc_weight), "n_utts": len(utterances), "wer": corpus_wer(refs, hyps)}
+    summary = {"lambda_c_infer": float(ctc_weight), "decoding": decoding, "n_utts": len(utterances),
+               "wer": corpus_wer(refs, hyps)}
     mtl = load_mtl_model(model_dir, device)
     if mtl is not None:
         frame["accent_pred"] = predict_accents(mtl, utterances, device)

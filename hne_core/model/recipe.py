@@ -134,10 +134,31 @@ def _optimisation(train: Mapping) -> dict:
         "keep_nbest_models": 1,
         "patience": None,
     }
-    if train.get("warmup_steps"):
+    scheduler = scheduler_of(train)
+    if scheduler == "warmuplr":
         out["scheduler"] = "warmuplr"
         out["scheduler_conf"] = {"warmup_steps": int(train["warmup_steps"])}
     return out
+
+
+SCHEDULERS = ("constant", "warmuplr")
+
+
+def scheduler_of(train: Mapping) -> str:
+    """The learning-rate schedule of a training section: its ``scheduler`` key (``constant``: ``lr`` throughout,
+    no ESPnet scheduler; ``warmuplr``: ESPnet's warmuplr over ``warmup_steps``), or, unset, warmuplr when
+    ``warmup_steps`` is set (the pre-training section) and constant otherwise. The paper states lr 1e-3 for
+    fine-tuning and nothing about a schedule, so the fine-tuning sections name theirs. A contradiction (a
+    constant schedule with warm-up steps, warmuplr without them) is an error naming the key."""
+    scheduler = train.get("scheduler") or ("warmuplr" if train.get("warmup_steps") else "constant")
+    if scheduler not in SCHEDULERS:
+        raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
+    if scheduler == "warmuplr" and not train.get("warmup_steps"):
+        raise ValueError("scheduler warmuplr needs a positive warmup_steps")
+    if scheduler == "constant" and train.get("warmup_steps"):
+        raise ValueError(f"scheduler constant with warmup_steps {train['warmup_steps']}: the warm-up would be "
+                         "ignored; remove warmup_steps or set scheduler: warmuplr")
+    return scheduler
 
 
 def layout_config(train_config: Mapping) -> dict:
@@ -166,10 +187,12 @@ def resolve_layout_config(cfg: Mapping, layout_dir: str | Path) -> dict:
 
 def write_training_subset(stats_train_dir: str | Path, accent_file: str | Path, n: int, seed: int,
                           out_dir: str | Path) -> Path:
-    """Shape files for a seeded subset of ``n`` training utterances, balanced over accent classes.
+    """Shape files for a seeded subset of at most ``n`` training utterances, balanced over accent classes.
 
     Fine-tuning 13 models on a CPU cannot afford the whole corpus per epoch; the subset keeps both classes
-    equally present, and the seed fixes it.
+    equally present, and the seed fixes it. A class with too few utterances gives all it has and the others
+    fill its shortfall (``balanced_quotas``), so the subset holds ``n`` utterances whenever the split does;
+    ``finetune.max_train_utterances`` is a bound, so a split smaller than ``n`` is used whole.
     """
     from hne_core.data.corpus import balanced_sample
 
