@@ -165,7 +165,8 @@ class Eq2GreedyDecoder:
         return out  # type: ignore[return-value]
 
 
-def make_decoder(model: torch.nn.Module, lambda_c: float, mode: str = DEFAULT_MODE) -> Callable[[np.ndarray], list[int]]:
+def make_decoder(model: torch.nn.Module, lambda_c: float,
+                 mode: str = DEFAULT_MODE) -> Callable[[np.ndarray], list[int]]:
     """A ``wave -> token ids`` greedy decoder of ``model`` at λC(i) in ``mode`` (see ``DECODING_MODES``)."""
     if check_mode(mode) == "exact":
         return Eq2GreedyDecoder(model, lambda_c)

@@ -52,6 +52,7 @@ rule attack:
         on_nan=config["attack"]["on_nan"],
         target_length=config["attack"]["target_length"],
         label_smoothing=config["attack"]["label_smoothing"],
+        decoding=config["decoding"]["mode"],
         text_case=config["data"]["text_case"],
         # in-job checkpoint: not an output, so a killed job's progress survives for --rerun-incomplete
         checkpoint=lambda wc: f"{R}/attacks/{wc.model}/infer{wc.lci}/pgd{wc.steps}.checkpoint",

@@ -136,6 +136,7 @@ rule evaluate:
         test_dir=input_dir("test"),
         n_utterances=config["evaluation"]["n_utterances"],
         composition=config["evaluation"]["composition"],
+        decoding=config["decoding"]["mode"],
         seed=config["seed"],
         text_case=config["data"]["text_case"],
     threads: config["evaluation"]["threads"]
@@ -163,6 +164,7 @@ rule evaluate_base:
         test_dir=input_dir("test"),
         n_utterances=config["evaluation"]["n_utterances"],
         composition=config["evaluation"]["composition"],
+        decoding=config["decoding"]["mode"],
         seed=config["seed"],
         text_case=config["data"]["text_case"],
     threads: config["evaluation"]["threads"]

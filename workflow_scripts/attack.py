@@ -11,5 +11,5 @@ with logged_to(snakemake.log[0]) as log:
         "cuda" if snakemake.resources.gpu else "cpu", p.batch_size, p.checkpoint,
         snakemake.output.csv, snakemake.output.state, snakemake.output.summary,
         text_case=p.text_case, checkpoint_every=p.checkpoint_every, on_nan=p.on_nan, threads=snakemake.threads,
-        target_length=p.target_length, label_smoothing=p.label_smoothing)
+        target_length=p.target_length, label_smoothing=p.label_smoothing, decoding=p.decoding)
     log.info("%s", summary)
