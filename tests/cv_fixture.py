@@ -74,16 +74,23 @@ def _mp3(wav: Path, mp3: Path) -> None:
           "-ar", "48000", str(mp3)])
 
 
+def speech_mp3(sentence: str, out: Path, voice: str | None = None) -> Path:
+    """``sentence`` spoken by espeak-ng (``voice``, e.g. ``en-us+m3``; its default English voice if None), as a
+    48 kHz MP3 like Common Voice's clips."""
+    wav = out.with_suffix(".wav")
+    _run(["espeak-ng", *(["-v", voice] if voice else []), "-w", str(wav), sentence])
+    _mp3(wav, out)
+    wav.unlink()
+    return out
+
+
 def make_clips(folder: Path) -> Path:
     """Every clip any schema needs, once: speech from espeak-ng, a 50 ms tone, seeded random bytes."""
     folder.mkdir(parents=True, exist_ok=True)
     for _, _, number, sentence, _, _, kind in ROWS:
         out = folder / clip_name(number)
         if kind == "speech":
-            wav = folder / f"{number}.wav"
-            _run(["espeak-ng", "-w", str(wav), sentence if sentence.strip(".!? ") else "silence please"])
-            _mp3(wav, out)
-            wav.unlink()
+            speech_mp3(sentence if sentence.strip(".!? ") else "silence please", out)
         elif kind == "tiny":
             _run(["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-f", "lavfi", "-i",
                   "sine=frequency=440:duration=0.05", "-codec:a", "libmp3lame", "-ar", "48000", str(out)])
@@ -136,3 +143,87 @@ def cv_corpus(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     """(schema, language folder) for each accent schema."""
     schema = request.param
     return schema, make_corpus(tmp_path_factory.mktemp(f"cv_{schema}"), schema, cv_clips)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# An unbalanced release in the CV >= 8.0 schema (``accents``, free text): what the paper config meets on real
+# Common Voice, where US English speakers far outnumber Indian English ones. Each split's kept rows are about
+# 70 % US / 30 % Indian; multi-accent rows (dropped by multi_accent: drop), other accents and empty accents are
+# mixed in. Speakers are split-disjoint, each with one espeak-ng voice (en-us for US, en-029 standing in for
+# Indian English, which espeak-ng lacks), several clips each.
+# ----------------------------------------------------------------------------------------------------------
+
+SCOTTISH = "Scottish English"
+ENGLAND = "England English"
+# speaker -> (accents column, espeak-ng voice); split by SPEAKER_SPLITS
+SPEAKERS: dict[str, tuple[str, str]] = {
+    "amy": (US, "en-us+f1"), "ben": (US, "en-us+m1"), "cal": (US, "en-us+m3"),
+    "ravi": (INDIA, "en-029+m2"), "sita": (INDIA, "en-029+f2"),
+    "mix1": (f"{US},{INDIA}", "en-us+m4"), "mix2": (f"{INDIA},{AFRICA}", "en-029+m5"),
+    "ian": (SCOTTISH, "en-gb-scotland"), "quiet": ("", "en-us+m6"),
+    "dee": (US, "en-us+f3"), "eve": (US, "en-us+f4"), "asha": (INDIA, "en-029+f4"),
+    "mix3": (f"{US},{ENGLAND}", "en-us+m2"),
+    "fay": (US, "en-us+f2"), "gus": (US, "en-us+m7"), "hal": (US, "en-us+m5"),
+    "kiran": (INDIA, "en-029+m3"), "mix4": (f"{US},{INDIA}", "en-us+f5"), "tom": (ENGLAND, "en-gb"),
+}
+# split -> [(speaker, number of clips)]
+SPEAKER_SPLITS: dict[str, list[tuple[str, int]]] = {
+    "train": [("amy", 4), ("ben", 4), ("cal", 3), ("ravi", 3), ("sita", 2), ("mix1", 1), ("mix2", 1),
+              ("ian", 1), ("quiet", 1)],                           # kept 11 US / 5 Indian
+    "dev": [("dee", 2), ("eve", 1), ("asha", 2), ("mix3", 1)],     # kept 3 US / 2 Indian
+    "test": [("fay", 4), ("gus", 3), ("hal", 3), ("kiran", 4), ("mix4", 1), ("tom", 1)],  # kept 10 US / 4 Indian
+}
+# Short sentences (one clip each, in row order); pangrams among them so that every letter is spoken.
+SENTENCES: tuple[str, ...] = (
+    "The quick brown fox jumps over the lazy dog.", "Pack my box with five dozen liquor jugs.",
+    "How vexingly quick daft zebras jump!", "Sphinx of black quartz, judge my vow.",
+    "The train leaves at noon.", "She sells sea shells by the shore.", "We watched the river rise.",
+    "My brother plays the violin.", "Turn left at the old mill.", "The soup is far too hot.",
+    "Bring your umbrella today.", "A cold wind blew all night.", "They painted the fence green.",
+    "He forgot his keys again.", "The market opens early.", "Please close the kitchen window.",
+    "Our team won the final match.", "The baby laughed at the puppy.", "I like reading old maps.",
+    "Water boils at one hundred degrees.", "The library is very quiet.", "Jack fixed the broken chair.",
+    "The moon was bright and full.", "Quiet minds solve hard puzzles.", "Send me the report by Friday.",
+    "The garden needs more water.", "Zebras graze on the open plain.", "Mix the flour with the eggs.",
+    "Every child deserves a good school.", "The bus was late this morning.", "Keep the change, please.",
+    "Birds sing before the sunrise.", "The doctor will see you now.", "Fresh bread smells wonderful.",
+    "Count the coins on the table.", "Lights went out across the city.", "The ship sailed into the fog.",
+    "Yellow leaves fall in autumn.", "Never judge a book by its cover.", "The exam starts in an hour.",
+    "Thank you for the lovely gift.", "Snow covered the quiet village.", "Wash your hands before dinner.",
+    "Ask the guide about the castle.", "The lamp on my desk is broken.",
+)
+
+
+def unbalanced_rows() -> list[tuple[str, str, int, str, str, str, str]]:
+    """The release's rows in ``ROWS``' form (split, speaker, clip number, sentence, code, accents, kind)."""
+    rows, number = [], 100
+    for split, speakers in SPEAKER_SPLITS.items():
+        for speaker, clips in speakers:
+            for _ in range(clips):
+                rows.append((split, speaker, number, SENTENCES[number - 100], "", SPEAKERS[speaker][0], "speech"))
+                number += 1
+    return rows
+
+
+def make_unbalanced_release(root: Path) -> Path:
+    """``root/cv-corpus-99.0-2099-01-01`` with ``en/{train,dev,test}.tsv`` in the CV >= 8.0 schema and an MP3
+    per row. Returns the release folder (what ``commonvoice.archive`` may point to)."""
+    lang = root / RELEASE / "en"
+    (lang / "clips").mkdir(parents=True)
+    rows = unbalanced_rows()
+    for split in ("train", "dev", "test"):
+        write_tsv(lang / f"{split}.tsv", [r for r in rows if r[0] == split], "free_text")
+    for row in rows:
+        speech_mp3(row[3], lang / "clips" / clip_name(row[2]), voice=SPEAKERS[row[1]][1])
+    return root / RELEASE
+
+
+def expected_kept(split: str) -> dict[str, int]:
+    """Kept rows of a split of the unbalanced release per class (multi_accent: drop), before subsampling."""
+    counts = {"us": 0, "indian": 0}
+    for speaker, clips in SPEAKER_SPLITS[split]:
+        label = SPEAKERS[speaker][0]
+        for name, spec in CLASSES.items():
+            if label in spec["labels"]:
+                counts[name] += clips
+    return counts
