@@ -1,7 +1,7 @@
 """The pre-trained ESPnet2 model the paper fine-tunes, fetched once, verified, and laid out in a fixed form.
 
 espnet_model_zoo does the download and unpacking, but it checks an MD5 only when the server sends one, and by
-name it serves another record than the paper's (FINDINGS.md §3): so we pass the pinned record URL, and verify
+name it serves another record than the paper's (docs/design-notes.md §2): so we pass the pinned record URL, and verify
 a sha256 from the config ourselves before anything is unpacked.
 
 Every pre-trained base, downloaded or trained here, ends in the same layout (``LAYOUT``), so fine-tuning

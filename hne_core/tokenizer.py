@@ -1,7 +1,7 @@
 """The models' token set: a sentencepiece model plus ESPnet's token list.
 
-The self-made corpus trains its own sentencepiece model (``model_type: char`` by default: FINDINGS.md §9
-measured that a small model learns characters in minutes where BPE-200 did not); the paper config reuses
+The self-made corpus trains its own sentencepiece model (``model_type: char`` by default: a small model learns
+characters in minutes where BPE-200 did not, docs/design-notes.md §4); the paper config reuses
 the pre-trained model's BPE and token list unchanged, because the fine-tuned heads share its output layer.
 The token list is written by ESPnet's own ``tokenize_text`` (the same call as its asr.sh recipe), so the
 symbols ``<blank>``, ``<unk>`` and ``<sos/eos>`` sit where ESPnet expects them.

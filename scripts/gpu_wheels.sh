@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Fetch, on this machine (it has PyPI), the wheels that the lent GPU machines lack for scripts/gpu_check.sh.
 # Their image carries torch 2.11 / torchaudio 2.11 / numpy / scipy / pandas / scikit-learn / sentencepiece
-# (see /work/.library/device/KINDS.md) but not ESPnet, ART, jiwer and what those import. Versions: the venv's.
+# but not ESPnet, ART, jiwer and what those import. Versions: the venv's.
 #   scripts/gpu_wheels.sh [DEST]   (default .whl, added to .git/info/exclude; about 10 MB)
-# Then carry DEST to the device (run(carry=[".whl"])) and start scripts/gpu_check.sh there.
+# Then copy DEST to the GPU machine, beside the repository, and start scripts/gpu_check.sh there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEST=${1:-.whl}

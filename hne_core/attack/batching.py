@@ -1,11 +1,12 @@
 """Batch invariance of ESPnet's frontend: a padded utterance must be attacked exactly as if it were alone.
 
-On espnet 202611 the only batch dependence is the centred STFT (FINDINGS.md §2): ``torch.stft(center=True)``
-reflect-pads the edges of the *batch tensor*, so the last frames of a zero-padded utterance see zeros where,
-alone, they see the reflection of its own last ``n_fft // 2`` samples; utterance MVN then spreads the change to
-every frame, and the input gradient leaks into the padded tail (PGD would write noise there).
+On espnet 202611 the only batch dependence of the frontend is the centred STFT (docs/design-notes.md §1):
+``torch.stft(center=True)`` reflect-pads the edges of the *batch tensor*, so the last frames of a zero-padded
+utterance see zeros where, alone, they see the reflection of its own last ``n_fft // 2`` samples; utterance MVN
+then spreads the change to every frame, and the input gradient leaks into the padded tail (PGD would write
+noise there).
 
-Two hooks on ``model.frontend.stft`` (ported from the probe's ``install_fix_a``), inside the autograd graph:
+Two hooks on ``model.frontend.stft``, inside the autograd graph:
 a forward pre-hook writes each utterance's own reflection right after its end and zeroes the rest (widening
 the tensor by ``n_fft // 2`` where a reflection would run past it), and a forward hook trims the STFT back to
 ``max(olens)`` frames. A batch whose rows all have full length (a batch of one) is passed through unchanged,

@@ -2,7 +2,7 @@
 
 Sentences are drawn from a handful of templates over word classes, so that every sentence is plausible to
 a listener, has 3-8 words (about 2 s of speech) and the corpus has many unique sentences: the calibration
-in FINDINGS.md §9 showed that a small model learns from many unique sentences, not from repeats.
+in docs/design-notes.md §4 showed that a small model learns from many unique sentences, not from repeats.
 """
 
 from __future__ import annotations

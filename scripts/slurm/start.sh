@@ -14,7 +14,7 @@
 #
 # No accounting (no slurmdbd): `sacct` fails, so Snakemake's slurm executor must poll with
 #   --slurm-status-command squeue      (works: MinJobAge=300 keeps finished jobs visible)
-# Adapted from the recipe verified in ../shared/reference/local-slurm/.
+# Why these settings: docs/design-notes.md §5.
 set -euo pipefail
 
 BASE=${SLURM_LOCAL_DIR:-/tmp/hne-slurm}
