@@ -57,12 +57,18 @@ def check_mode(mode: str) -> str:
 
 
 @torch.no_grad()
-def eq2_greedy(model: torch.nn.Module, enc: torch.Tensor, enc_lens: torch.Tensor, lambda_c: float) -> list[list[int]]:
+def eq2_greedy(model: torch.nn.Module, enc: torch.Tensor, enc_lens: torch.Tensor, lambda_c: float,
+               return_scores: bool = False) -> list[list[int]] | tuple[list[list[int]], list[float]]:
     """Exact Eq. 2 greedy token ids (no <sos>/<eos>, blanks dropped) of a padded batch of encoder outputs.
 
     ``enc``: (B, T, D) encoder output, ``enc_lens``: (B,) valid frames of each row. All rows step together;
     a row that has ended keeps being fed (its further tokens are ignored) so that the CTC scorer, which
     assumes one prefix length for the whole batch, and the decoder cache keep their shapes.
+
+    ``return_scores``: also each hypothesis' score, the sum of its steps' weighted scores up to and including
+    the step that chose <eos> (ESPnet's hypothesis score). The CTC differences telescope, so for a hypothesis
+    ended by <eos> it is λC(i)·log p_CTC(hypothesis | x) + (1-λC(i))·Σ log p_dec: a number that exposes a
+    difference in any head's output that the arg-max would hide.
     """
     from espnet2.legacy.nets.ctc_prefix_score import CTCPrefixScoreTH
     from espnet2.legacy.nets.pytorch_backend.transformer.mask import subsequent_mask
@@ -88,6 +94,7 @@ def eq2_greedy(model: torch.nn.Module, enc: torch.Tensor, enc_lens: torch.Tensor
 
     ys = torch.full((B, 1), sos, dtype=torch.long, device=dev)
     out: list[list[int]] = [[] for _ in range(B)]
+    totals = [0.0] * B
     done = [False] * B
     max_len = lens.tolist()  # maxlenratio = 0: at most one token per encoder frame
     for i in range(int(lens.max()) if B else 0):
@@ -103,9 +110,11 @@ def eq2_greedy(model: torch.nn.Module, enc: torch.Tensor, enc_lens: torch.Tensor
         if use_ctc:
             ctc_state = ctc.index_select_state(ctc_full, best[:, None])
         ys = torch.cat([ys, best[:, None]], dim=1)
+        chosen = score.gather(1, best[:, None])[:, 0].tolist() if return_scores else [0.0] * B
         for b, token in enumerate(best.tolist()):
             if done[b]:
                 continue
+            totals[b] += chosen[b]
             if token == eos:
                 done[b] = True
                 continue
@@ -114,7 +123,8 @@ def eq2_greedy(model: torch.nn.Module, enc: torch.Tensor, enc_lens: torch.Tensor
                 done[b] = True
         if all(done):
             break
-    return [[t for t in row if t != BLANK] for row in out]
+    tokens = [[t for t in row if t != BLANK] for row in out]
+    return (tokens, totals) if return_scores else tokens
 
 
 class Eq2GreedyDecoder:

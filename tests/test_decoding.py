@@ -1,0 +1,365 @@
+"""Exact Eq. 2 greedy decoding (``hne_core.decoding``) against an independent recomputation of Eq. 2.
+
+The constructed-score tests run the tiny real ESPnet model with its two heads' outputs replaced by known ones: a
+forward hook on the CTC head's linear layer returns a fixed (T, V) logit table, and the decoder's
+``forward_one_step`` (which both our decoder and ESPnet's beam search call) returns log-softmaxed rows of a
+fixed table indexed by the prefix length and its last token. The test then recomputes every step of Eq. 2 in
+float64 numpy from the same tables: CTC prefix probabilities by the textbook forward recursion over the
+blank-extended label sequence, the decoder's log-probabilities by a log-softmax, the weighted sum over the whole
+vocabulary, and checks that every emitted token, and the final <eos>, is its arg-max.
+
+Tolerance. The decoder computes in float32 (unit roundoff u = 2^-24). Its CTC term comes from a log-domain
+recursion of T steps, each a logsumexp of at most 4 terms plus a log-probability, over values whose magnitude is
+at most M (the largest |score| of the step); the decoder term is a log-softmax over V logits. The accumulated
+absolute error is then below c·(T + V)·u·(1 + M) for a small constant c; c = 16 is generous. A step whose best
+and second-best reference scores lie closer than that is a tie at float32 precision: the emitted token must then
+only score within the tolerance of the best. Every test asserts that most steps are clear of ties, so the
+arg-max check cannot pass vacuously.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+
+from hne_core.attack.decode import GreedyDecoder
+from hne_core.decoding import DECODING_MODES, Eq2GreedyDecoder, eq2_greedy, make_decoder
+from model_utils import TOKENS, build_tiny
+
+V = len(TOKENS)
+BLANK, EOS = 0, V - 1
+U32 = 2.0 ** -24
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build_tiny(1.0, 0.3)
+
+
+def noise(n: int, seed: int) -> np.ndarray:
+    return (0.1 * np.random.default_rng(seed).standard_normal(n)).astype(np.float32)
+
+
+def frames(model, wave: np.ndarray) -> int:
+    with torch.no_grad():
+        enc, lens = model.encode(torch.from_numpy(wave)[None], torch.tensor([len(wave)]))
+    return int(lens[0])
+
+
+# ------------------------------------------------------------------------------------------ constructed heads
+@contextlib.contextmanager
+def constructed(model, ctc_logits: np.ndarray | None, dec_table: np.ndarray | None) -> Iterator[None]:
+    """The model's CTC head outputs ``ctc_logits`` (T, V) for every utterance of T frames; its decoder outputs
+    log_softmax(dec_table[min(len(prefix), L-1), last token]) (the <sos> counts as the last token of the empty
+    prefix). The encoder, frontend and everything else stay the real ESPnet modules."""
+    handles, patched = [], False
+    if ctc_logits is not None:
+        table = torch.tensor(ctc_logits, dtype=torch.float32)
+
+        def ctc_hook(module, args, out):
+            assert out.shape[-2] == table.shape[0], "the table must have as many frames as the encoder output"
+            return table.expand(out.shape[0], *table.shape).clone()
+
+        handles.append(model.ctc.ctc_lo.register_forward_hook(ctc_hook))
+    if dec_table is not None:
+        dec = torch.tensor(dec_table, dtype=torch.float32)
+        n_layers = len(model.decoder.decoders)
+
+        def forward_one_step(tgt, tgt_mask, memory, memory_mask=None, *, cache=None, return_hs=False):
+            step = min(tgt.shape[1] - 1, dec.shape[0] - 1)
+            logp = torch.log_softmax(dec[step][tgt[:, -1]], dim=-1)
+            return logp, [torch.zeros(tgt.shape[0], tgt.shape[1], 1) for _ in range(n_layers)]
+
+        model.decoder.forward_one_step = forward_one_step
+        patched = True
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+        if patched:
+            del model.decoder.forward_one_step
+
+
+def make_tables(T: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A CTC table peaked along a random label path (what a trained CTC head looks like) with noise, and a
+    random decoder table whose <eos> grows likelier with the prefix length (so hypotheses end before T)."""
+    rng = np.random.default_rng(seed)
+    ctc = rng.normal(0.0, 1.0, (T, V))
+    for t in range(T):
+        ctc[t, rng.integers(1, EOS) if t % 2 else BLANK] += 4.0
+    dec = rng.normal(0.0, 1.5, (T + 1, V, V))
+    dec[:, :, BLANK] = -30.0  # the decoder never says blank (it would vanish from the output)
+    dec[:, :, EOS] += np.linspace(-3.0, 3.0, T + 1)[:, None]
+    return ctc, dec
+
+
+# ------------------------------------------------------------------------------------------ the reference
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x - x.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+def ctc_alpha(y: np.ndarray, g: list[int]) -> np.ndarray:
+    """Forward variables α[t, s] over the blank-extended sequence (b, g1, b, g2, ..., b): the probability that the
+    first t frames collapse to g's first labels ending in state s. y: (T, V) probabilities."""
+    ext = [BLANK]
+    for c in g:
+        ext += [c, BLANK]
+    T, S = len(y), len(ext)
+    a = np.zeros((T + 1, S))
+    a[0, 0] = 1.0
+    for t in range(T):
+        for s in range(S):
+            p = a[t, s] + (a[t, s - 1] if s >= 1 else 0.0)
+            if s >= 2 and ext[s] != BLANK and ext[s] != ext[s - 2]:
+                p += a[t, s - 2]
+            a[t + 1, s] = p * y[t, ext[s]]
+    return a
+
+
+def ctc_log_prefix(y: np.ndarray, g: list[int]) -> np.ndarray:
+    """log p_CTC(g + c | x) for every token c: c = <eos> is the probability of exactly g, c = blank is -inf.
+    The prefix probability of g + c sums, over the frame t at which c is first emitted, the probability that
+    frames before t collapse to g (ending in blank when c repeats g's last label) times y[t, c]."""
+    a = ctc_alpha(y, g)
+    L = len(g)
+    ends_blank = a[:-1, 2 * L]  # frames before t collapse to g, the last one blank (or g empty)
+    ends_label = a[:-1, 2 * L - 1] if L else np.zeros(len(y))
+    out = np.empty(V)
+    for c in range(V):
+        before = ends_blank + (ends_label if (not L or c != g[-1]) else 0.0)
+        out[c] = np.sum(before * y[:, c])
+    out[EOS] = a[-1, 2 * L] + (a[-1, 2 * L - 1] if L else 0.0)
+    out[BLANK] = 0.0
+    with np.errstate(divide="ignore"):
+        return np.log(out)
+
+
+def dec_log_probs(dec: np.ndarray, g: list[int]) -> np.ndarray:
+    return log_softmax(dec[min(len(g), len(dec) - 1), g[-1] if g else EOS])
+
+
+def eq2_scores(y: np.ndarray | None, dec: np.ndarray | None, g: list[int], lam: float) -> np.ndarray:
+    """Eq. 2's weighted score of every candidate c after prefix g (float64)."""
+    score = np.zeros(V)
+    if lam > 0:
+        score += lam * ctc_log_prefix(y, g)
+    if lam < 1:
+        score += (1.0 - lam) * dec_log_probs(dec, g)
+    return score
+
+
+def check_argmax_path(tokens: list[int], T: int, score_fn) -> tuple[int, int]:
+    """Every emitted token, and the <eos> after them when the hypothesis ended before T tokens, is the arg-max of
+    ``score_fn(prefix)`` (up to the float32 tolerance of the module docstring). Returns (clear steps, steps)."""
+    steps = [(tokens[:i], tokens[i]) for i in range(len(tokens))]
+    assert len(tokens) <= T
+    if len(tokens) < T:
+        steps.append((tokens, EOS))
+    clear = 0
+    for prefix, emitted in steps:
+        s = score_fn(prefix)
+        finite = s[np.isfinite(s)]
+        tol = 16 * (T + V) * U32 * (1.0 + np.abs(finite).max())
+        top2 = np.sort(finite)[-2:]
+        assert s[emitted] >= top2[-1] - tol, (prefix, emitted, s)
+        if top2[-1] - top2[0] > tol:
+            clear += 1
+            assert emitted == int(np.argmax(s)), (prefix, emitted, s)
+    return clear, len(steps)
+
+
+def greedy_reference(T: int, score_fn) -> list[int]:
+    """Eq. 2 greedy decoding done by hand: arg-max, stop at <eos> or after T tokens."""
+    out: list[int] = []
+    while len(out) < T:
+        c = int(np.argmax(score_fn(out)))
+        if c == EOS:
+            break
+        out.append(c)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ tests
+@pytest.mark.parametrize("lam", [0.3, 0.5, 0.7])
+def test_every_token_is_the_argmax_of_the_weighted_sum(model, lam):
+    clear = total = ended = 0
+    for seed, n in enumerate([6000, 8000, 12000, 16000]):
+        wave = noise(n, seed)
+        T = frames(model, wave)
+        ctc, dec = make_tables(T, seed)
+        with constructed(model, ctc, dec):
+            tokens = Eq2GreedyDecoder(model, lam)(wave)
+        y = np.exp(log_softmax(ctc))
+        c, s = check_argmax_path(tokens, T, lambda g: eq2_scores(y, dec, g, lam))
+        clear, total, ended = clear + c, total + s, ended + (len(tokens) < T)
+        assert tokens == greedy_reference(T, lambda g: eq2_scores(y, dec, g, lam))
+    assert clear >= 0.9 * total and ended >= 2  # the check was not vacuous: few ties, and <eos> was chosen
+
+
+def test_lambda_0_is_decoder_greedy_and_needs_no_ctc_head():
+    decoder_only = build_tiny(1.0, 0.0)  # trained with λC(t) = 0: ESPnet drops the CTC head
+    assert decoder_only.ctc is None
+    for seed, n in enumerate([6000, 12000]):
+        wave = noise(n, seed)
+        T = frames(decoder_only, wave)
+        _, dec = make_tables(T, seed)
+        with constructed(decoder_only, None, dec):
+            tokens = Eq2GreedyDecoder(decoder_only, 0.0)(wave)
+            espnet = GreedyDecoder(decoder_only, 0.0)(wave)
+        score = lambda g: dec_log_probs(dec, g)  # noqa: E731
+        assert tokens == greedy_reference(T, score) == espnet
+        clear, steps = check_argmax_path(tokens, T, score)
+        assert clear == steps
+
+
+def test_lambda_1_is_ctc_prefix_greedy_and_never_calls_the_decoder(model):
+    def refuse(*args, **kwargs):
+        raise AssertionError("λC(i) = 1 must not call the decoder")
+
+    for seed, n in enumerate([6000, 12000, 16000]):
+        wave = noise(n, seed)
+        T = frames(model, wave)
+        ctc, _ = make_tables(T, seed)
+        y = np.exp(log_softmax(ctc))
+        score = lambda g: ctc_log_prefix(y, g)  # noqa: E731
+        with constructed(model, ctc, None):
+            espnet = GreedyDecoder(model, 1.0)(wave)
+            model.decoder.forward_one_step = refuse
+            try:
+                tokens = Eq2GreedyDecoder(model, 1.0)(wave)
+            finally:
+                del model.decoder.forward_one_step
+        assert tokens == greedy_reference(T, score) == espnet
+        clear, steps = check_argmax_path(tokens, T, score)
+        assert clear >= 0.9 * steps
+
+
+def test_exact_and_espnet_beam1_differ_where_the_decoders_top_token_is_not_the_joint_argmax(model):
+    """The decoder always prefers A to B (log-probs -0.41 vs -1.41 of the first step); CTC hears B then silence.
+    At λC(i) = 0.5 the joint score of B is far above A's, so exact Eq. 2 starts with B; ESPnet's beam 1 only
+    scores the decoder's top token, A, and starts with it."""
+    A, B = TOKENS.index("A"), TOKENS.index("B")
+    wave = noise(8000, 0)
+    T = frames(model, wave)
+    ctc = np.zeros((T, V))
+    ctc[:2, B] = 8.0
+    ctc[2:, BLANK] = 8.0
+    dec = np.zeros((T + 1, V, V))
+    dec[:, :, A], dec[:, :, B], dec[:, :, BLANK] = 2.0, 1.0, -30.0
+    dec[1:, :, EOS] = 2.5  # once something is said, the decoder wants to stop
+    y = np.exp(log_softmax(ctc))
+    with constructed(model, ctc, dec):
+        exact = make_decoder(model, 0.5, "exact")(wave)
+        beam1 = make_decoder(model, 0.5, "espnet_beam1")(wave)
+    s0 = eq2_scores(y, dec, [], 0.5)
+    assert int(np.argmax(dec_log_probs(dec, []))) == A and int(np.argmax(s0)) == B and s0[B] - s0[A] > 1.0
+    assert exact[0] == B and beam1[0] == A
+    assert exact == greedy_reference(T, lambda g: eq2_scores(y, dec, g, 0.5))
+    check_argmax_path(exact, T, lambda g: eq2_scores(y, dec, g, 0.5))
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.3, 0.5, 0.7, 1.0])
+def test_exact_matches_espnets_own_search_over_the_whole_vocabulary(model, lam):
+    """The real tiny model (random weights, no constructed scores): exact Eq. 2 gives the tokens of ESPnet's
+    beam search with beam 1 and its pre-beam turned off (every token scored by both heads). ESPnet appends <eos>
+    after the token of its last step even when that token is <eos>; that one <eos> is removed before comparing."""
+    full = GreedyDecoder(model, lam, full_vocabulary=True)
+    ours = Eq2GreedyDecoder(model, lam)
+    for seed, n in enumerate([6000, 7000, 8000, 16000]):
+        wave = noise(n, seed)
+        reference = full(wave)
+        if reference and reference[-1] == EOS:
+            reference = reference[:-1]
+        assert ours(wave) == reference
+        if lam in (0.0, 1.0):  # no pre-beam in ESPnet's beam-1 search either: the two modes agree
+            assert ours(wave) == GreedyDecoder(model, lam)(wave)
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory) -> list[np.ndarray]:
+    """Real espeak-ng speech of different lengths (0.7-2.5 s), rendered by the data stage's own function."""
+    import soundfile as sf
+
+    from hne_core.data.synthetic import _render
+
+    d = tmp_path_factory.mktemp("speech")
+    sentences = ["a bad cab", "dead bee", "the cat sat on the mat by the door", "be"]
+    out = []
+    for k, (sentence, variant) in enumerate(zip(sentences, ["m1", "f2", "m3", "f1"])):
+        path, _ = _render((str(d / f"s{k}.wav"), "en-us", variant, 160, 50, 1.0, sentence, 1))
+        wave, rate = sf.read(path, dtype="float32")
+        assert rate == 16000
+        out.append(wave)
+    assert len({len(w) for w in out}) == len(out)
+    return out
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.3, 1.0])
+def test_exact_decoding_of_real_speech_returns_valid_ids_and_batches_as_one_at_a_time(speech, lam):
+    m = build_tiny(1.0, 0.3) if lam < 1 else build_tiny(1.0, 1.0)
+    dec = Eq2GreedyDecoder(m, lam)
+    single = [dec(w) for w in speech]
+    for w, ids in zip(speech, single):
+        assert len(ids) <= frames(m, w)
+        assert all(isinstance(t, int) and BLANK < t < EOS for t in ids)
+    assert any(single)
+    assert dec.batch(speech, batch_size=3) == single  # padded batches of 3 and 1, longest first
+    assert dec.batch(speech, batch_size=len(speech)) == single
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.3, 1.0])
+def test_batched_hypotheses_score_as_one_at_a_time_and_need_their_lengths(speech, lam):
+    """Not only the tokens: each hypothesis' Eq. 2 score (which any change in either head's output would move)
+    is the one-at-a-time score when the batch is encoded under ``batch_invariant`` and every row keeps its own
+    frame count. Batched and single runs do the same arithmetic except the order of terms in reductions that
+    the padding lengthens (with exact zeros); a float32 sum of n terms is off by at most n·u relative, the
+    longest reduction of this model is the STFT's 512-point one, and ten such stages in a chain give the
+    relative tolerance 10·512·u. Told that every row is as long as the longest, the short rows' CTC and
+    decoder attend to padded frames, and the scores move far beyond it."""
+    from hne_core.attack.batching import batch_invariant
+    from hne_core.attack.loss import pad_waves
+
+    m = build_tiny(1.0, 0.3)
+    rtol = 10 * 512 * U32
+    single_tokens, single_scores = [], []
+    with torch.no_grad():
+        for w in speech:
+            enc, lens = m.encode(torch.from_numpy(w)[None], torch.tensor([len(w)]))
+            tokens, scores = eq2_greedy(m, enc, lens, lam, return_scores=True)
+            single_tokens += tokens
+            single_scores += scores
+        x, lens = pad_waves(speech, "cpu")
+        with batch_invariant(m):
+            enc, enc_lens = m.encode(x, lens)
+        tokens, scores = eq2_greedy(m, enc, enc_lens, lam, return_scores=True)
+        _, wrong = eq2_greedy(m, enc, torch.full_like(enc_lens, enc.shape[1]), lam, return_scores=True)
+    assert tokens == single_tokens
+    assert scores == pytest.approx(single_scores, rel=rtol)
+    short = [k for k, w in enumerate(speech) if len(w) < x.shape[1]]
+    assert all(abs(wrong[k] - single_scores[k]) > rtol * abs(single_scores[k]) * 100 for k in short)
+
+
+def test_modes_and_weights_are_checked(model):
+    assert DECODING_MODES == ("exact", "espnet_beam1")
+    with pytest.raises(ValueError, match="decoding mode"):
+        make_decoder(model, 0.3, "beam")
+    from hne_core.attack.loss import AttackSetupError
+
+    with pytest.raises(AttackSetupError, match="needs the CTC head"):
+        Eq2GreedyDecoder(build_tiny(1.0, 0.0), 0.3)
+    with pytest.raises(AttackSetupError, match="must lie in"):
+        Eq2GreedyDecoder(model, 1.5)
