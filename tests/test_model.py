@@ -39,6 +39,7 @@ def test_loss_refuses_a_misbuilt_model():
         mtl_loss(t(1.0), t(1.0), None, 0.7, 0.5)
 
 
+@pytest.mark.numeric
 def test_discriminator_has_five_layers_and_ignores_padding():
     dis = AccentDiscriminator(16, [8, 8, 8, 8], 2, "relu")
     assert sum(isinstance(m, torch.nn.Linear) for m in dis) == 5
@@ -51,6 +52,7 @@ def test_discriminator_has_five_layers_and_ignores_padding():
     assert torch.allclose(masked_mean(enc, lens)[1], enc[1, :6].mean(0))
 
 
+@pytest.mark.numeric
 def test_standardised_discriminator_input_is_batch_independent_at_inference():
     torch.manual_seed(0)
     dis = AccentDiscriminator(16, [8, 8, 8, 8], 2, "relu", input_norm="batch")
@@ -65,7 +67,11 @@ def test_standardised_discriminator_input_is_batch_independent_at_inference():
     dis(x[:1])  # a one-utterance training batch uses the running statistics instead of failing
     dis.eval()
     alone = torch.cat([dis(x[i:i + 1]) for i in range(4)])
-    assert torch.allclose(alone, dis(x[:4]), atol=1e-6)
+    # elementwise ops are the same for any batch; the 5 linear layers (inner sizes ≤ 16) may sum in another order
+    # for another batch shape: ≤ 2·γ_16 of the layer's Σ|w·a| each, bounded here by the output's own scale
+    batched = dis(x[:4])
+    bound = 2 * 5 * 16 * 2.0**-24 * float(alone.abs().max())
+    assert float((alone - batched).abs().max()) <= bound
     with pytest.raises(ValueError, match="input_norm"):
         AccentDiscriminator(16, [8], 2, "relu", input_norm="layer")
 

@@ -5,7 +5,7 @@
 utterance at a time; ``predict`` is greedy Eq. 2 decoding (``decode.GreedyDecoder``). With a speech estimator,
 ART always takes its numpy PGD path.
 
-How ART is run (FINDINGS.md §5):
+How ART is run (docs/design-notes.md §3):
 
 - Every utterance is a (1, T) float32 entry of an object array: with 1-D entries ART's "L2" projection turns
   into a per-sample clip and does not bound ‖δ‖₂.
