@@ -72,6 +72,7 @@ _check_experiment(config)
 
 
 RESULT_FILES = ("advtwer", "benign", "paper_comparison")  # results/tables/<name>.*: no table may take these
+REFWER_SUFFIX = "_refwer"  # results/tables/<table>_refwer.*: each table's twin of WER against the references
 
 
 def _check_results(cfg):
@@ -87,9 +88,11 @@ def _check_results(cfg):
 
     for t, table in enumerate(cfg["tables"]):
         labels = [c["label"] for c in table["columns"]]
-        if table["name"] in RESULT_FILES or len(set(labels)) != len(labels):
+        if (table["name"] in RESULT_FILES or table["name"].endswith(REFWER_SUFFIX)
+                or len(set(labels)) != len(labels)):
             raise WorkflowError(f"Invalid config key 'tables.{t}' ({table['name']}): the name must not be one of "
-                                f"{list(RESULT_FILES)} and column labels must not repeat")
+                                f"{list(RESULT_FILES)} nor end in {REFWER_SUFFIX!r}, and column labels must not "
+                                "repeat")
     attacked = {setting(c) for table in cfg["tables"] for c in table["columns"]}
     evaluated = attacked | {setting({"lambda_a": p["lambda_a"], "lambda_c_train": p["lambda_c"],
                                      "lambda_c_infer": p["lambda_c"]}) for p in cfg["finetune"]["grid"]}
@@ -321,6 +324,7 @@ def results_outputs():
     return [
         results_path("tables", "advtwer.csv"),
         *(results_path("tables", f"{n}.{ext}") for n in TABLE_NAMES for ext in TABLE_FORMATS),
+        *(results_path("tables", f"{n}{REFWER_SUFFIX}.{ext}") for n in TABLE_NAMES for ext in TABLE_FORMATS),
         *(results_path("tables", f"benign.{ext}") for ext in TABLE_FORMATS),
         results_path("tables", "paper_comparison.md"),
         results_path("figures", "figure1.png"),

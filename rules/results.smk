@@ -50,6 +50,21 @@ rule results_table:
             category="Results",
             subcategory="Tables",
         ),
+        # the twin: the same columns, WER against the references under attack (lower is more robust)
+        refwer_csv=report(
+            results_path("tables", f"{{table}}{REFWER_SUFFIX}.csv"),
+            caption="../report/refwer_table.rst",
+            category="Results",
+            subcategory="Tables",
+        ),
+        refwer_md=results_path("tables", f"{{table}}{REFWER_SUFFIX}.md"),
+        refwer_tex=results_path("tables", f"{{table}}{REFWER_SUFFIX}.tex"),
+        refwer_html=report(
+            results_path("tables", f"{{table}}{REFWER_SUFFIX}.html"),
+            caption="../report/refwer_table.rst",
+            category="Results",
+            subcategory="Tables",
+        ),
     log:
         f"{R}/logs/results/table_{{table}}.log",
     benchmark:

@@ -6,6 +6,7 @@ import base64
 import json
 import re
 
+import jiwer
 import pandas as pd
 
 from conftest import SMOKE, run_snakemake
@@ -14,16 +15,23 @@ from conftest import SMOKE, run_snakemake
 def test_smoke_advtwer_frame_matches_the_attacks(smoke_run):
     frame = pd.read_csv(smoke_run / "results/tables/advtwer.csv")
     assert list(frame.columns) == ["lambda_a", "lambda_c_train", "lambda_c_infer", "steps", "adv_twer",
-                                   "adv_twer_ci_low", "adv_twer_ci_high", "benign_wer", "accent_acc", "n_utts"]
+                                   "adv_twer_ci_low", "adv_twer_ci_high", "ref_wer", "ref_wer_ci_low",
+                                   "ref_wer_ci_high", "benign_wer", "accent_acc", "n_utts"]
     assert sorted(zip(frame.lambda_a, frame.lambda_c_train, frame.lambda_c_infer, frame.steps)) == [
         (0.7, 0.3, 0.0, 2), (0.7, 0.3, 0.0, 4), (1.0, 0.0, 0.0, 2), (1.0, 0.0, 0.0, 4)]
     assert (frame.n_utts == 4).all()
     assert ((frame.adv_twer_ci_low <= frame.adv_twer + 1e-4) & (frame.adv_twer <= frame.adv_twer_ci_high + 1e-4)).all()
+    assert ((frame.ref_wer_ci_low <= frame.ref_wer + 1e-4) & (frame.ref_wer <= frame.ref_wer_ci_high + 1e-4)).all()
+    assert (frame.ref_wer >= 0).all() and frame.ref_wer.notna().all()
     for row in frame.itertuples():
         model = f"la{row.lambda_a}_lc{row.lambda_c_train}"
         attack = json.loads((smoke_run / f"results/attacks/{model}/infer0.0/pgd{row.steps}/summary.json").read_text())
         benign = json.loads((smoke_run / f"results/eval/{model}/infer0.0/summary.json").read_text())
         assert abs(row.adv_twer - attack["adv_twer"]) < 1e-3
+        assert abs(row.ref_wer - attack["wer"]) < 1e-3  # the job's WER against the references, now in the frame
+        utts = pd.read_csv(smoke_run / f"results/attacks/{model}/infer0.0/pgd{row.steps}/utterances.csv",
+                           keep_default_na=False)
+        assert abs(row.ref_wer - 100 * jiwer.wer(list(utts.reference), list(utts.hypothesis))) < 1e-3
         assert abs(row.benign_wer - 100 * benign["wer"]) < 1e-3
         assert pd.isna(row.accent_acc) == (benign["accent_acc"] is None)
 
@@ -41,6 +49,17 @@ def test_smoke_tables_comparison_and_figures(smoke_run):
         assert row.bold == ";".join(lab for lab, v in (("STL (Decoder)", at[1.0]), ("MTL + discriminator", at[0.7]))
                                     if v == at.max())
         assert row.highlighted == ("MTL + discriminator" if at[0.7] > at[1.0] else "")
+    refwer = pd.read_csv(tables / "smoke_refwer.csv", keep_default_na=False)
+    assert list(refwer.columns) == list(table.columns) and refwer.steps.tolist() == table.steps.tolist()
+    for row in refwer.itertuples(index=False):
+        steps = int(row.steps.removeprefix("PGD-"))
+        rw = frame[frame.steps == steps].set_index("lambda_a").ref_wer.round(2)
+        assert (float(row[1]), float(row[2])) == (rw[1.0], rw[0.7])
+        assert row.bold == ";".join(lab for lab, v in (("STL (Decoder)", rw[1.0]), ("MTL + discriminator", rw[0.7]))
+                                    if v == rw.min())  # lower is more robust
+        assert row.highlighted == ("MTL + discriminator" if rw[0.7] < rw[1.0] else "")
+    for ext in ("md", "tex", "html"):
+        assert "against the references" in (tables / f"smoke_refwer.{ext}").read_text()
     md = (tables / "smoke.md").read_text()
     assert "| PGD-2 |" in md and "| λA/λC(t)/λC(i) | *1.0/0.0/0.0* | 0.7/0.3/0.0 |" in md
     assert (tables / "smoke.tex").read_text().count(r"\\") == 4  # header, λ row, two milestones
@@ -60,7 +79,8 @@ def test_report_holds_the_tables(smoke_run):
     embedded = {name: base64.b64decode(data).decode("utf-8", "replace") for name, data in
                 re.findall(r"data:[a-z/+.-]+;charset=[^;]+;filename=([^;]+);base64,([A-Za-z0-9+/=]+)", page)}
     tables = smoke_run / "results/tables"
-    for name in ("smoke.csv", "smoke.html", "advtwer.csv", "benign.csv", "benign.html", "paper_comparison.md"):
+    for name in ("smoke.csv", "smoke.html", "smoke_refwer.csv", "smoke_refwer.html", "advtwer.csv", "benign.csv",
+                 "benign.html", "paper_comparison.md"):
         assert embedded[name] == (tables / name).read_text(), name
     assert {"figure1.png", "training_curves.png"} <= set(embedded)
     assert "percentile bootstrap over the attacked utterances" in page  # a caption says how it was made

@@ -19,7 +19,8 @@ from hne_core.results.aggregate import (ResultsError, Setting, UtteranceScores, 
                                         edit_counts, percentile_interval, resampled_wer)
 from hne_core.results.compare import evaluate_findings, paired_difference, parse_setting
 from hne_core.results.paper import PAPER_STEPS, describe_mapping, load_paper_results, milestone_map
-from hne_core.results.tables import (PaperTable, benign_frame, benign_layout, escape_md, escape_tex, row_marks,
+from hne_core.results.tables import (PaperTable, benign_frame, benign_layout, escape_md, escape_tex, refwer_table,
+                                     row_marks,
                                      to_html, to_latex, to_markdown)
 
 CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
@@ -69,6 +70,18 @@ def test_missing_cells_are_never_marked_and_a_missing_baseline_highlights_nothin
 def test_no_baseline_means_no_highlight():
     _, highlight = row_marks([1.0, 2.0], [False, False])
     assert highlight == [False, False]
+
+
+def test_lower_is_better_marks_the_minimum_and_cells_below_every_baseline():
+    """WER against the references under attack: lower is more robust, so the row minimum is bold and a cell is
+    highlighted when strictly below every baseline (on the printed values)."""
+    values = [40.0, 35.5, 52.0, 38.004, 35.504]
+    baseline = [True, False, False, True, False]
+    bold, highlight = row_marks(values, baseline, lower_is_better=True)
+    assert bold == [False, True, False, False, True]  # 35.50 twice as printed
+    assert highlight == [False, True, False, False, True]  # below 38.00 and 40.00; 52.0 is not
+    bold, highlight = row_marks([10.0, math.nan, 12.0], [True, False, False], lower_is_better=True)
+    assert bold == [True, False, False] and highlight == [False, False, False]
 
 
 # ------------------------------------------------------------------------------------------------ layout
@@ -129,6 +142,21 @@ def test_latex_marks_and_escapes():
     assert r"PGD-50 & \cellcolor{gray!20}99.95 & \cellcolor{yellow!35}100.65 & \cellcolor{yellow!35}\textbf{101.04} \\" in tex
     assert r"PGD-100 & \cellcolor{gray!20}\textbf{80.00} & \textbf{80.00} & -- \\" in tex
     assert escape_tex("a_b#c$d{e}~^\\") == r"a\_b\#c\$d\{e\}\textasciitilde{}\textasciicircum{}\textbackslash{}"
+
+
+def test_refwer_table_is_the_twin_of_a_table_with_lower_marked_better():
+    frame = _frame({(1.0, 0.0, 0.0, 50): 99.95, (0.7, 0.5, 0.0, 50): 100.65, (0.7, 0.3, 0.0, 50): 101.04})
+    frame["ref_wer"] = [30.0, 25.0, 41.0]
+    table = refwer_table(frame, TOY, [50])
+    assert table.name == "toy_refwer" and "against the references" in table.title and TOY["title"] in table.title
+    assert table.values.tolist() == [[30.0, 25.0, 41.0]]
+    bold, highlight = table.marks()
+    assert bold.tolist() == [[False, True, False]] and highlight.tolist() == [[False, True, False]]
+    grid = table.grid()
+    assert "lowest in row" in grid.legend and [c.label for c in table.columns] == [c["label"] for c in TOY["columns"]]
+    assert "| PGD-50 | *30.00* | <mark>**25.00**</mark> | 41.00 |" in to_markdown(grid)
+    csv = pd.read_csv(pd.io.common.StringIO(table.to_csv()), keep_default_na=False)
+    assert csv["bold"].tolist() == ["a|b_c & 50%"] and csv["highlighted"].tolist() == ["a|b_c & 50%"]
 
 
 def test_html_escapes_labels():
@@ -197,12 +225,14 @@ def test_same_seed_same_interval_and_the_interval_holds_the_point():
     assert first[1] - first[0] > 10  # six short utterances: a wide interval
 
 
-def _write_cell(folder, utt_ids, targets, hyps, accent_acc=None, summary_twer=None):
+def _write_cell(folder, utt_ids, targets, hyps, accent_acc=None, summary_twer=None, refs=None, summary_wer=None):
     folder.mkdir(parents=True)
-    pd.DataFrame({"utt_id": utt_ids, "reference": ["R"] * len(utt_ids), "target": targets, "hypothesis": hyps}) \
+    refs = ["R"] * len(utt_ids) if refs is None else refs
+    pd.DataFrame({"utt_id": utt_ids, "reference": refs, "target": targets, "hypothesis": hyps}) \
         .to_csv(folder / "utterances.csv", index=False)
     twer = 100 * jiwer.wer(targets, hyps) if summary_twer is None else summary_twer
-    (folder / "summary.json").write_text(json.dumps({"adv_twer": twer}))
+    wer = 100 * jiwer.wer(refs, hyps) if summary_wer is None else summary_wer
+    (folder / "summary.json").write_text(json.dumps({"adv_twer": twer, "wer": wer}))
     (folder / "eval.json").write_text(json.dumps({"wer": 0.25, "accent_acc": accent_acc}))
     return {"attack_csv": str(folder / "utterances.csv"), "attack_summary": str(folder / "summary.json"),
             "eval_summary": str(folder / "eval.json")}
@@ -211,17 +241,28 @@ def _write_cell(folder, utt_ids, targets, hyps, accent_acc=None, summary_twer=No
 def test_advtwer_frame_is_tidy_and_checks_its_inputs(tmp_path):
     ids = ["u1", "u2", "u3"]
     targets = ["LOREM IPSUM", "DOLOR SIT AMET", "CONSECTETUR"]
-    a = _write_cell(tmp_path / "a", ids, targets, ["LOREM IPSUM", "DOLOR", ""], accent_acc=0.9)
-    b = _write_cell(tmp_path / "b", ids[::-1], targets[::-1], ["X Y Z W", "DOLOR SIT AMET", "CONSECTETUR"])
+    refs = ["THE CAT SAT", "A DOG", "RED HOUSE ON THE HILL"]
+    a = _write_cell(tmp_path / "a", ids, targets, ["LOREM IPSUM", "DOLOR", ""], accent_acc=0.9, refs=refs)
+    b = _write_cell(tmp_path / "b", ids[::-1], targets[::-1], ["X Y Z W", "DOLOR SIT AMET", "CONSECTETUR"],
+                    refs=refs[::-1])
     cells = [{"lambda_a": 1.0, "lambda_c_train": 0.0, "lambda_c_infer": 0.0, "steps": 100, **b},
              {"lambda_a": 0.7, "lambda_c_train": 0.5, "lambda_c_infer": 0.0, "steps": 50, **a}]
     frame = advtwer_frame(cells, 300, 0.95, seed=3)
     assert list(frame.columns) == ["lambda_a", "lambda_c_train", "lambda_c_infer", "steps", "adv_twer",
-                                   "adv_twer_ci_low", "adv_twer_ci_high", "benign_wer", "accent_acc", "n_utts"]
+                                   "adv_twer_ci_low", "adv_twer_ci_high", "ref_wer", "ref_wer_ci_low",
+                                   "ref_wer_ci_high", "benign_wer", "accent_acc", "n_utts"]
     assert frame["lambda_a"].tolist() == [0.7, 1.0]  # sorted by setting
     # a: 0 + 2 + 1 edits over 6 target words; b: (1 sub + 3 insertions) + 0 + (1 sub + 1 deletion) over 6
     assert frame["adv_twer"].tolist() == pytest.approx([50.0, 100.0])
     assert (frame["adv_twer_ci_low"] <= frame["adv_twer"]).all() and (frame["adv_twer"] <= frame["adv_twer_ci_high"]).all()
+    # against the 10 reference words: a: 3 + 2 + 5 edits (nothing right); b: 5 + 3 + 3 (X Y Z W for RED HOUSE ON
+    # THE HILL: 4 substitutions + 1 deletion; DOLOR SIT AMET for A DOG: 2 + 1 insertion; CONSECTETUR for THE CAT
+    # SAT: 1 + 2 deletions): 110 %, where its AdvTWER was 100
+    assert frame["ref_wer"].tolist() == pytest.approx([100.0, 110.0])
+    assert frame["ref_wer"].tolist() == pytest.approx([100 * jiwer.wer(refs, ["LOREM IPSUM", "DOLOR", ""]),
+                                                       100 * jiwer.wer(refs[::-1], ["X Y Z W", "DOLOR SIT AMET",
+                                                                                    "CONSECTETUR"])])
+    assert ((frame["ref_wer_ci_low"] <= frame["ref_wer"]) & (frame["ref_wer"] <= frame["ref_wer_ci_high"])).all()
     assert frame["benign_wer"].tolist() == [25.0, 25.0]
     assert frame["accent_acc"].iloc[0] == pytest.approx(90.0) and math.isnan(frame["accent_acc"].iloc[1])
     assert frame.equals(advtwer_frame(cells, 300, 0.95, seed=3))
@@ -230,8 +271,11 @@ def test_advtwer_frame_is_tidy_and_checks_its_inputs(tmp_path):
     with pytest.raises(ResultsError, match="other utterances"):
         advtwer_frame([cells[0], {**cells[1], **c}], 300, 0.95, seed=3)
     d = _write_cell(tmp_path / "d", ids, targets, targets, summary_twer=12.0)
-    with pytest.raises(ResultsError, match="differs from its summary"):
+    with pytest.raises(ResultsError, match="AdvTWER from the utterances .* differs from its summary"):
         advtwer_frame([{**cells[0], **d}], 300, 0.95, seed=3)
+    e = _write_cell(tmp_path / "e", ids, targets, targets, summary_wer=12.0)
+    with pytest.raises(ResultsError, match="WER from the utterances .* differs from its summary"):
+        advtwer_frame([{**cells[0], **e}], 300, 0.95, seed=3)
 
 
 # ------------------------------------------------------------------------------------------------ comparisons

@@ -1,5 +1,10 @@
 """The tidy AdvTWER frame: one row per (λA, λC(t), λC(i), PGD milestone), with a seeded bootstrap interval.
 
+Beside AdvTWER (against the adversarial targets), each row carries ``ref_wer``: the WER of the same hypotheses
+on the attacked audio against the utterances' references, with its interval computed the same way on the same
+resamples. AdvTWER says how far the attack is from its goal; ref_wer how much of the true transcript it
+destroyed on the way (the paper reports "equivalent robustness trends" for it without a table).
+
 AdvTWER is a corpus WER (total word edits over total reference words, as ``jiwer.wer`` on lists), not a mean of
 per-utterance rates, so the bootstrap cannot resample per-utterance WERs: it resamples utterances and
 recomputes the corpus WER from their edit and word counts. Every attacked (model, λC(i), milestone) shares one
@@ -22,7 +27,8 @@ import pandas as pd
 from hne_core.atomic import atomic_path
 
 ADVTWER_COLUMNS = ["lambda_a", "lambda_c_train", "lambda_c_infer", "steps", "adv_twer", "adv_twer_ci_low",
-                   "adv_twer_ci_high", "benign_wer", "accent_acc", "n_utts"]
+                   "adv_twer_ci_high", "ref_wer", "ref_wer_ci_low", "ref_wer_ci_high", "benign_wer", "accent_acc",
+                   "n_utts"]
 SETTING_KEYS = ("lambda_a", "lambda_c_train", "lambda_c_infer")
 
 
@@ -96,6 +102,12 @@ def read_attack_scores(path: str | Path) -> UtteranceScores:
     return scores_from_frame(frame, "target", str(path))
 
 
+def read_attack_reference_scores(path: str | Path) -> UtteranceScores:
+    """Scores against the references (WER under attack) from an attack job's ``utterances.csv``."""
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    return scores_from_frame(frame, "reference", str(path))
+
+
 def read_benign_scores(path: str | Path) -> UtteranceScores:
     """Scores against the references (benign WER) from an evaluation job's ``hypotheses.csv`` (tab-separated)."""
     frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
@@ -161,25 +173,30 @@ def advtwer_frame(cells: Iterable[Mapping], n_samples: int, level: float, seed: 
 
     Each cell maps the three λ keys and ``steps`` to its files: ``attack_csv`` (per-utterance results),
     ``attack_summary`` (its AdvTWER, checked against the recomputed one) and ``eval_summary`` (benign WER and
-    accent accuracy of the same (model, λC(i)) on the test split, fractions there, percent here).
+    accent accuracy of the same (model, λC(i)) on the test split, fractions there, percent here). ``ref_wer``
+    and its interval: the same hypotheses against the references, checked against the summary's ``wer``.
     """
     cells = list(cells)
     scores = {c["attack_csv"]: read_attack_scores(c["attack_csv"]) for c in cells}
+    ref_scores = {c["attack_csv"]: read_attack_reference_scores(c["attack_csv"]) for c in cells}
     utt_ids = check_same_utterances(scores)
     indices = bootstrap_indices(len(utt_ids), n_samples, seed)
     rows = []
     for cell in cells:
         s = scores[cell["attack_csv"]]
-        point = s.wer
-        reported = json.loads(Path(cell["attack_summary"]).read_text(encoding="utf-8"))["adv_twer"]
-        if not math.isclose(point, reported, rel_tol=1e-9, abs_tol=1e-6):
-            raise ResultsError(f"{cell['attack_csv']}: AdvTWER from the utterances ({point}) differs from "
-                               f"its summary's ({reported})")
+        point, ref = s.wer, ref_scores[cell["attack_csv"]]
+        summary = json.loads(Path(cell["attack_summary"]).read_text(encoding="utf-8"))
+        for name, ours, theirs in (("AdvTWER", point, summary["adv_twer"]), ("WER", ref.wer, summary["wer"])):
+            if not math.isclose(ours, theirs, rel_tol=1e-9, abs_tol=1e-6):
+                raise ResultsError(f"{cell['attack_csv']}: {name} from the utterances ({ours}) differs from "
+                                   f"its summary's ({theirs})")
         low, high = percentile_interval(resampled_wer(s, indices), level)
+        ref_low, ref_high = percentile_interval(resampled_wer(ref, indices), level)
         benign = json.loads(Path(cell["eval_summary"]).read_text(encoding="utf-8"))
         setting = Setting.of(cell)
         rows.append({**{k: getattr(setting, k) for k in SETTING_KEYS}, "steps": int(cell["steps"]),
                      "adv_twer": point, "adv_twer_ci_low": low, "adv_twer_ci_high": high,
+                     "ref_wer": ref.wer, "ref_wer_ci_low": ref_low, "ref_wer_ci_high": ref_high,
                      "benign_wer": _percent(benign["wer"]), "accent_acc": _percent(benign.get("accent_acc")),
                      "n_utts": len(s.utt_ids)})
     frame = pd.DataFrame(rows, columns=ADVTWER_COLUMNS)

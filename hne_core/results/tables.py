@@ -6,6 +6,9 @@ The marking follows the rules printed under the paper's tables:
   STL baselines and the paper's text counts an MTL column as better only when it beats both). Strictly
   greater: a tie with a baseline is not an improvement. A row with a missing baseline highlights nothing;
 - the row maximum is bold; every cell that ties for the maximum is bold.
+For AdvTWER higher is more robust. The same layout shows the WER against the references under attack
+(``ref_wer``, ``refwer_table``), where lower is more robust: there "beats" means lower and the row minimum is
+bold (``lower_is_better``).
 Comparisons are made on the values as printed (rounded to ``decimals``), so the marks always agree with what a
 reader sees: 97.604 and 97.601 both print 97.60 and are both bold. Values are compared as numbers, never as
 text, so 101.04 beats 99.95. Missing cells print as an en dash and are never marked.
@@ -28,6 +31,9 @@ from hne_core.results.aggregate import Setting
 MISSING = "–"
 LEGEND = ("italic = baseline (gray in the paper); highlighted = beats every baseline of its row; "
           "bold = highest in row")
+LEGEND_LOWER = ("italic = baseline (gray in the paper); highlighted = lower than every baseline of its row; "
+                "bold = lowest in row")
+REFWER_SUFFIX = "_refwer"  # results/tables/<table>_refwer.*: the WER-against-references twin of each table
 
 
 @dataclass(frozen=True)
@@ -61,9 +67,13 @@ class Grid:
 
 
 # ------------------------------------------------------------------------------------------------ marks
-def row_marks(values: Sequence[float], baseline: Sequence[bool], decimals: int = 2) -> tuple[list[bool], list[bool]]:
-    """(bold, highlighted) flags of one row, by the rules of the module docstring."""
-    shown = [math.nan if v is None or not math.isfinite(float(v)) else round(float(v), decimals) for v in values]
+def row_marks(values: Sequence[float], baseline: Sequence[bool], decimals: int = 2,
+              lower_is_better: bool = False) -> tuple[list[bool], list[bool]]:
+    """(bold, highlighted) flags of one row, by the rules of the module docstring. With ``lower_is_better`` the
+    row is marked as the negated row would be: bold = the minimum, highlighted = strictly below every baseline."""
+    sign = -1.0 if lower_is_better else 1.0
+    shown = [math.nan if v is None or not math.isfinite(float(v)) else sign * round(float(v), decimals)
+             for v in values]
     finite = [v for v in shown if not math.isnan(v)]
     top = max(finite) if finite else math.nan
     bold = [not math.isnan(v) and v == top for v in shown]
@@ -86,20 +96,26 @@ class PaperTable:
     steps: list[int]
     values: np.ndarray
     decimals: int = 2
+    lower_is_better: bool = False
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, table: Mapping, steps: Sequence[int], value: str = "adv_twer",
-                   decimals: int = 2) -> PaperTable:
+                   decimals: int = 2, lower_is_better: bool = False) -> PaperTable:
         """Pick the cells of a config table (``name``, ``title``, ``columns``) out of a tidy frame with the
         three λ keys, ``steps`` and ``value``."""
         columns = [Column.of(c) for c in table["columns"]]
         lookup = {(Setting.of(r), int(r["steps"])): float(r[value]) for r in frame.to_dict("records")}
         values = np.array([[lookup.get((c.setting, int(s)), math.nan) for c in columns] for s in steps], dtype=float)
-        return cls(table["name"], table["title"], columns, [int(s) for s in steps], values, decimals)
+        return cls(table["name"], table["title"], columns, [int(s) for s in steps], values, decimals,
+                   lower_is_better)
+
+    @property
+    def legend(self) -> str:
+        return LEGEND_LOWER if self.lower_is_better else LEGEND
 
     def marks(self) -> tuple[np.ndarray, np.ndarray]:
         baseline = [c.baseline for c in self.columns]
-        pairs = [row_marks(list(row), baseline, self.decimals) for row in self.values]
+        pairs = [row_marks(list(row), baseline, self.decimals, self.lower_is_better) for row in self.values]
         return np.array([p[0] for p in pairs], dtype=bool), np.array([p[1] for p in pairs], dtype=bool)
 
     def fmt(self, value: float) -> str:
@@ -113,7 +129,7 @@ class PaperTable:
             rows.append([Cell(f"PGD-{steps}")] + [
                 Cell(self.fmt(v), bold=bool(bold[i, j]), highlight=bool(highlight[i, j]), baseline=c.baseline)
                 for j, (v, c) in enumerate(zip(self.values[i], self.columns))])
-        return Grid(self.title, ["steps"] + [c.label for c in self.columns], rows, LEGEND,
+        return Grid(self.title, ["steps"] + [c.label for c in self.columns], rows, self.legend,
                     {j + 1 for j, c in enumerate(self.columns) if c.baseline})
 
     def to_csv(self) -> str:
@@ -128,6 +144,17 @@ class PaperTable:
         frame["bold"] = [";".join(lab for lab, m in zip(labels, r) if m) for r in bold]
         frame["highlighted"] = [";".join(lab for lab, m in zip(labels, r) if m) for r in highlight]
         return frame.to_csv(index=False, lineterminator="\n")
+
+
+def refwer_table(frame: pd.DataFrame, table: Mapping, steps: Sequence[int], decimals: int = 2) -> PaperTable:
+    """The twin of a paper table: the same columns and milestones, each cell the WER (%) of the attacked
+    utterances' hypotheses against their references (``ref_wer`` of advtwer.csv). Lower is more robust (the
+    attack destroyed less of the true transcript), so the marks follow the minimum. Named
+    ``<table>_refwer``."""
+    twin = {**table, "name": f"{table['name']}{REFWER_SUFFIX}",
+            "title": f"WER (%) against the references under attack, columns of {table['name']} "
+                     f"(lower is more robust); {table['name']}: {table['title']}"}
+    return PaperTable.from_frame(frame, twin, steps, value="ref_wer", decimals=decimals, lower_is_better=True)
 
 
 # ------------------------------------------------------------------------------------------------ benign table
