@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -351,6 +352,43 @@ def test_batched_hypotheses_score_as_one_at_a_time_and_need_their_lengths(speech
     assert scores == pytest.approx(single_scores, rel=rtol)
     short = [k for k, w in enumerate(speech) if len(w) < x.shape[1]]
     assert all(abs(wrong[k] - single_scores[k]) > rtol * abs(single_scores[k]) * 100 for k in short)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> Path:
+    """The tiny model exported by the project's own export step, with a char sentencepiece over its tokens."""
+    import yaml
+
+    from hne_core.model.export import export_model
+    from hne_core.tokenizer import train_sentencepiece
+    from model_utils import tiny_config
+
+    d = tmp_path_factory.mktemp("export")
+    (d / "text").write_text("".join(f"u{i} {s}\n" for i, s in enumerate(["ABC DE", "EDCBA", "BAD CAB", "DEAD BEE"])))
+    train_sentencepiece(d / "text", d / "bpe.model", "char", 64)
+    (d / "train").mkdir()
+    cfg = {**tiny_config(1.0, 0.3), "bpemodel": str(d / "bpe.model")}
+    (d / "train" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    torch.save(build_tiny(1.0, 0.3).state_dict(), d / "weights.pth")
+    return export_model(d / "train", d / "weights.pth", d / "model")
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.3, 0.7, 1.0])
+def test_transcriber_texts_are_speech2texts_in_both_modes(exported, lam):
+    """What evaluation and the attack job write: ``espnet_beam1`` is Speech2Text's own text; ``exact`` is the text
+    Speech2Text gives with its pre-beam off (ESPnet's search over the whole vocabulary, its trailing-<eos> quirk
+    removed). At 0 < λC(i) < 1 the two modes differ on these inputs."""
+    from hne_core.model.evaluate import load_speech2text, load_transcriber
+
+    waves = [noise(n, seed) for seed, n in enumerate([6000, 7000, 8000, 16000])]
+    s2t = load_speech2text(exported, lam)
+    beam1 = [s2t(w)[0][0] for w in waves]
+    s2t.beam_search.do_pre_beam = False
+    full = [s2t(w)[0][0].removesuffix("<sos/eos>") for w in waves]
+    exact = load_transcriber(exported, lam, "exact")
+    assert [load_transcriber(exported, lam, "espnet_beam1")(w) for w in waves] == beam1
+    assert [exact(w) for w in waves] == full == exact.batch(waves, batch_size=2)
+    assert (full != beam1) == (0.0 < lam < 1.0)
 
 
 def test_modes_and_weights_are_checked(model):
