@@ -16,7 +16,16 @@ from pathlib import Path
 
 
 def _umask() -> int:
-    mask = os.umask(0)
+    """The process umask, read without changing it: ``os.umask`` can only read by setting, which for a moment
+    leaves the mask at 0 for every thread of the process (a race with a thread creating files). Linux reports
+    it in /proc/self/status; elsewhere the umask is set back at once (single-threaded callers only)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
 

@@ -36,3 +36,22 @@ def test_outputs_get_the_usual_permissions(tmp_path):
         os.umask(mask)
     assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+
+
+def test_outputs_get_the_umask_permissions_and_the_umask_is_never_changed(tmp_path, monkeypatch):
+    """Reading the umask must not set it (threads writing at that moment would get 0): os.umask is never called."""
+    import hne_core.atomic as atomic
+
+    old = os.umask(0o027)
+    try:
+        calls = []
+        real = os.umask
+        monkeypatch.setattr(atomic.os, "umask", lambda m: calls.append(m) or real(m))
+        write_text_atomic(tmp_path / "f.txt", "x")
+        with atomic_dir(tmp_path / "d"):
+            pass
+        assert calls == [] and real(0o027) == 0o027
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o750

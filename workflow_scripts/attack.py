@@ -1,4 +1,7 @@
 """Targeted L2 PGD on one (model, λC(i)) up to one milestone, continuing from the previous milestone's δ."""
+from hne_core.startup import skip_typeguard_instrumentation
+
+skip_typeguard_instrumentation()  # before ESPnet is imported
 from hne_core.attack.job import attack_job
 from hne_core.logs import logged_to
 

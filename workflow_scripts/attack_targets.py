@@ -1,4 +1,7 @@
 """Lorem-ipsum target transcriptions (seeded, checked against the token set) and the attacked utterances."""
+from hne_core.startup import skip_typeguard_instrumentation
+
+skip_typeguard_instrumentation()  # before ESPnet is imported
 from hne_core.atomic import write_text_atomic
 from hne_core.attack.targets import check_spellable, make_targets, select_utterances, write_targets
 from hne_core.logs import logged_to

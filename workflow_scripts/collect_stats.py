@@ -1,4 +1,7 @@
 """Utterance shapes and global feature statistics of train/dev (ESPnet asr.sh stage 10)."""
+from hne_core.startup import skip_typeguard_instrumentation
+
+skip_typeguard_instrumentation()  # before ESPnet is imported
 from pathlib import Path
 
 import yaml

@@ -1,4 +1,7 @@
 """manifest.tsv + dropped.tsv -> the data report (markdown + JSON) and the accent class index."""
+from hne_core.startup import skip_typeguard_instrumentation
+
+skip_typeguard_instrumentation()  # before ESPnet is imported
 import pandas as pd
 
 from hne_core.data.corpus import read_manifest, write_accent_classes, write_report

@@ -1,4 +1,7 @@
 """Benign greedy decoding (Eq. 2) of the test split by one (model, λC(i)): hypotheses, WER, accent accuracy."""
+from hne_core.startup import skip_typeguard_instrumentation
+
+skip_typeguard_instrumentation()  # before ESPnet is imported
 import json
 
 from hne_core.atomic import write_text_atomic

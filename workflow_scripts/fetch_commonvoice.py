@@ -1,4 +1,7 @@
 """Unpack a local Common Voice archive, or one downloaded from Mozilla Data Collective -> corpus folder."""
+from hne_core.startup import skip_typeguard_instrumentation
+
+skip_typeguard_instrumentation()  # before ESPnet is imported
 from hne_core.data.commonvoice import download_mdc, extract_archive
 from hne_core.logs import logged_to
 

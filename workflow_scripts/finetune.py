@@ -1,4 +1,7 @@
 """Fine-tune one (λA, λC(t)) multi-task model from the pre-trained base; export it for Speech2Text."""
+from hne_core.startup import skip_typeguard_instrumentation
+
+skip_typeguard_instrumentation()  # before ESPnet is imported
 from hne_core.logs import logged_to
 from hne_core.model.train import set_threads
 

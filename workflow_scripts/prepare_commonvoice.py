@@ -1,4 +1,7 @@
 """Filter Common Voice by accent, convert clips to 16 kHz WAV -> manifest.tsv, dropped.tsv."""
+from hne_core.startup import skip_typeguard_instrumentation
+
+skip_typeguard_instrumentation()  # before ESPnet is imported
 from hne_core.data.commonvoice import find_language_dir, prepare_commonvoice
 from hne_core.data.corpus import validate_manifest, write_tsv
 from hne_core.logs import logged_to

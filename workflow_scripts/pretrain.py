@@ -1,4 +1,7 @@
 """Pre-train the small STL hybrid CTC/attention base on the self-made corpus, in the pre-trained layout."""
+from hne_core.startup import skip_typeguard_instrumentation
+
+skip_typeguard_instrumentation()  # before ESPnet is imported
 from hne_core.logs import logged_to
 from hne_core.model.train import set_threads
 

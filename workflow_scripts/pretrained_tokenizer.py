@@ -1,4 +1,7 @@
 """The pre-trained model's BPE model and token list, reused as they are."""
+from hne_core.startup import skip_typeguard_instrumentation
+
+skip_typeguard_instrumentation()  # before ESPnet is imported
 from hne_core.logs import logged_to
 from hne_core.tokenizer import copy_pretrained_tokenizer
 

@@ -1,4 +1,7 @@
 """Attack and evaluation outputs -> results/tables/advtwer.csv (one row per setting and milestone, bootstrap CI)."""
+from hne_core.startup import skip_typeguard_instrumentation
+
+skip_typeguard_instrumentation()  # before ESPnet is imported
 from hne_core.logs import logged_to
 from hne_core.results.aggregate import advtwer_frame, write_frame
 

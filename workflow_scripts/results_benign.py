@@ -1,4 +1,7 @@
 """Evaluation summaries -> the benign table: WER per model and inference weight, accent accuracy."""
+from hne_core.startup import skip_typeguard_instrumentation
+
+skip_typeguard_instrumentation()  # before ESPnet is imported
 import json
 
 from hne_core.logs import logged_to

@@ -1,4 +1,7 @@
 """Per-utterance attack and evaluation results + the paper's numbers -> paper_comparison.md."""
+from hne_core.startup import skip_typeguard_instrumentation
+
+skip_typeguard_instrumentation()  # before ESPnet is imported
 from hne_core.atomic import write_text_atomic
 from hne_core.logs import logged_to
 from hne_core.results.aggregate import Setting, read_advtwer, read_attack_scores, read_benign_scores

@@ -1,4 +1,7 @@
 """advtwer.csv -> Figure 1 (PNG and PDF): AdvTWER against PGD steps for config `figure1.series`."""
+from hne_core.startup import skip_typeguard_instrumentation
+
+skip_typeguard_instrumentation()  # before ESPnet is imported
 from hne_core.logs import logged_to
 from hne_core.results.aggregate import read_advtwer
 from hne_core.results.figures import figure1

@@ -1,5 +1,8 @@
 """advtwer.csv -> one of the paper's tables (config `tables:`) as CSV, Markdown, LaTeX and HTML, and its twin of
 WER against the references under attack (`<table>_refwer.*`, the same layout, lower marked better)."""
+from hne_core.startup import skip_typeguard_instrumentation
+
+skip_typeguard_instrumentation()  # before ESPnet is imported
 from hne_core.logs import logged_to
 from hne_core.results.aggregate import read_advtwer
 from hne_core.results.tables import PaperTable, refwer_table, write_grid

@@ -1,4 +1,7 @@
 """Speak the planned corpus with espeak-ng, in parallel -> WAVs, manifest.tsv, dropped.tsv."""
+from hne_core.startup import skip_typeguard_instrumentation
+
+skip_typeguard_instrumentation()  # before ESPnet is imported
 from hne_core.data.corpus import validate_manifest, write_tsv
 from hne_core.data.synthetic import read_script, synthesize
 from hne_core.logs import logged_to

@@ -1,4 +1,7 @@
 """Plan every utterance of the self-made corpus (seeded) -> synthetic_script.tsv."""
+from hne_core.startup import skip_typeguard_instrumentation
+
+skip_typeguard_instrumentation()  # before ESPnet is imported
 from hne_core.data.corpus import write_tsv
 from hne_core.data.synthetic import SyntheticSpec, build_script
 from hne_core.logs import logged_to

@@ -1,4 +1,7 @@
 """Training transcripts -> a sentencepiece model and ESPnet's token list."""
+from hne_core.startup import skip_typeguard_instrumentation
+
+skip_typeguard_instrumentation()  # before ESPnet is imported
 from hne_core.logs import logged_to
 from hne_core.tokenizer import train_sentencepiece, write_token_list
 
