@@ -39,3 +39,64 @@ def test_conda_env_has_the_same_pins_as_requirements():
     env = yaml.safe_load((REPO / "envs/hne.yaml").read_text())
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert pins(pip_section) == pins((REPO / "requirements.txt").read_text().splitlines())
+
+
+def tracked_text_files() -> dict[str, str]:
+    import subprocess
+
+    names = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    out = {}
+    for name in names:
+        path = REPO / name
+        if not path.is_file():  # deleted in the working tree, not yet committed
+            continue
+        try:
+            out[name] = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+    return out
+
+
+# What a file of the project must not point a reader to: notes and folders that lie outside the repository.
+OUTSIDE = re.compile(r"FINDINGS(\.md)?\b|/work/|\.\./shared|shared/reference|\.library/")
+
+
+def test_nothing_cites_a_file_outside_the_repository():
+    this = "tests/test_project.py"
+    hits = [f"{name}:{n}: {line.strip()}" for name, text in tracked_text_files().items() if name != this
+            for n, line in enumerate(text.splitlines(), 1) if OUTSIDE.search(line)]
+    assert not hits, "cite docs/ instead:\n" + "\n".join(hits)
+
+
+def test_design_notes_sections_cited_exist():
+    notes = (REPO / "docs" / "design-notes.md").read_text()
+    sections = set(re.findall(r"^## (\d+)\. ", notes, flags=re.M))
+    cited = {(name, sec) for name, text in tracked_text_files().items()
+             for sec in re.findall(r"docs/design-notes\.md §(\d+)", text)}
+    assert cited, "the code cites the design notes"
+    missing = sorted(f"{name}: §{sec}" for name, sec in cited if sec not in sections)
+    assert not missing, missing
+
+
+def test_package_declares_every_library_it_imports():
+    """`pip install .` must give a working hne_core: every third-party import of the package is a dependency."""
+    import ast
+    import importlib.metadata as metadata
+    import re
+    import tomllib
+
+    declared = {re.split(r"[<>=!\[ ]", d)[0].lower().replace("_", "-")
+                for d in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]}
+    dists = metadata.packages_distributions()
+    imported = set()
+    for path in (REPO / "hne_core").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = {name for name in imported if name in dists and name != "hne_core"}
+    missing = {name: dists[name] for name in third_party
+               if not {d.lower().replace("_", "-") for d in dists[name]} & declared}
+    assert not missing, f"imported by hne_core but not in pyproject.toml's dependencies: {missing}"
+    assert {"art", "seaborn", "matplotlib", "espnet_model_zoo", "datacollective"} <= third_party
