@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Short GPU check (< 5 min): the attack and training benchmarks on CUDA, figures printed (and kept in $OUT).
+# Short GPU check (< 5 min): the attack and training benchmarks on a CUDA device, figures printed and kept in
+# $OUT/gpu_check.log (OUT defaults to /tmp).
 #
-# On a lent GPU machine (its image lacks ESPnet and ART): run scripts/gpu_wheels.sh here first, then
-#   run(command="bash scripts/gpu_check.sh", carry=[".whl"], timeout_s=420)
-# Anywhere with the project's venv: bash scripts/gpu_check.sh. Without CUDA it says so and stops.
+# On a CUDA machine with a clone of this repository:
+#   ./install.sh && bash scripts/gpu_check.sh
+# On a GPU node without internet access whose Python already has torch/torchaudio 2.11 but not ESPnet and ART:
+# run scripts/gpu_wheels.sh on a machine that has PyPI, copy the clone with its .whl/ folder to the node, then
+#   bash scripts/gpu_check.sh          (it installs .whl/ into /tmp/site for this run only)
+# Without CUDA it says so and stops.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}

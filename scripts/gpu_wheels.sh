@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Fetch, on this machine (it has PyPI), the wheels that the lent GPU machines lack for scripts/gpu_check.sh.
-# Their image carries torch 2.11 / torchaudio 2.11 / numpy / scipy / pandas / scikit-learn / sentencepiece
-# but not ESPnet, ART, jiwer and what those import. Versions: the venv's.
+# For a GPU node without internet access: download, on a machine that has PyPI and this repository's .venv, the
+# wheels that scripts/gpu_check.sh needs beyond a Python that already carries torch 2.11 / torchaudio 2.11 /
+# numpy / scipy / pandas / scikit-learn / sentencepiece (a common CUDA image): ESPnet, ART, jiwer and what those
+# import. Versions: the venv's (requirements.txt).
 #   scripts/gpu_wheels.sh [DEST]   (default .whl, added to .git/info/exclude; about 10 MB)
-# Then copy DEST to the GPU machine, beside the repository, and start scripts/gpu_check.sh there.
+# Then copy the repository with DEST to the GPU node and run scripts/gpu_check.sh there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEST=${1:-.whl}
