@@ -154,3 +154,24 @@ def test_evaluation_subset_composition_and_size_error(accent_file):
                                               r"holds only 21") as err:
         read_data_dir(d, limit=22, seed=5)
     assert str(d / "accent") in str(err.value)
+
+
+def test_planning_stops_when_the_test_split_is_smaller_than_asked(tmp_path):
+    """With the data stage's test `accent` file already there, `snakemake -n` knows the split's size: asking for
+    more is refused before any job runs, naming the key, both numbers and the file."""
+    import yaml
+
+    from conftest import run_snakemake
+
+    accent = tmp_path / "results" / "data" / "test" / "accent"
+    accent.parent.mkdir(parents=True)
+    accent.write_text("".join(f"u{i:03d} {i % 2}\n" for i in range(7)))
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(yaml.safe_dump({"attack": {"n_utterances": 8}, "evaluation": {"n_utterances": 7}}))
+    proc = run_snakemake(tmp_path, "-n", "--configfile", str(overlay), check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "Invalid config key 'attack.n_utterances': it asks for 8 test utterances, but the test split holds " \
+           "only 7 (results/data/test/accent)" in out
+    overlay.write_text(yaml.safe_dump({"attack": {"n_utterances": 7}, "evaluation": {"n_utterances": 7}}))
+    assert run_snakemake(tmp_path, "-n", "--configfile", str(overlay), check=False).returncode == 0

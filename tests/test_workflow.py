@@ -81,6 +81,16 @@ def test_lint_is_clean(tmp_path):
      "findings.0"),
     ({"findings": [{"claim": "x", "metric": "adv_twer", "comparisons": [["0.9/0.0/0.0"]]}]},
      "findings.0.comparisons.0"),
+    ({"attack": {"composition": "stratified"}}, "attack.composition"),
+    ({"evaluation": {"composition": "even"}}, "evaluation.composition"),
+    ({"attack": {"label_smoothing": 1.5}}, "attack.label_smoothing"),
+    ({"attack": {"target_length": "tokens"}}, "attack.target_length"),
+    ({"finetune": {"scheduler": "cosine"}}, "finetune.scheduler"),
+    ({"finetune": {"warmup_steps": 10}}, "finetune.warmup_steps"),  # with config.yaml's scheduler: constant
+    ({"attack": {"n_utterances": 201}}, "attack.n_utterances"),  # the test split holds at most 200
+    ({"evaluation": {"n_utterances": 500}}, "evaluation.n_utterances"),
+    ({"tables": [{"name": "t_refwer", "title": "x", "columns": [
+        {"lambda_a": 1.0, "lambda_c_train": 0.0, "lambda_c_infer": 0.0, "label": "a"}]}]}, "tables.0"),
 ])
 def test_bad_config_is_rejected_naming_the_key(tmp_path, overlay, key):
     proc = run_snakemake(tmp_path, "-n", "--configfile", write_config(tmp_path / "bad.yaml", overlay), check=False)
