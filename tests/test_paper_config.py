@@ -185,3 +185,22 @@ def test_the_paper_dag_attacks_16_pairs_at_4_milestones(tmp_path):
     overlay.write_text(yaml.safe_dump({"commonvoice": {"mdc_dataset_id": "stand-in"}}))
     jobs = planned_jobs(run_snakemake(tmp_path, "-n", "--configfile", str(PAPER), str(overlay)))
     assert (jobs["finetune"], jobs["attack"], jobs["results_table"]) == (13, 64, 3)
+
+
+def test_finetune_scheduler_key_is_what_espnet_gets(merged):
+    """`finetune.scheduler` is honoured by the recipe: constant = no ESPnet scheduler, warmuplr = ESPnet's warmuplr
+    over `warmup_steps`; a contradiction is an error naming it. The pre-training section, which has warm-up steps
+    and no scheduler key, keeps warmuplr."""
+    from hne_core.model.recipe import finetune_config, pretrain_config, scheduler_of
+    from zenodo_fixture import ASR_RECIPE
+
+    ft = merged["finetune"]
+    warm = finetune_config(ASR_RECIPE, REPO, 1.0, 0.3, 2, merged["discriminator"],
+                           {**ft, "scheduler": "warmuplr", "warmup_steps": 500})
+    assert warm["scheduler"] == "warmuplr" and warm["scheduler_conf"] == {"warmup_steps": 500}
+    with pytest.raises(ValueError, match="warm-up would be ignored"):
+        scheduler_of({**ft, "warmup_steps": 500})
+    with pytest.raises(ValueError, match="needs a positive warmup_steps"):
+        scheduler_of({**ft, "scheduler": "warmuplr"})
+    pre = pretrain_config(merged["model"], merged["pretrain"], "bpe.model", "tokens.txt", "stats.npz")
+    assert merged["pretrain"].get("scheduler") is None and pre["scheduler"] == "warmuplr"
