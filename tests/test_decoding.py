@@ -401,3 +401,27 @@ def test_modes_and_weights_are_checked(model):
         Eq2GreedyDecoder(build_tiny(1.0, 0.0), 0.3)
     with pytest.raises(AttackSetupError, match="must lie in"):
         Eq2GreedyDecoder(model, 1.5)
+
+
+def test_decode_benchmark_prints_both_timings_and_the_summary_line():
+    """``python -m hne_core.bench decode`` on a tiny setting: the one-at-a-time and batched timings side by side,
+    and a last line whose ratio is the printed timings' and whose batched tokens all equal the single ones."""
+    import re
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parent.parent
+    proc = subprocess.run([sys.executable, "-m", "hne_core.bench", "decode", "--utts", "3", "--batch", "3",
+                           "--repeat", "1", "--threads", "1", "--trained", "no-such-dir"],
+                          capture_output=True, text=True, cwd=repo, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    single = float(re.search(r"one at a time: +([0-9.]+) s", lines[-4]).group(1))
+    batched = float(re.search(r"batches of +3: +([0-9.]+) s", lines[-3]).group(1))
+    summary = re.fullmatch(r"batched_over_single=([0-9.]+) token_equal=([0-9.]+)", lines[-1])
+    assert summary, lines[-1]
+    # all three are printed to 3 decimals (each off by at most h = 0.0005): the ratio of the printed timings is
+    # within h·(1/single + batched/single²) of the true ratio, and the printed ratio within h of that
+    h = 0.0005
+    assert float(summary.group(1)) == pytest.approx(batched / single, abs=h + h * (1 / single + batched / single ** 2))
+    assert float(summary.group(2)) == 1.0

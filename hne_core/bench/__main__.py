@@ -1,4 +1,4 @@
-"""``python -m hne_core.bench {train,attack,plan} [options]``."""
+"""``python -m hne_core.bench {train,attack,plan,decode} [options]``."""
 
 from __future__ import annotations
 
@@ -40,6 +40,18 @@ def main(argv: list[str] | None = None) -> int:
     plan.add_argument("--repeat", type=int, default=3, help="timed dry runs")
     plan.add_argument("--goal", type=float, default=5.0, help="seconds the plan should take at most")
     plan.add_argument("--strict", action="store_true", help="exit 1 when the best time misses the goal")
+    decode = sub.add_parser("decode", help="exact Eq. 2 greedy decoding: padded batches vs one at a time")
+    decode.add_argument("--config", default="config.yaml", help="workflow config whose `model:` is the default")
+    decode.add_argument("--model", choices=["default", "paper"], default="default",
+                        help="the config's model (a trained base if --trained has one) or the paper-size one")
+    decode.add_argument("--trained", default="results/pretrained",
+                        help="a trained default base (pre-trained layout) and, beside it, data/test to decode")
+    decode.add_argument("--device", default=None, help="device (default: cpu)")
+    decode.add_argument("--utts", type=int, default=16, help="utterances")
+    decode.add_argument("--batch", type=int, default=16, help="utterances per padded batch")
+    decode.add_argument("--lambda-c", type=float, default=0.3, help="λC(i): both heads by default")
+    decode.add_argument("--repeat", type=int, default=3, help="interleaved repetitions; the fastest counts")
+    decode.add_argument("--threads", type=int, default=1, help="CPU threads")
     args = parser.parse_args(argv)
     from hne_core.startup import skip_typeguard_instrumentation
 
@@ -52,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         from hne_core.bench.attack import run as run_attack_bench
 
         return run_attack_bench(args)
+    if args.which == "decode":
+        from hne_core.bench.decode import run as run_decode_bench
+
+        return run_decode_bench(args)
     if args.which == "plan":
         from hne_core.bench.plan import run as run_plan_bench
 

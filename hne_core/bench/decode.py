@@ -1,0 +1,110 @@
+"""Exact Eq. 2 greedy decoding: padded batches against one utterance at a time, in one run.
+
+On one model and one set of real utterances: seconds to decode them all one at a time (what evaluation and
+attack jobs do today) and in padded batches under ``batch_invariant`` (``Eq2GreedyDecoder.batch``), each the
+best of ``--repeat`` interleaved repetitions (a shared machine only ever slows a run down); the fraction of
+utterances whose batched tokens equal their one-at-a-time tokens; and, for scale, ESPnet's beam-1 decoding
+(mode ``espnet_beam1``) one at a time. The last line is ``batched_over_single=<batched s / single s>
+token_equal=<fraction>``: below 1, batching is faster.
+
+The model: a trained default base (``--trained``, the pre-trained layout of a finished run) with its test
+split, if both exist; otherwise the config's ``model:`` (or the paper-size architecture, ``--model paper``) with
+random weights on espeak-ng speech. Random weights rarely choose <eos>, so their hypotheses run to the length
+limit (one token per encoder frame): the slowest case, and the one that pads most.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+SENTENCES = ["the cat sat on the mat", "a quick brown fox jumps over the lazy dog", "open the door please",
+             "we will meet at noon by the river", "she sells sea shells", "turn left at the next light",
+             "how much is the blue one", "it is raining again today"]
+VARIANTS = ["m1", "f2", "m3", "f1", "m5", "f4"]
+
+
+def espeak_utterances(n: int, directory: Path) -> list[np.ndarray]:
+    """``n`` real espeak-ng utterances (the data stage's own renderer), lengths varied by sentence and rate."""
+    import soundfile as sf
+
+    from hne_core.data.synthetic import _render
+
+    waves = []
+    for k in range(n):
+        job = (str(directory / f"u{k}.wav"), "en-us", VARIANTS[k % len(VARIANTS)], 140 + 10 * (k % 6), 50, 1.0,
+               SENTENCES[k % len(SENTENCES)], 1)
+        path, _ = _render(job)
+        waves.append(sf.read(path, dtype="float32")[0])
+    return waves
+
+
+def _model_and_waves(args: argparse.Namespace, tmp: Path) -> tuple[torch.nn.Module, list[np.ndarray], str]:
+    from hne_core.bench.train import PAPER_MODEL, PAPER_VOCAB, _build, _recipe
+
+    trained = Path(args.trained)
+    test_dir = trained.parent / "data" / "test"
+    if args.model == "default" and (trained / "config.yaml").is_file() and (test_dir / "wav.scp").is_file():
+        from hne_core.model.evaluate import load_speech2text, read_audio, read_data_dir
+
+        s2t = load_speech2text(trained, args.lambda_c, "cpu")
+        waves = [read_audio(u.wav) for u in read_data_dir(test_dir)[: args.utts]]
+        return s2t.asr_model, waves, f"trained base {trained} on {len(waves)} of its test utterances"
+    spec, vocab = ((PAPER_MODEL, PAPER_VOCAB) if args.model == "paper"
+                   else (yaml.safe_load(Path(args.config).read_text())["model"], 32))
+    model = _build(_recipe(spec, vocab))
+    return model, espeak_utterances(args.utts, tmp), f"{args.model} architecture, random weights, espeak-ng speech"
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def run(args: argparse.Namespace) -> int:
+    from hne_core.attack.decode import GreedyDecoder
+    from hne_core.decoding import Eq2GreedyDecoder
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    device = args.device or "cpu"
+    with tempfile.TemporaryDirectory() as tmp:
+        model, waves, what = _model_and_waves(args, Path(tmp))
+    model = model.to(device).eval()
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    audio = sum(len(w) for w in waves) / 16000
+    exact = Eq2GreedyDecoder(model, args.lambda_c)
+    print(f"{what}: {params:.1f} M parameters on {device}, {len(waves)} utterances, {audio:.1f} s of audio, "
+          f"λC(i) = {args.lambda_c}, batch {args.batch}, {args.threads} thread(s)", flush=True)
+
+    def timed(fn):
+        _sync(device)
+        start = time.perf_counter()
+        out = fn()
+        _sync(device)
+        return time.perf_counter() - start, out
+
+    exact(waves[0])  # warm-up
+    single_s = batched_s = float("inf")
+    for _ in range(args.repeat):
+        t, single = timed(lambda: [exact(w) for w in waves])
+        single_s = min(single_s, t)
+        t, batched = timed(lambda: exact.batch(waves, args.batch))
+        batched_s = min(batched_s, t)
+    beam1 = GreedyDecoder(model, args.lambda_c)
+    beam1_s, beam1_tokens = timed(lambda: [beam1(w) for w in waves])
+    equal = float(np.mean([a == b for a, b in zip(batched, single)]))
+    tokens = sum(len(t) for t in single)
+    differ = float(np.mean([a != b for a, b in zip(single, beam1_tokens)]))
+    print(f"exact Eq. 2, one at a time: {single_s:8.3f} s ({audio / single_s:8.2f} audio-s/s, {tokens} tokens)")
+    print(f"exact Eq. 2, batches of {args.batch:3d}: {batched_s:8.3f} s ({audio / batched_s:8.2f} audio-s/s)")
+    print(f"espnet_beam1, one at a time: {beam1_s:8.3f} s ({audio / beam1_s:8.2f} audio-s/s; "
+          f"hypotheses differing from exact: {differ:.2f})")
+    print(f"batched_over_single={batched_s / single_s:.3f} token_equal={equal:.3f}")
+    return 0
