@@ -10,8 +10,10 @@ over every token c of the vocabulary, <eos> included, and stops at <eos>. ``log 
 whole sequence g. ``Eq2GreedyDecoder`` (mode ``exact``, the workflow's default) does exactly that.
 
 ESPnet's ``Speech2Text(beam_size=1, ctc_weight=λC(i))`` does not: its pre-beam keeps ``int(1.5 × beam) = 1``
-candidate, the decoder's top token, and scores CTC for that token only. Its output is the decoder's greedy
-hypothesis, which CTC can only end early (when it is the <eos> the decoder prefers); CTC never picks a token. At
+candidate, the decoder's top token, and scores CTC for that token only (and for <eos>, whose CTC score ESPnet's
+prefix scorer fills in for every hypothesis; every other token gets CTC's log-zero). Each step is then a choice
+between the decoder's top token and <eos>: the output is the decoder's greedy hypothesis, which CTC can only cut
+short (when the top token's CTC prefix score falls far enough that <eos> wins); CTC never picks a token. At
 λC(i) = 1 (no decoder) ESPnet has no pre-beam and scores CTC over the whole vocabulary, and at λC(i) = 0 only the
 decoder is scored, so there the two modes pick the same tokens. Mode ``espnet_beam1`` keeps ESPnet's behaviour for
 comparison (``Speech2Text`` itself, or ``hne_core.attack.decode.GreedyDecoder`` on a model in memory).

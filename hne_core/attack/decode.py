@@ -4,14 +4,13 @@
 decoder (weight 1-λC(i)), CTC prefix (λC(i)) and length bonus (0), turns it into a ``BatchBeamSearch`` and runs
 it on one utterance's encoder output: ESPnet's beam-1 reading of the paper's Eq. 2. ``GreedyDecoder`` builds the
 same search around a model object we already hold (the attack's model), so predictions need no second copy of the
-weights.
-``tests/test_attack.py`` checks it against ``Speech2Text`` on an exported model.
+weights. ``tests/test_attack.py`` checks it against ``Speech2Text`` on an exported model.
 
 This is the workflow's ``decoding: {mode: espnet_beam1}``, kept for comparison: with beam 1 ESPnet's pre-beam keeps
-one candidate, the decoder's top token, and scores CTC for it alone, so it is not Eq. 2's arg-max over the
-vocabulary (``hne_core.decoding.Eq2GreedyDecoder``, mode ``exact``, is). ``full_vocabulary=True`` turns the
-pre-beam off: ESPnet's own search then scores every token with both heads, a beam-1 Eq. 2 that the tests use as
-an independent reference for the exact decoder.
+one candidate, the decoder's top token, and scores CTC for it alone (and for <eos>, which ESPnet's CTC scorer
+always fills in), so it is not Eq. 2's arg-max over the vocabulary (``hne_core.decoding.Eq2GreedyDecoder``, mode
+``exact``, is). ``full_vocabulary=True`` turns the pre-beam off: ESPnet's own search then scores every token with
+both heads, a beam-1 Eq. 2 that the tests use as an independent reference for the exact decoder.
 """
 
 from __future__ import annotations
