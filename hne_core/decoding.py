@@ -34,8 +34,8 @@ that reaches it ends there. (ESPnet appends <eos> after the token chosen at its 
 
 Batching: ``eq2_greedy`` works on a padded batch of encoder outputs, all utterances stepping together; each keeps
 its own frame count (the CTC scorer's lengths, a memory mask for the decoder's cross-attention, its own
-maximum length). ``Eq2GreedyDecoder.batch`` encodes padded batches under ``batch_invariant(model)`` (the frontend
-hooks that make a padded utterance encode as if alone), so a batch gives the tokens one-at-a-time decoding gives,
+maximum length). ``Eq2GreedyDecoder.batch`` encodes padded batches under ``batch_invariant(model)`` (the STFT and
+relative-position hooks that make a padded utterance encode as if alone), so a batch gives the tokens one-at-a-time decoding gives,
 up to float32 summation order (the padded frames add exact zeros, but a longer reduction may group its terms
 differently), which only matters at a near-tie between two candidates.
 """
@@ -53,6 +53,7 @@ BLANK = 0  # ESPnet's CTC blank id (CTCPrefixScorer and Speech2Text assume 0)
 
 
 def check_mode(mode: str) -> str:
+    """``mode`` if it is one of ``DECODING_MODES``: a misspelt mode must fail before any decoding or attack runs."""
     if mode not in DECODING_MODES:
         raise ValueError(f"decoding mode must be one of {DECODING_MODES}, got {mode!r}")
     return mode
