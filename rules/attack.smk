@@ -23,6 +23,9 @@ rule attack_targets:
         "../workflow_scripts/attack_targets.py"
 
 
+ATTACK_DIR = attack_dir(R, "{model}", "{lci}", "{steps}")
+
+
 rule attack:
     input:
         unpack(previous_milestone_state),
@@ -31,9 +34,9 @@ rule attack:
         targets=f"{R}/attacks/targets.txt",
         utterances=f"{R}/attacks/utterances.txt",
     output:
-        csv=f"{R}/attacks/{{model}}/infer{{lci}}/pgd{{steps}}/utterances.csv",
-        summary=f"{R}/attacks/{{model}}/infer{{lci}}/pgd{{steps}}/summary.json",
-        state=f"{R}/attacks/{{model}}/infer{{lci}}/pgd{{steps}}/state.npz",
+        csv=f"{ATTACK_DIR}/utterances.csv",
+        summary=f"{ATTACK_DIR}/summary.json",
+        state=f"{ATTACK_DIR}/state.npz",
     log:
         f"{R}/logs/attacks/{{model}}_infer{{lci}}_pgd{{steps}}.log",
     benchmark:
@@ -41,6 +44,7 @@ rule attack:
     params:
         model_dir=input_dir("model"),
         test_dir=input_dir("test"),
+        weights=lambda wc: model_weights(wc.model),
         lambda_c_infer=lambda wc: float(wc.lci),
         steps=lambda wc: int(wc.steps),
         epsilon=config["attack"]["epsilon"],
@@ -55,7 +59,7 @@ rule attack:
         decoding=config["decoding"]["mode"],
         text_case=config["data"]["text_case"],
         # in-job checkpoint: not an output, so a killed job's progress survives for --rerun-incomplete
-        checkpoint=lambda wc: f"{R}/attacks/{wc.model}/infer{wc.lci}/pgd{wc.steps}.checkpoint",
+        checkpoint=lambda wc: attack_checkpoint(R, wc.model, wc.lci, wc.steps),
     threads: config["attack"]["threads"]
     resources:
         **job_resources("attack"),

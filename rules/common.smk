@@ -5,6 +5,10 @@ import os
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+# the one spelling of weights, model ids, settings and result folders (dependency-free: fine at parse time)
+from hne_core.naming import attack_checkpoint, attack_dir, eval_dir, fmt_weight, model_id, parse_setting
+from hne_core.naming import setting_of as setting_key
+
 
 def _validate_config(cfg):
     """Schema validation whose message leads with the offending key (``attack.epsilon``).
@@ -77,14 +81,8 @@ REFWER_SUFFIX = "_refwer"  # results/tables/<table>_refwer.*: each table's twin 
 
 def _check_results(cfg):
     """Figure 1 draws and the findings compare only what the workflow attacks (table columns) or evaluates.
-    Settings are (λA, λC(t), λC(i)) tuples here; hne_core.results reads the same spelling (``Setting``) in the
-    jobs, but the workflow's start-up stays free of the library's imports."""
-
-    def setting(col):
-        return tuple(round(float(col[k]), 6) for k in ("lambda_a", "lambda_c_train", "lambda_c_infer"))
-
-    def parse_setting(text):
-        return tuple(round(float(w), 6) for w in text.split("/"))
+    Settings are (λA, λC(t), λC(i)) keys of ``hne_core.naming``, the spelling the results library reads too."""
+    setting = setting_key
 
     for t, table in enumerate(cfg["tables"]):
         labels = [c["label"] for c in table["columns"]]
@@ -194,15 +192,6 @@ def pretrained_dir():
 
 
 # ---------------------------------------------------------------- the λ grid
-def fmt_weight(x):
-    """One spelling per weight in paths and wildcards: 1 -> '1.0', 0.30 -> '0.3'."""
-    return repr(round(float(x), 6))
-
-
-def model_id(lambda_a, lambda_c):
-    return f"la{fmt_weight(lambda_a)}_lc{fmt_weight(lambda_c)}"
-
-
 MODELS = {model_id(p["lambda_a"], p["lambda_c"]): p for p in config["finetune"]["grid"]}
 
 
@@ -237,7 +226,7 @@ def previous_milestone_state(wildcards):
     if i == 0:
         return {}
     prev = MILESTONES[i - 1]
-    return {"prev_state": f"{R}/attacks/{wildcards.model}/infer{wildcards.lci}/pgd{prev}/state.npz"}
+    return {"prev_state": f"{attack_dir(R, wildcards.model, wildcards.lci, prev)}/state.npz"}
 
 
 def evaluation_pairs():
@@ -296,28 +285,19 @@ def results_path(kind, name):
     return f"{R}/{kind}/{name}"
 
 
-def setting_of(model, lci):
-    """The (λA, λC(t), λC(i)) keys of a (model, λC(i)) pair, as the results library reads them."""
-    w = model_weights(model)
-    return {"lambda_a": w["lambda_a"], "lambda_c_train": w["lambda_c"], "lambda_c_infer": float(lci)}
-
-
 def attacked_cells():
     """Every attacked (model, λC(i), milestone), in one order shared by a rule's inputs and its params."""
     return [(m, lci, steps) for m, lci in table_pairs() for steps in MILESTONES]
 
 
 def attack_files(name):
-    return [f"{R}/attacks/{m}/infer{lci}/pgd{steps}/{name}" for m, lci, steps in attacked_cells()]
+    return [f"{attack_dir(R, m, lci, steps)}/{name}" for m, lci, steps in attacked_cells()]
 
-
-def attacked_settings():
-    return [{**setting_of(m, lci), "steps": steps} for m, lci, steps in attacked_cells()]
 
 
 def eval_files(name, pairs=None):
     """``name`` of the evaluation of each (model, λC(i)) pair (default: every evaluated pair)."""
-    return [f"{R}/eval/{m}/infer{lci}/{name}" for m, lci in (evaluation_pairs() if pairs is None else pairs)]
+    return [f"{eval_dir(R, m, lci)}/{name}" for m, lci in (evaluation_pairs() if pairs is None else pairs)]
 
 
 def results_outputs():
@@ -344,7 +324,7 @@ def get_final_output():
         f"{R}/tokenizer/coverage.json",
         *expand(f"{R}/models/{{model}}/train_curve.png", model=sorted(MODELS)),
         *eval_files("summary.json"),
-        f"{R}/eval/pretrained/infer0.0/summary.json",
+        f"{eval_dir(R, 'pretrained', 0.0)}/summary.json",
         *attack_files("summary.json"),
         *results_outputs(),
     ]

@@ -123,8 +123,8 @@ rule evaluate:
         model=multiext(f"{R}/models/{{model}}/", *EXPORT_FILES),
         test=expand(data_path("test", "{f}"), f=ESPNET_FILES),
     output:
-        hyps=f"{R}/eval/{{model}}/infer{{lci}}/hypotheses.csv",
-        summary=f"{R}/eval/{{model}}/infer{{lci}}/summary.json",
+        hyps=f"{eval_dir(R, '{model}', '{lci}')}/hypotheses.tsv",
+        summary=f"{eval_dir(R, '{model}', '{lci}')}/summary.json",
     log:
         f"{R}/logs/eval/{{model}}_infer{{lci}}.log",
     benchmark:
@@ -153,8 +153,8 @@ rule evaluate_base:
         model=expand("{dir}/{f}", dir=pretrained_dir(), f=["config.yaml", "model.pth", "bpe.model", "tokens.txt"]),
         test=expand(data_path("test", "{f}"), f=ESPNET_FILES),
     output:
-        hyps=f"{R}/eval/pretrained/infer{{lci}}/hypotheses.csv",
-        summary=f"{R}/eval/pretrained/infer{{lci}}/summary.json",
+        hyps=f"{eval_dir(R, 'pretrained', '{lci}')}/hypotheses.tsv",
+        summary=f"{eval_dir(R, 'pretrained', '{lci}')}/summary.json",
     log:
         f"{R}/logs/eval/pretrained_infer{{lci}}.log",
     params:

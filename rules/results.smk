@@ -19,7 +19,6 @@ rule results_advtwer:
     benchmark:
         f"{R}/benchmarks/results/advtwer.tsv"
     params:
-        cells=attacked_settings(),
         bootstrap_samples=config["results"]["bootstrap_samples"],
         ci_level=config["results"]["ci_level"],
         seed=config["seed"],
@@ -106,8 +105,6 @@ rule results_benign:
         f"{R}/logs/results/benign.log",
     benchmark:
         f"{R}/benchmarks/results/benign.tsv"
-    params:
-        models=[m for m, _ in evaluation_pairs()],
     resources:
         mem_mb=config["results"]["mem_mb"],
         runtime=config["results"]["runtime"],
@@ -121,7 +118,9 @@ rule results_comparison:
     input:
         advtwer=results_path("tables", "advtwer.csv"),
         attacks=attack_files("utterances.csv"),
-        hyps=eval_files("hypotheses.csv"),
+        summaries=attack_files("summary.json"),
+        hyps=eval_files("hypotheses.tsv"),
+        evals=eval_files("summary.json"),
         paper=PAPER_RESULTS,
     output:
         md=report(
@@ -135,8 +134,6 @@ rule results_comparison:
     benchmark:
         f"{R}/benchmarks/results/paper_comparison.tsv"
     params:
-        cells=attacked_settings(),
-        evaluated=[setting_of(m, lci) for m, lci in evaluation_pairs()],
         tables=config["tables"],
         findings=config["findings"],
         steps=MILESTONES,
@@ -195,8 +192,6 @@ rule results_training_curves:
         f"{R}/logs/results/training_curves.log",
     benchmark:
         f"{R}/benchmarks/results/training_curves.tsv"
-    params:
-        models=sorted(MODELS),
     resources:
         mem_mb=config["results"]["mem_mb"],
         runtime=config["results"]["runtime"],

@@ -18,7 +18,7 @@ PATTERNS = (
     "results/attacks/*/infer*/pgd*/utterances.csv",
     "results/attacks/*/infer*/pgd*/summary.json",
     "results/attacks/*/infer*/pgd*/state.npz",
-    "results/eval/*/infer*/hypotheses.csv",
+    "results/eval/*/infer*/hypotheses.tsv",
     "results/eval/*/infer*/summary.json",
     "results/pretrained/model.pth",
     "results/models/*/model.pth",

@@ -119,7 +119,7 @@ def test_exported_model_decodes_in_stock_speech2text(smoke_run):
     whole vocabulary), which is ESPnet's own beam-1 search with its pre-beam turned off; ESPnet appends an
     <eos> after its last step's token even when that token is <eos>, which is removed."""
     model_dir = smoke_run / "results/models/la0.7_lc0.3"
-    hyps = pd.read_csv(smoke_run / "results/eval/la0.7_lc0.3/infer0.3/hypotheses.csv", sep="\t",
+    hyps = pd.read_csv(smoke_run / "results/eval/la0.7_lc0.3/infer0.3/hypotheses.tsv", sep="\t",
                        keep_default_na=False)
     utt = hyps.iloc[0]
     wav = next(line.split()[1] for line in (smoke_run / "results/data/test/wav.scp").read_text().splitlines()

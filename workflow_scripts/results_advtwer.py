@@ -3,13 +3,11 @@ from hne_core.startup import skip_typeguard_instrumentation
 
 skip_typeguard_instrumentation()  # before ESPnet is imported
 from hne_core.logs import logged_to
-from hne_core.results.aggregate import advtwer_frame, write_frame
+from hne_core.results.aggregate import advtwer_frame, attack_cells, write_frame
 
 with logged_to(snakemake.log[0]) as log:
     i, p = snakemake.input, snakemake.params
-    cells = [{**c, "attack_csv": a, "attack_summary": s, "eval_summary": e}
-             for c, a, s, e in zip(p.cells, i.attacks, i.summaries, i.evals, strict=True)]
-    frame = advtwer_frame(cells, p.bootstrap_samples, p.ci_level, p.seed)
+    frame = advtwer_frame(attack_cells(i.summaries, i.attacks, i.evals), p.bootstrap_samples, p.ci_level, p.seed)
     write_frame(frame, snakemake.output.csv)
     log.info("%d cells, %d utterances each, %d bootstrap resamples", len(frame), frame["n_utts"].max(),
              p.bootstrap_samples)

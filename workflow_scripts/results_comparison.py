@@ -4,14 +4,17 @@ from hne_core.startup import skip_typeguard_instrumentation
 skip_typeguard_instrumentation()  # before ESPnet is imported
 from hne_core.atomic import write_text_atomic
 from hne_core.logs import logged_to
-from hne_core.results.aggregate import Setting, read_advtwer, read_attack_scores, read_benign_scores
+from hne_core.results.aggregate import (Setting, read_advtwer, read_attack_scores, read_benign_scores, read_summary,
+                                        sibling)
 from hne_core.results.compare import comparison_markdown, evaluate_findings
 from hne_core.results.paper import load_paper_results
 
 with logged_to(snakemake.log[0]) as log:
     i, p = snakemake.input, snakemake.params
-    attack = {(Setting.of(c), int(c["steps"])): read_attack_scores(f) for c, f in zip(p.cells, i.attacks, strict=True)}
-    benign = {Setting.of(s): read_benign_scores(f) for s, f in zip(p.evaluated, i.hyps, strict=True)}
+    # every job's setting from its own summary; its per-utterance file lies beside it
+    attack = {(Setting.of(s := read_summary(f)), int(s["steps"])): read_attack_scores(sibling(f, "utterances.csv", i.attacks))
+              for f in i.summaries}
+    benign = {Setting.of(read_summary(f)): read_benign_scores(sibling(f, "hypotheses.tsv", i.hyps)) for f in i.evals}
     paper = load_paper_results(i.paper)
     results = evaluate_findings(p.findings, attack, benign, p.steps, p.bootstrap_samples, p.ci_level, p.seed, paper)
     text = comparison_markdown(p.tables, read_advtwer(i.advtwer), results, benign, p.steps, p.bootstrap_samples,

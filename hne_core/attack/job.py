@@ -126,7 +126,7 @@ def attack_job(model_dir: str | Path, data_dir: str | Path, utt_ids: Sequence[st
                out_csv: str | Path, out_state: str | Path, out_summary: str | Path, *, text_case: str = "upper",
                checkpoint_every: int = 100, on_nan: str = "error", threads: int | None = None,
                target_length: str = "chars", label_smoothing: float | str = "model",
-               decoding: str = DEFAULT_MODE) -> dict:
+               decoding: str = DEFAULT_MODE, model_weights: dict | None = None) -> dict:
     """Attack ``utt_ids`` of ``data_dir`` up to milestone ``steps``; write the CSV, summary and state.
 
     CSV columns: utt_id, accent_id, reference, target, hypothesis, target_wer, wer (per utterance, fractions),
@@ -138,6 +138,8 @@ def attack_job(model_dir: str | Path, data_dir: str | Path, utt_ids: Sequence[st
     ``label_smoothing`` (``attack.label_smoothing``): the decoder loss's smoothing, "model" for the model's own
     (``set_label_smoothing``). Both are settings of the attack: a previous milestone's state must share them.
     ``decoding`` (``decoding.mode``): how the hypotheses are decoded (``hne_core.decoding.DECODING_MODES``).
+    ``model_weights``: the attacked model's ``lambda_a`` and ``lambda_c_train``, written into the summary so that
+    the results read each cell's setting from its own files.
     """
     from hne_core.model.evaluate import read_audio, read_data_dir, corpus_wer
 
@@ -221,6 +223,7 @@ def attack_job(model_dir: str | Path, data_dir: str | Path, utt_ids: Sequence[st
     })
     finite_snr = [s for s in frame["snr_db"] if math.isfinite(s)]
     summary = {
+        **{k: float(v) for k, v in (model_weights or {}).items()},  # the model's λA, λC(t): tables read them
         "adv_twer": 100.0 * corpus_wer(targets, hyps), "wer": 100.0 * corpus_wer(refs, hyps),
         "n_utts": len(utts), "success_rate": float(frame["success"].mean()),
         "nan_skipped_steps": int(sum(nan_skips)), "n_utts_with_nan": int(sum(n > 0 for n in nan_skips)),

@@ -24,12 +24,13 @@ import jiwer
 import numpy as np
 import pandas as pd
 
+from hne_core import naming
 from hne_core.atomic import atomic_path
 
 ADVTWER_COLUMNS = ["lambda_a", "lambda_c_train", "lambda_c_infer", "steps", "adv_twer", "adv_twer_ci_low",
                    "adv_twer_ci_high", "ref_wer", "ref_wer_ci_low", "ref_wer_ci_high", "benign_wer", "accent_acc",
                    "n_utts"]
-SETTING_KEYS = ("lambda_a", "lambda_c_train", "lambda_c_infer")
+SETTING_KEYS = naming.SETTING_KEYS
 
 
 class ResultsError(ValueError):
@@ -46,18 +47,60 @@ class Setting:
 
     @classmethod
     def of(cls, mapping: Mapping) -> Setting:
-        """From any mapping with the three keys (a config column, a CSV row); weights are rounded so that
-        0.7 from YAML and 0.7000001 from a CSV are the same setting."""
-        return cls(*(round(float(mapping[k]), 6) for k in SETTING_KEYS))
+        """From any mapping with the three keys (a config column, a CSV row, a job's summary); weights are
+        rounded so that 0.7 from YAML and 0.7000001 from a CSV are the same setting."""
+        return cls(*naming.setting_of(mapping))
+
+    @classmethod
+    def parse(cls, text: str) -> Setting:
+        """'1.0/0.5/0.0' (λA/λC(t)/λC(i)), the spelling of config ``findings:``."""
+        return cls(*naming.parse_setting(text))
 
     @property
     def short(self) -> str:
-        """'1.0/0.5/0.0': the spelling of config ``findings:`` (and of the workflow's paths, ``fmt_weight``)."""
-        return "/".join(repr(round(float(w), 6)) for w in (self.lambda_a, self.lambda_c_train, self.lambda_c_infer))
+        """'1.0/0.5/0.0': the spelling of config ``findings:``."""
+        return naming.format_setting(self.lambda_a, self.lambda_c_train, self.lambda_c_infer)
 
     @property
     def spelled(self) -> str:
         return f"λA={self.lambda_a:.1f}, λC(t)={self.lambda_c_train:.1f}, λC(i)={self.lambda_c_infer:.1f}"
+
+
+# ------------------------------------------------------------------------------------------------ job outputs
+def read_summary(path: str | Path) -> dict:
+    """A job's ``summary.json``; it must carry the (λA, λC(t), λC(i)) it was run with."""
+    summary = json.loads(Path(path).read_text(encoding="utf-8"))
+    missing = [k for k in SETTING_KEYS if k not in summary]
+    if missing:
+        raise ResultsError(f"{path}: lacks {missing}; rerun the job that wrote it")
+    return summary
+
+
+def sibling(path: str | Path, name: str, declared: Iterable[str]) -> str:
+    """The file ``name`` in the folder of ``path`` (a job's outputs lie together), which must be one of the
+    rule's ``declared`` inputs, so that reading it cannot escape Snakemake's rerun bookkeeping."""
+    other = str(Path(path).with_name(name))
+    if other not in {str(Path(d)) for d in declared}:
+        raise ResultsError(f"{other} (beside {path}) is not an input of this job")
+    return other
+
+
+def attack_cells(attack_summaries: Sequence[str], attack_csvs: Sequence[str],
+                 eval_summaries: Sequence[str]) -> list[dict]:
+    """The cells of ``advtwer_frame``: each attack milestone's setting and steps read from its own summary, its
+    ``utterances.csv`` beside it, and the evaluation summary of the same setting (matched by setting, not by
+    position in a list)."""
+    evals = {Setting.of(read_summary(e)): e for e in eval_summaries}
+    cells = []
+    for path in attack_summaries:
+        summary = read_summary(path)
+        setting = Setting.of(summary)
+        if setting not in evals:
+            raise ResultsError(f"{path}: no evaluation summary of {setting.spelled} among the inputs")
+        cells.append({**{k: getattr(setting, k) for k in SETTING_KEYS}, "steps": int(summary["steps"]),
+                      "attack_csv": sibling(path, "utterances.csv", attack_csvs), "attack_summary": str(path),
+                      "eval_summary": evals[setting]})
+    return cells
 
 
 # ------------------------------------------------------------------------------------------------ scores
@@ -109,7 +152,7 @@ def read_attack_reference_scores(path: str | Path) -> UtteranceScores:
 
 
 def read_benign_scores(path: str | Path) -> UtteranceScores:
-    """Scores against the references (benign WER) from an evaluation job's ``hypotheses.csv`` (tab-separated)."""
+    """Scores against the references (benign WER) from an evaluation job's ``hypotheses.tsv``."""
     frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
     return scores_from_frame(frame, "reference", str(path))
 

@@ -32,10 +32,7 @@ BENIGN = 0  # the "milestone" of a benign comparison
 
 def parse_setting(text: str) -> Setting:
     """'1.0/0.5/0.0' (λA/λC(t)/λC(i)) -> Setting."""
-    parts = str(text).split("/")
-    if len(parts) != 3:
-        raise ValueError(f"{text!r} is not λA/λC(t)/λC(i)")
-    return Setting(*(round(float(p), 6) for p in parts))
+    return Setting.parse(text)
 
 
 def finding_pairs(finding: Mapping, attacked: Sequence[Setting]) -> list[tuple[Setting, Setting]]:
