@@ -52,6 +52,8 @@ rule attack:
         clip=config["attack"]["clip"],
         engine=config["attack"]["engine"],
         batch_size=config["attack"]["batch_size"],
+        batch_samples=config["attack"]["batch_samples"],
+        autocast=config["attack"]["autocast"],
         checkpoint_every=config["attack"]["checkpoint_every"],
         on_nan=config["attack"]["on_nan"],
         target_length=config["attack"]["target_length"],

@@ -14,18 +14,115 @@ so single-utterance results are bit-identical with and without the hooks.
 
 Encoders with the legacy relative-position attention (ESPnet's default ``rel_pos_type``, used by the paper's
 pre-trained model) are a second source: see ``legacy_rel_shift_per_utterance``.
+
+``static_lengths``: a PGD batch's lengths never change between its steps, yet ESPnet reads them back from the device
+at every forward (``make_pad_mask`` takes ``lengths.max()`` for the encoder's and decoder's masks), as do the STFT
+hooks here. Inside that block, whatever depends only on lengths is computed at a batch's first step and replayed
+at the later ones; see ``LengthReplay``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import sys
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
 
 _MARK = "_hne_batch_invariant_handles"
+T = TypeVar("T")
+
+
+class LengthReplay:
+    """Values that depend only on a batch's lengths, computed at its first step and replayed at the later ones.
+
+    Within ``batch(key)`` every ``lookup`` is numbered; the first pass through a batch records each value with a
+    device copy of the lengths it came from, later passes return the recorded value for the same call number.
+    A later call whose signature (shapes, non-tensor arguments) differs is an error at once; whether its lengths
+    equal the recorded ones is checked on the device (no host read) and accumulated, and ``check`` (called by the
+    PGD loop at checkpoint boundaries and at the end) raises if they ever differed: the replay is exact or fails.
+    Outside ``batch`` (``key`` None) ``lookup`` just computes.
+    """
+
+    def __init__(self) -> None:
+        self._store: dict[Hashable, list[tuple[tuple, torch.Tensor, Any]]] = {}
+        self._key: Hashable | None = None
+        self._call = 0
+        self._mismatch: torch.Tensor | None = None
+
+    @contextlib.contextmanager
+    def batch(self, key: Hashable) -> Iterator[None]:
+        self._key, self._call = key, 0
+        try:
+            yield
+        finally:
+            self._key = None
+
+    def lookup(self, signature: tuple, lengths: torch.Tensor, compute: Callable[[], T]) -> T:
+        if self._key is None:
+            return compute()
+        calls = self._store.setdefault(self._key, [])
+        i, self._call = self._call, self._call + 1
+        if i == len(calls):
+            value = compute()
+            calls.append((signature, lengths.detach().clone(), value))
+            return value
+        sig, recorded, value = calls[i]
+        if sig != signature or recorded.shape != lengths.shape or recorded.device != lengths.device:
+            raise RuntimeError(f"length replay: call {i} of batch {self._key!r} is {signature}, recorded {sig}; "
+                               "the forward pass changed between steps")
+        differs = (recorded != lengths).any()
+        self._mismatch = differs if self._mismatch is None else self._mismatch | differs
+        return value
+
+    def check(self) -> None:
+        """One host read: raise if any replayed call saw lengths other than the recorded ones."""
+        if self._mismatch is not None and bool(self._mismatch):
+            raise RuntimeError("length replay: lengths changed between steps of a batch; replayed masks were wrong")
+        self._mismatch = None
+
+
+_REPLAY: LengthReplay | None = None
+
+
+def _lookup(signature: tuple, lengths: torch.Tensor, compute: Callable[[], T]) -> T:
+    return compute() if _REPLAY is None else _REPLAY.lookup(signature, lengths, compute)
+
+
+def _replayed_make_pad_mask(original: Callable) -> Callable:
+    def make_pad_mask(lengths, xs=None, length_dim=-1, maxlen=None):
+        if not torch.is_tensor(lengths):
+            return original(lengths, xs, length_dim, maxlen)
+        sig = ("make_pad_mask", None if xs is None else (tuple(xs.shape), str(xs.device)), length_dim, maxlen)
+        return _lookup(sig, lengths, lambda: original(lengths, xs, length_dim, maxlen))
+
+    make_pad_mask.__wrapped__ = original
+    return make_pad_mask
+
+
+@contextlib.contextmanager
+def static_lengths() -> Iterator[LengthReplay]:
+    """Replay what depends only on lengths (see ``LengthReplay``): ESPnet's ``make_pad_mask`` as every loaded
+    ``espnet2`` module imported it, and the STFT hooks' host reads. Patched for the block, restored afterwards."""
+    global _REPLAY
+    from espnet2.legacy.nets.pytorch_backend import nets_utils
+
+    original = nets_utils.make_pad_mask
+    wrapped = _replayed_make_pad_mask(original)
+    patched = [m for name, m in list(sys.modules.items())
+               if name.startswith("espnet2") and m is not None and getattr(m, "make_pad_mask", None) is original]
+    previous, _REPLAY = _REPLAY, LengthReplay()
+    for m in patched:
+        m.make_pad_mask = wrapped
+    try:
+        yield _REPLAY
+    finally:
+        for m in patched:
+            m.make_pad_mask = original
+        _REPLAY = previous
 
 
 def stft_reflect_pre_hook(stft: torch.nn.Module, args: tuple) -> tuple | None:
@@ -36,12 +133,18 @@ def stft_reflect_pre_hook(stft: torch.nn.Module, args: tuple) -> tuple | None:
     p = stft.n_fft // 2
     _, M = x.shape
     L = ilens.to(device=x.device, dtype=torch.long)
-    short = L < M
-    if not bool(short.any()):
+
+    def plan() -> tuple[bool, int]:
+        short = L < M
+        if not bool(short.any()):
+            return False, M
+        # Widen by p if some reflection would run past the tensor; then every row (the longest too) gets its
+        # explicit reflection, since torch.stft would now reflect about the new edge M + p.
+        return True, (M + p if int((L[short] + p).max()) > M else M)
+
+    padded, M2 = _lookup(("stft_reflect", M, p), L, plan)
+    if not padded:
         return None
-    # Widen by p if some reflection would run past the tensor; then every row (the longest too) gets its
-    # explicit reflection, since torch.stft would now reflect about the new edge M + p.
-    M2 = M + p if int((L[short] + p).max()) > M else M
     k = torch.arange(p, device=x.device)
     refl = x.gather(1, (L[:, None] - 2 - k).clamp(min=0))  # (B, p): x[L-2], x[L-3], ...
     body = x.masked_fill(torch.arange(M, device=x.device) >= L[:, None], 0.0)  # whatever is in the padding
@@ -53,9 +156,12 @@ def stft_trim_hook(stft: torch.nn.Module, args: tuple, out: tuple) -> tuple | No
     """Forward hook: drop the frames the widening added (``ESPnetASRModel.encode`` asserts the encoder output
     is no longer than its longest length)."""
     output, olens = out
-    if olens is None or output.size(1) <= int(olens.max()):
+    if olens is None:
         return None
-    return output[:, : int(olens.max())], olens
+    longest = _lookup(("stft_trim",), olens, lambda: int(olens.max()))
+    if output.size(1) <= longest:
+        return None
+    return output[:, :longest], olens
 
 
 def frontend_stft(model: torch.nn.Module) -> torch.nn.Module:

@@ -51,7 +51,7 @@ from hne_core.text import normalize_transcript
 log = logging.getLogger(__name__)
 
 STATE_FORMAT = "hne-attack-state-1"
-META_DEFAULTS = {"target_length": "chars", "label_smoothing": "model"}
+META_DEFAULTS = {"target_length": "chars", "label_smoothing": "model", "autocast": None}
 _QMAX = 32767
 
 
@@ -126,7 +126,8 @@ def attack_job(model_dir: str | Path, data_dir: str | Path, utt_ids: Sequence[st
                out_csv: str | Path, out_state: str | Path, out_summary: str | Path, *, text_case: str = "upper",
                checkpoint_every: int = 100, on_nan: str = "error", threads: int | None = None,
                target_length: str = "chars", label_smoothing: float | str = "model",
-               decoding: str = DEFAULT_MODE, model_weights: dict | None = None) -> dict:
+               decoding: str = DEFAULT_MODE, batch_samples: int | None = None, autocast: str | None = None,
+               model_weights: dict | None = None) -> dict:
     """Attack ``utt_ids`` of ``data_dir`` up to milestone ``steps``; write the CSV, summary and state.
 
     CSV columns: utt_id, accent_id, reference, target, hypothesis, target_wer, wer (per utterance, fractions),
@@ -138,6 +139,9 @@ def attack_job(model_dir: str | Path, data_dir: str | Path, utt_ids: Sequence[st
     ``label_smoothing`` (``attack.label_smoothing``): the decoder loss's smoothing, "model" for the model's own
     (``set_label_smoothing``). Both are settings of the attack: a previous milestone's state must share them.
     ``decoding`` (``decoding.mode``): how the hypotheses are decoded (``hne_core.decoding.DECODING_MODES``).
+    ``batch_samples`` (``attack.batch_samples``): the native engine's padded-sample budget per batch (round-off
+    only, so not an attack setting); ``autocast`` (``attack.autocast``): the native forward+backward's precision,
+    an attack setting (δ differs beyond round-off), so chained milestones must share it.
     ``model_weights``: the attacked model's ``lambda_a`` and ``lambda_c_train``, written into the summary so that
     the results read each cell's setting from its own files.
     """
@@ -174,7 +178,7 @@ def attack_job(model_dir: str | Path, data_dir: str | Path, utt_ids: Sequence[st
 
     meta = {"eps": float(eps), "step_size": float(step_size), "lambda_c_infer": float(lambda_c_infer),
             "clip": bool(clip), "engine": engine, "text_case": text_case, "target_length": target_length,
-            "label_smoothing": label_smoothing}
+            "label_smoothing": label_smoothing, "autocast": autocast}
     delta0, prev_steps, prev_skips = None, 0, [0] * len(utts)
     if prev_state:
         prev = load_state(prev_state)
@@ -189,7 +193,8 @@ def attack_job(model_dir: str | Path, data_dir: str | Path, utt_ids: Sequence[st
 
     result = run_attack(engine, model, waves, target_ids, lambda_c_infer, eps, step_size, steps - prev_steps,
                         clip, delta0, batch_size=batch_size, device=device, checkpoint_path=checkpoint_path,
-                        checkpoint_every=checkpoint_every, on_nan=on_nan, names=utt_ids)
+                        checkpoint_every=checkpoint_every, on_nan=on_nan, names=utt_ids,
+                        batch_samples=batch_samples, autocast=autocast)
     attack_s = time.perf_counter() - t0
 
     # Quantise as stored, check the constraints on what is stored, then decode and score that.
@@ -229,7 +234,8 @@ def attack_job(model_dir: str | Path, data_dir: str | Path, utt_ids: Sequence[st
         "nan_skipped_steps": int(sum(nan_skips)), "n_utts_with_nan": int(sum(n > 0 for n in nan_skips)),
         "steps": int(steps), "steps_run": int(steps - prev_steps), "prev_steps": int(prev_steps),
         "resumed_from_checkpoint": int(result.resumed_from),
-        **meta, "decoding": decoding, "batch_size": int(batch_size), "device": str(device),
+        **meta, "decoding": decoding, "batch_size": int(batch_size), "batch_samples": batch_samples,
+        "device": str(device),
         "max_l2_norm": float(frame["l2_norm"].max()),
         "mean_snr_db": float(np.mean(finite_snr)) if finite_snr else None,
         "attack_seconds": attack_s, "total_seconds": time.perf_counter() - t0,

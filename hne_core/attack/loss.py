@@ -26,7 +26,9 @@ with λC(t) = 0, which has no CTC) is an error.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from espnet2.legacy.nets.pytorch_backend.transformer.add_sos_eos import add_sos_eos
@@ -89,25 +91,55 @@ def pad_targets(targets: Sequence[Sequence[int]], device: torch.device | str,
     return ys.to(device), lens.to(device)
 
 
+@dataclass
+class BatchTargets:
+    """What Eq. 4 needs of a batch's targets and lengths that x + δ never changes, made once per batch and reused
+    at every PGD step, so that a step reads nothing back from the device: ``add_sos_eos`` selects with a boolean
+    mask (a host sync on a GPU), CTC's flat targets need the target lengths on the host, and ``torch.ctc_loss``
+    copies device-side lengths to the host (so it gets host tensors here). ``enc_lens_host`` (the encoder's
+    output lengths, which depend only on the input lengths) is filled at the batch's first step."""
+    ys_in: torch.Tensor
+    ys_out: torch.Tensor
+    ctc_flat: torch.Tensor
+    ys_lens_host: torch.Tensor
+    enc_lens_host: torch.Tensor | None = None
+
+
+def batch_targets(model, ys: torch.Tensor, ys_lens: torch.Tensor) -> BatchTargets:
+    """``BatchTargets`` of padded targets (``pad_targets``)."""
+    lens = ys_lens.cpu()
+    ys_in, ys_out = add_sos_eos(ys, model.sos, model.eos, model.ignore_id)
+    flat = torch.cat([ys[i, :n] for i, n in enumerate(lens.tolist())])
+    return BatchTargets(ys_in=ys_in, ys_out=ys_out, ctc_flat=flat, ys_lens_host=lens)
+
+
 def ctc_losses(model, enc: torch.Tensor, enc_lens: torch.Tensor, ys: torch.Tensor,
-               ys_lens: torch.Tensor) -> torch.Tensor:
+               ys_lens: torch.Tensor, prepared: BatchTargets | None = None) -> torch.Tensor:
     """(B,) CTC loss of each utterance, as ESPnet computes it for a batch of one."""
     ctc = model.ctc
     logp = ctc.ctc_lo(enc).log_softmax(2).float().transpose(0, 1)  # (T, B, V)
-    flat = torch.cat([ys[i, :n] for i, n in enumerate(ys_lens.tolist())])  # one host sync, not one per row
-    return ctc.ctc_loss(logp, flat, enc_lens, ys_lens).to(enc.dtype)
+    if prepared is None:
+        flat = torch.cat([ys[i, :n] for i, n in enumerate(ys_lens.tolist())])  # one host sync, not one per row
+        return ctc.ctc_loss(logp, flat, enc_lens, ys_lens).to(enc.dtype)
+    if prepared.enc_lens_host is None:  # the batch's first step: its only read-back
+        prepared.enc_lens_host = enc_lens.cpu()
+    return ctc.ctc_loss(logp, prepared.ctc_flat, prepared.enc_lens_host, prepared.ys_lens_host).to(enc.dtype)
 
 
 def decoder_losses(model, enc: torch.Tensor, enc_lens: torch.Tensor, ys: torch.Tensor,
-                   ys_lens: torch.Tensor) -> torch.Tensor:
+                   ys_lens: torch.Tensor, prepared: BatchTargets | None = None) -> torch.Tensor:
     """(B,) teacher-forced decoder loss of each utterance: the model's ``criterion_att`` on its own row.
 
     ESPnet's ``LabelSmoothingLoss`` reduces over the whole batch; calling it once per row (as this did) cost
     ~10 % of a batched attack step on the CPU. This is the same computation with the batch reduction left out,
     read off the criterion's own settings; ``tests/test_attack.py`` checks it against ``criterion_att`` row by row.
     """
-    ys_in, ys_out = add_sos_eos(ys, model.sos, model.eos, model.ignore_id)
+    if prepared is None:
+        ys_in, ys_out = add_sos_eos(ys, model.sos, model.eos, model.ignore_id)
+    else:
+        ys_in, ys_out = prepared.ys_in, prepared.ys_out
     dec_out, _ = model.decoder(enc, enc_lens, ys_in, ys_lens + 1)
+    dec_out = dec_out.float()  # under autocast the logits may be bf16/fp16: the loss itself is float32 (no-op else)
     crit = model.criterion_att
     ignore = ys_out == crit.padding_idx  # (B, L)
     with torch.no_grad():
@@ -119,18 +151,56 @@ def decoder_losses(model, enc: torch.Tensor, enc_lens: torch.Tensor, ys: torch.T
     return per_row / (~ignore).sum(dim=1).to(per_row.dtype) if crit.normalize_length else per_row
 
 
+def encode_static(model, speech: torch.Tensor, speech_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``ESPnetASRModel.encode`` in eval mode (the same modules in the same order) without its two host reads:
+    ``speech[:, :speech_lengths.max()]`` (a no-op here: ``pad_waves`` pads a batch to its longest row) and the
+    assertion ``encoder_out.size(-2) <= encoder_out_lens.max()``. Under ``torch.autocast`` the frontend and the
+    feature normalisation run in float32 on every device (ESPnet's ``autocast_frontend: false`` does so on CUDA
+    only): the log-mel of a power spectrum is where reduced precision costs most, and it is cheap.
+    A model this does not know (its own ``encode``, intermediate-CTC conditioning) gets its own ``encode``."""
+    from espnet2.asr.espnet_model import ESPnetASRModel
+
+    enc_obj = getattr(model, "encoder", None)
+    if (not isinstance(model, ESPnetASRModel) or type(model).encode is not ESPnetASRModel.encode or enc_obj is None
+            or getattr(enc_obj, "interctc_use_conditioning", False) or getattr(enc_obj, "ctc_trim", False)
+            or model.training):
+        return model.encode(speech, speech_lengths)
+    fp32 = (contextlib.nullcontext() if getattr(model, "autocast_frontend", False)
+            else torch.autocast(speech.device.type, enabled=False))
+    with fp32:
+        if model.frontend is not None:
+            feats, feats_lengths = model.frontend(speech, speech_lengths)
+        else:
+            feats, feats_lengths = speech, speech_lengths
+        if model.normalize is not None:
+            feats, feats_lengths = model.normalize(feats, feats_lengths)
+    if model.preencoder is not None:
+        feats, feats_lengths = model.preencoder(feats, feats_lengths)
+    enc, enc_lens, _ = enc_obj(feats, feats_lengths)
+    if isinstance(enc, tuple):
+        enc = enc[0]
+    if model.postencoder is not None:
+        enc, enc_lens = model.postencoder(enc, enc_lens)
+    return enc, enc_lens
+
+
 def adversarial_losses(model, speech: torch.Tensor, speech_lengths: torch.Tensor, ys: torch.Tensor,
-                       ys_lens: torch.Tensor, lambda_c: float) -> torch.Tensor:
-    """(B,) Eq. 4 per utterance. ``ys`` padded with -1 (``pad_targets``)."""
+                       ys_lens: torch.Tensor, lambda_c: float, prepared: BatchTargets | None = None) -> torch.Tensor:
+    """(B,) Eq. 4 per utterance. ``ys`` padded with -1 (``pad_targets``). With ``prepared`` (``batch_targets`` of
+    the same ``ys``; the PGD loop) the step reads nothing back from the device: ``encode_static`` and the
+    prepared targets replace ESPnet's ``encode`` and ``add_sos_eos`` (the same values)."""
     if model.training:
         raise AttackSetupError("attack losses need the model in eval() mode (BatchNorm, dropout, SpecAugment)")
     check_heads(model, lambda_c)
-    enc, enc_lens = model.encode(speech, speech_lengths)
+    if prepared is None:
+        enc, enc_lens = model.encode(speech, speech_lengths)
+    else:
+        enc, enc_lens = encode_static(model, speech, speech_lengths)
     if isinstance(enc, tuple):  # intermediate CTC outputs are not part of Eq. 4
         enc = enc[0]
-    total = torch.zeros(enc.size(0), dtype=enc.dtype, device=enc.device)
+    total = torch.zeros(enc.size(0), dtype=torch.float32, device=enc.device)  # float32 under autocast too
     if lambda_c > 0.0:
-        total = total + lambda_c * ctc_losses(model, enc, enc_lens, ys, ys_lens)
+        total = total + lambda_c * ctc_losses(model, enc, enc_lens, ys, ys_lens, prepared).float()
     if lambda_c < 1.0:
-        total = total + (1.0 - lambda_c) * decoder_losses(model, enc, enc_lens, ys, ys_lens)
+        total = total + (1.0 - lambda_c) * decoder_losses(model, enc, enc_lens, ys, ys_lens, prepared).float()
     return total

@@ -23,8 +23,23 @@ so the padded samples of δ stay exactly 0. The loss of a batch is the sum of pe
 500-step call gives the 1000-step attack (the ball stays centred on the original x). With
 ``checkpoint_path`` a file holding δ and the step count is written atomically every ``checkpoint_every`` steps;
 a rerun of the same call resumes from it (a checkpoint of a different attack is ignored, with a warning).
-A non-finite gradient raises ``NaNGradientError`` naming the utterance, or with ``on_nan="skip"`` makes that
-utterance's step empty (its gradient is zeroed, as ART does with NaN, so δ stays where it is) and counts it.
+A non-finite gradient raises ``NaNGradientError`` naming the utterance and the first step it happened, or with
+``on_nan="skip"`` makes that utterance's step empty (its gradient is zeroed, as ART does with NaN, so δ stays where
+it is) and counts it.
+
+Batches (``length_batches``): utterances sorted longest first, filled up to ``batch_size`` rows and, with
+``batch_samples``, to at most that many padded samples (rows × the batch's longest utterance), so that a batch of
+short utterances holds more of them than a batch of long ones. Every row's gradient is its own whatever the batch
+(``batching.py``), so the batching changes δ only at round-off level (the same sums in another order).
+
+No host synchronisation inside the step loop (what a GPU would otherwise wait for at every step): everything that
+depends only on lengths and targets (masks, ``<sos>``/``<eos>`` targets, CTC's flat targets and its host-side
+lengths, the frontend's and the encoder's padding masks via ``batching.static_lengths``) is computed at the first
+step of a batch and reused; non-finite gradients are counted per row on the device, and read back only at
+checkpoint boundaries and at the end, where an error still names the utterance and its first non-finite step.
+
+``autocast`` (``None``, ``"bf16"``, ``"fp16"``): the model's forward and backward under ``torch.autocast``; the
+input gradient, the PGD update, the clipping and the projection stay float32.
 """
 
 from __future__ import annotations
@@ -42,8 +57,9 @@ import numpy as np
 import torch
 
 from hne_core.atomic import atomic_path
-from hne_core.attack.batching import batch_invariant, n_fft
-from hne_core.attack.loss import AttackSetupError, adversarial_losses, check_heads, pad_targets, pad_waves
+from hne_core.attack.batching import batch_invariant, n_fft, static_lengths
+from hne_core.attack.loss import (AttackSetupError, adversarial_losses, batch_targets, check_heads, pad_targets,
+                                 pad_waves)
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +100,15 @@ class AttackSpec:
     clip: bool
     clip_values: tuple[float, float] = (-1.0, 1.0)
 
-    def fingerprint(self, engine: str, batch_size: int) -> str:
+    def fingerprint(self, engine: str, batch_size: int, **settings: object) -> str:
+        """Identifies the attack a checkpoint belongs to; ``settings`` that are None are left out, so that
+        checkpoints written before a setting existed (with its default, None) stay valid."""
         h = hashlib.sha256()
         h.update(json.dumps([engine, batch_size, self.lambda_c, self.eps, self.step_size, self.steps, self.clip,
                              self.clip_values, self.names, self.targets]).encode())
+        extra = {k: v for k, v in sorted(settings.items()) if v is not None}
+        if extra:
+            h.update(json.dumps(extra).encode())
         for w, d in zip(self.waves, self.delta0):
             h.update(w.tobytes())
             h.update(d.tobytes())
@@ -207,12 +228,28 @@ def model_device(model: torch.nn.Module, device: str | torch.device | None) -> t
     return next(model.parameters()).device
 
 
-def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Indices grouped by length, longest first (ties by index), ``batch_size`` at a time."""
+def length_batches(lengths: Sequence[int], batch_size: int, batch_samples: int | None = None) -> list[list[int]]:
+    """Indices grouped by length, longest first (ties by index), at most ``batch_size`` at a time and, with
+    ``batch_samples``, at most that many padded samples a batch (rows × the first, longest row's length).
+
+    Why a sample budget: a fixed count pads a batch of long utterances to a size that may not fit the device and
+    leaves a batch of short ones small; a budget fills every batch to about the same memory and work. An
+    utterance longer than the budget gets a batch of its own (it cannot be split)."""
     if batch_size < 1:
         raise AttackSetupError(f"batch size must be positive, got {batch_size}")
+    if batch_samples is not None and batch_samples < 1:
+        raise AttackSetupError(f"batch_samples must be positive, got {batch_samples}")
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-    return [order[k: k + batch_size] for k in range(0, len(order), batch_size)]
+    if batch_samples is None:
+        return [order[k: k + batch_size] for k in range(0, len(order), batch_size)]
+    batches: list[list[int]] = []
+    for i in order:
+        b = batches[-1] if batches else None
+        if b is not None and len(b) < batch_size and (len(b) + 1) * lengths[b[0]] <= batch_samples:
+            b.append(i)
+        else:
+            batches.append([i])
+    return batches
 
 
 def l2_step(x: torch.Tensor, delta: torch.Tensor, grad: torch.Tensor, mask: torch.Tensor, eps: float,
@@ -253,18 +290,43 @@ def guard_gradient(grad: torch.Tensor, mask: torch.Tensor, names: Sequence[str],
     return grad, rows
 
 
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast_context(device: torch.device, autocast: str | None) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` for the model's forward (``None``: float32, no autocast)."""
+    if autocast is None:
+        return contextlib.nullcontext()
+    if autocast not in AUTOCAST_DTYPES:
+        raise AttackSetupError(f"autocast must be null, 'bf16' or 'fp16', got {autocast!r}")
+    return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[autocast])
+
+
+def nonfinite_rows(grad: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero the padding and the rows that are not finite, on the device: (gradient, (B,) bool of bad rows).
+    A zeroed row's step is empty, as ART does with NaN (δ stays where it is)."""
+    grad = torch.where(mask, grad, torch.zeros_like(grad))
+    bad = (~torch.isfinite(grad)).any(dim=1)
+    return torch.where(bad[:, None], torch.zeros_like(grad), grad), bad
+
+
 def pgd_native(model, spec: AttackSpec, batch_size: int = 16, device: str | torch.device | None = None,
                checkpoint_path: str | Path | None = None, checkpoint_every: int = 100, on_nan: str = "error",
-               callback: Callable[[int], None] | None = None) -> AttackResult:
-    """Run ``spec.steps`` PGD steps from ``spec.delta0`` on the device, batched by length."""
+               callback: Callable[[int], None] | None = None, batch_samples: int | None = None,
+               autocast: str | None = None) -> AttackResult:
+    """Run ``spec.steps`` PGD steps from ``spec.delta0`` on the device, batched by length (``length_batches``).
+
+    The step loop reads nothing back from the device after a batch's first step (module docstring); the
+    non-finite gradients it counts are read at checkpoint boundaries and at the end."""
     if on_nan not in ("error", "skip"):
         raise AttackSetupError(f"on_nan must be 'error' or 'skip', got {on_nan!r}")
     t0 = time.perf_counter()
     dev = model_device(model, device)
+    amp = autocast_context(dev, autocast)  # validates the setting before any work
     model.to(dev).eval()
     n = len(spec.waves)
-    fingerprint = spec.fingerprint("native", batch_size)
-    groups = length_batches([len(w) for w in spec.waves], batch_size)
+    fingerprint = spec.fingerprint("native", batch_size, batch_samples=batch_samples, autocast=autocast)
+    groups = length_batches([len(w) for w in spec.waves], batch_size, batch_samples)
     deltas = [torch.from_numpy(d.copy()) for d in spec.delta0]
     nan_skips = [0] * n
     start = 0
@@ -280,7 +342,11 @@ def pgd_native(model, spec: AttackSpec, batch_size: int = 16, device: str | torc
         d, _ = pad_waves([deltas[i] for i in idx], dev)
         mask = torch.arange(x.size(1), device=dev)[None, :] < lens[:, None]
         ys, ys_lens = pad_targets([spec.targets[i] for i in idx], dev)
-        batches.append({"idx": idx, "x": x, "delta": d, "mask": mask, "lens": lens, "ys": ys, "ys_lens": ys_lens})
+        batches.append({"idx": idx, "x": x, "delta": d, "mask": mask, "lens": lens, "ys": ys, "ys_lens": ys_lens,
+                        "prepared": batch_targets(model, ys, ys_lens),
+                        # per row, on the device: steps with a non-finite gradient, and the first such step
+                        "bad": torch.zeros(len(idx), dtype=torch.long, device=dev),
+                        "first_bad": torch.zeros(len(idx), dtype=torch.long, device=dev)})
 
     def collect() -> list[torch.Tensor]:
         out: list[torch.Tensor] = [torch.empty(0)] * n
@@ -290,23 +356,45 @@ def pgd_native(model, spec: AttackSpec, batch_size: int = 16, device: str | torc
                 out[i] = d[r, : len(spec.waves[i])].clone()
         return out
 
+    def settle() -> list[int]:
+        """Read the device-side counts back (a checkpoint boundary or the end): raise for a non-finite gradient
+        unless skipping, naming each utterance with its first such step; else the skip counts per utterance."""
+        counts = list(nan_skips)
+        failed: list[tuple[int, str]] = []
+        for b in batches:
+            bad, first = b["bad"].tolist(), b["first_bad"].tolist()
+            for r, i in enumerate(b["idx"]):
+                counts[i] += bad[r]
+                if bad[r]:
+                    failed.append((first[r], spec.names[i]))
+        if failed and on_nan != "skip":
+            failed.sort()
+            raise NaNGradientError(f"non-finite loss gradient at PGD step {failed[0][0]} for utterance(s) "
+                                   + ", ".join(f"{name} (first at step {s})" for s, name in failed))
+        return counts
+
     invariant = batch_invariant(model) if batch_size > 1 else contextlib.nullcontext()
-    with frozen(model), invariant:
+    with frozen(model), invariant, static_lengths() as replay:
         for step in range(start, spec.steps):
-            for b in batches:
+            for k, b in enumerate(batches):
                 x_adv = (b["x"] + b["delta"]).requires_grad_(True)
-                losses = adversarial_losses(model, x_adv, b["lens"], b["ys"], b["ys_lens"], spec.lambda_c)
+                with replay.batch(k), amp:
+                    losses = adversarial_losses(model, x_adv, b["lens"], b["ys"], b["ys_lens"], spec.lambda_c,
+                                                b["prepared"])
                 (grad,) = torch.autograd.grad(losses.sum(), x_adv)
-                grad, bad = guard_gradient(grad, b["mask"], [spec.names[i] for i in b["idx"]], step + 1, on_nan)
-                for r in bad:
-                    nan_skips[b["idx"][r]] += 1
+                grad, bad = nonfinite_rows(grad.float(), b["mask"])
+                b["first_bad"] = torch.where(bad & (b["bad"] == 0), step + 1, b["first_bad"])
+                b["bad"] = b["bad"] + bad.long()
                 # a skipped row has a zero gradient: as in ART, its step is empty (δ unchanged up to round-off)
                 b["delta"] = l2_step(b["x"], b["delta"], grad, b["mask"], spec.eps, spec.step_size,
                                      clip_values).detach()
             done = step + 1
             if checkpoint_path and checkpoint_every > 0 and done % checkpoint_every == 0 and done < spec.steps:
-                save_checkpoint(checkpoint_path, fingerprint, done, collect(), nan_skips)
+                replay.check()
+                save_checkpoint(checkpoint_path, fingerprint, done, collect(), settle())
             if callback is not None:
                 callback(done)
+        replay.check()
+        nan_skips = settle()
     return AttackResult(deltas=[d.numpy().astype(np.float32) for d in collect()], steps=spec.steps,
                         nan_skips=nan_skips, resumed_from=start, seconds=time.perf_counter() - t0)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hne_core.attack.loss import AttackSetupError
 from hne_core.attack.pgd import AttackResult, make_spec, pgd_native
 
 ENGINES = ("native", "art")
@@ -28,11 +29,16 @@ def run_attack(engine: str, model, utterances: Sequence[np.ndarray | torch.Tenso
                batch_size: int = 16, device: str | torch.device | None = None,
                checkpoint_path: str | Path | None = None, checkpoint_every: int = 100, on_nan: str = "error",
                names: Sequence[str] | None = None, encoder=None,
-               callback: Callable[[int], None] | None = None) -> AttackResult:
+               callback: Callable[[int], None] | None = None, batch_samples: int | None = None,
+               autocast: str | None = None) -> AttackResult:
     """Targeted L2 PGD on ``utterances`` (1-D float waveforms in [-1, 1], 16 kHz) towards ``targets`` (token-id
     sequences, or strings with ``encoder=TargetEncoder(...)``), with the loss of Eq. 4 at ``lambda_c_infer``.
 
-    ``batch_size`` applies to the native engine (ART runs batch 1). ``names`` label utterances in errors.
+    ``batch_size`` applies to the native engine (ART runs batch 1): the most utterances a batch holds; with
+    ``batch_samples`` batches are also filled only up to that many padded samples (``pgd.length_batches``).
+    ``autocast`` (``None`` | ``"bf16"`` | ``"fp16"``): the native engine's forward and backward under
+    ``torch.autocast``, the PGD update in float32; ART's estimator has none (an error).
+    ``names`` label utterances in errors.
     ``checkpoint_path``/``checkpoint_every``: the in-job checkpoint (resumed by an identical rerun).
     ``on_nan``: "error" (``NaNGradientError`` naming the utterance) or "skip" (counted in ``nan_skips``).
     ``callback(step)`` is called after every step.
@@ -43,7 +49,10 @@ def run_attack(engine: str, model, utterances: Sequence[np.ndarray | torch.Tenso
                      encoder)
     if engine == "native":
         return pgd_native(model, spec, batch_size=batch_size, device=device, checkpoint_path=checkpoint_path,
-                          checkpoint_every=checkpoint_every, on_nan=on_nan, callback=callback)
+                          checkpoint_every=checkpoint_every, on_nan=on_nan, callback=callback,
+                          batch_samples=batch_samples, autocast=autocast)
+    if autocast is not None:
+        raise AttackSetupError(f"autocast {autocast!r} needs the native engine (ART's estimator runs float32)")
     from hne_core.attack.art_engine import pgd_art
 
     return pgd_art(model, spec, device=device, checkpoint_path=checkpoint_path, checkpoint_every=checkpoint_every,
