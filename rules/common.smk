@@ -35,6 +35,14 @@ R = config["results_dir"].rstrip("/")
 RES = config["resources_dir"].rstrip("/")
 SPLITS = ["train", "dev", "test"]
 DATA_SOURCE = config["data"]["source"]
+# The data sources' registry and the configured source's module (dependency-free at import: fine at parse time).
+from hne_core.data import sources as data_sources
+from hne_core.data.errors import ConfigError
+
+try:
+    SOURCE = data_sources.get(DATA_SOURCE)
+except ConfigError as exc:
+    raise WorkflowError(f"Invalid config key '{exc.key}': {exc}")
 
 def _check_experiment(cfg):
     """Cross-key rules a JSON schema cannot say: every table column must name a model of the grid."""
@@ -53,13 +61,10 @@ def _check_experiment(cfg):
                 )
     if cfg["attack"]["steps"] != sorted(cfg["attack"]["steps"]):
         raise WorkflowError("Invalid config key 'attack.steps': milestones must be in increasing order")
-    if cfg["data"]["source"] == "commonvoice":
-        cv = cfg["commonvoice"]
-        if not cv["archive"] and not cv["mdc_dataset_id"]:
-            raise WorkflowError(
-                "Invalid config key 'commonvoice.archive': data.source is commonvoice, so set "
-                "commonvoice.archive (a cv-corpus-*-en.tar.gz or folder) or commonvoice.mdc_dataset_id"
-            )
+    try:  # the configured data source's own rules (hne_core.data.sources)
+        SOURCE.check(cfg[DATA_SOURCE])
+    except ConfigError as exc:
+        raise WorkflowError(f"Invalid config key '{exc.key}': {exc}")
     for section in ("pretrain", "finetune"):
         train = cfg[section]
         if train.get("scheduler") == "constant" and train.get("warmup_steps"):
@@ -123,17 +128,16 @@ ESPNET_FILES = ["wav.scp", "text", "utt2spk", "spk2utt", "accent", "utt2dur", "u
 def _test_split_size(cfg):
     """What is known at planning time about the test split's size: (count, where it comes from, exact).
 
-    The data stage's ``accent`` file, when it is already there, is exact; before it exists the config bounds the
-    split from above (``synthetic.utterances.test``, or ``commonvoice.subsample.test``: drops can only lower
-    it). (None, ..) when nothing is known yet: the jobs check then (``sample_utterances``)."""
+    The data stage's ``accent`` file, when it is already there, is exact; before it exists the source may bound
+    the split from above from its config (``test_split_bound``: ``synthetic.utterances.test``, or
+    ``commonvoice.subsample.test``: drops can only lower it). (None, ..) when nothing is known yet: the jobs
+    check then (``sample_utterances``)."""
     accent = data_path("test", "accent")
     if os.path.isfile(accent):
         with open(accent, encoding="utf-8") as fh:
             return sum(1 for line in fh if line.strip()), accent, True
-    if cfg["data"]["source"] == "synthetic":
-        return int(cfg["synthetic"]["utterances"]["test"]), "config key 'synthetic.utterances.test'", False
-    bound = cfg["commonvoice"]["subsample"]["test"]
-    return (int(bound), "config key 'commonvoice.subsample.test'", False) if bound else (None, "", False)
+    bound, where = SOURCE.test_split_bound(cfg[DATA_SOURCE])
+    return bound, where, False
 
 
 def _check_sample_sizes(cfg):
@@ -156,23 +160,24 @@ _check_sample_sizes(config)
 
 
 def accent_classes():
-    """Accent class names in index order, from whichever source the config selects."""
-    return list(config["synthetic" if DATA_SOURCE == "synthetic" else "commonvoice"]["classes"])
+    """Accent class names in index order, from the configured source's section (``<source>.classes``)."""
+    return SOURCE.class_names(config[DATA_SOURCE])
 
 
-def commonvoice_is_folder():
-    archive = config["commonvoice"]["archive"]
-    return bool(archive) and os.path.isdir(archive)
+DATA_PATHS = data_sources.Paths(data_dir=data_path(), resources_dir=RES)
 
 
-def commonvoice_input(wildcards):
-    """The prepare rule reads the user's folder in place, or the folder that the fetch rule made."""
-    if commonvoice_is_folder():
-        from hne_core.data.commonvoice import find_language_dir
+def source_inputs(wildcards):
+    """The prepare job's inputs, as the configured source names them (its upstream jobs' outputs, or the user's
+    files read in place)."""
+    return SOURCE.inputs(config[DATA_SOURCE], DATA_PATHS)
 
-        lang = find_language_dir(config["commonvoice"]["archive"])
-        return {"tsvs": [os.path.join(lang, f"{s}.tsv") for s in SPLITS]}
-    return {"corpus": f"{RES}/commonvoice/corpus"}
+
+def source_params():
+    """What the prepare job receives: the source's own settings and the data-wide settings it reads, and
+    nothing else, so that a change reruns it only when it matters to this source."""
+    return {"source": DATA_SOURCE, "settings": SOURCE.settings(config[DATA_SOURCE]),
+            "data": data_sources.data_settings(SOURCE, config)}
 
 
 # ---------------------------------------------------------------- tokenizer and pre-trained model

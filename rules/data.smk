@@ -1,85 +1,35 @@
-# Data stage: one source (synthetic or Common Voice) -> manifest.tsv + dropped.tsv -> ESPnet data
-# directories per split, a data report, and the tokenizer.
+# Data stage: the configured source (data.source; hne_core.data.sources) -> manifest.tsv + dropped.tsv -> ESPnet
+# data directories per split, a data report, and the tokenizer.
 
-if DATA_SOURCE == "synthetic":
 
-    rule synthetic_script:
-        output:
-            script=data_path("synthetic_script.tsv"),
-        log:
-            f"{R}/logs/data/synthetic_script.log",
-        params:
-            spec=config["synthetic"],
-            seed=config["seed"],
-        conda:
-            "../envs/hne.yaml"
-        script:
-            "../workflow_scripts/synthetic_script.py"
+# Jobs a source needs before its prepare job (a plan to edit, a download), when it needs any.
+if os.path.isfile(os.path.join(workflow.basedir, "rules", "sources", f"{DATA_SOURCE}.smk")):
 
-    rule synthesize_corpus:
-        input:
-            script=data_path("synthetic_script.tsv"),
-        output:
-            manifest=data_path("manifest.tsv"),
-            dropped=data_path("dropped.tsv"),
-            wavs=directory(data_path("wav")),
-        log:
-            f"{R}/logs/data/synthesize_corpus.log",
-        benchmark:
-            f"{R}/benchmarks/data/synthesize_corpus.tsv"
-        params:
-            text_case=config["data"]["text_case"],
-            min_samples=config["data"]["min_samples"],
-        threads: config["data"]["threads"]
-        conda:
-            "../envs/hne.yaml"
-        script:
-            "../workflow_scripts/synthesize_corpus.py"
+    include: f"sources/{DATA_SOURCE}.smk"
 
-else:
 
-    if not commonvoice_is_folder():
-
-        rule fetch_commonvoice:
-            input:
-                archive=config["commonvoice"]["archive"] or [],
-            output:
-                corpus=directory(f"{RES}/commonvoice/corpus"),
-            log:
-                f"{R}/logs/data/fetch_commonvoice.log",
-            params:
-                mdc_dataset_id=config["commonvoice"]["mdc_dataset_id"],
-                download_dir=f"{RES}/commonvoice/download",
-            conda:
-                "../envs/hne.yaml"
-            script:
-                "../workflow_scripts/fetch_commonvoice.py"
-
-    rule prepare_commonvoice:
-        input:
-            unpack(commonvoice_input),
-        output:
-            manifest=data_path("manifest.tsv"),
-            dropped=data_path("dropped.tsv"),
-            wavs=directory(data_path("wav")),
-        log:
-            f"{R}/logs/data/prepare_commonvoice.log",
-        benchmark:
-            f"{R}/benchmarks/data/prepare_commonvoice.tsv"
-        params:
-            root=config["commonvoice"]["archive"] if commonvoice_is_folder() else f"{RES}/commonvoice/corpus",
-            classes=config["commonvoice"]["classes"],
-            multi_accent=config["commonvoice"]["multi_accent"],
-            subsample=config["commonvoice"]["subsample"],
-            seed=config["seed"],
-            on_bad_row=config["data"]["on_bad_row"],
-            text_case=config["data"]["text_case"],
-            min_samples=config["data"]["min_samples"],
-        threads: config["data"]["threads"]
-        conda:
-            "../envs/hne.yaml"
-        script:
-            "../workflow_scripts/prepare_commonvoice.py"
+# One prepare rule for every source, named as the source says (synthesize_corpus, prepare_commonvoice,
+# prepare_folder): its inputs and settings come from the source (common.smk: source_inputs, source_params).
+rule prepare_data:
+    name:
+        SOURCE.RULE
+    input:
+        unpack(source_inputs),
+    output:
+        manifest=data_path("manifest.tsv"),
+        dropped=data_path("dropped.tsv"),
+        wavs=directory(data_path("wav")),
+    log:
+        f"{R}/logs/data/{SOURCE.RULE}.log",
+    benchmark:
+        f"{R}/benchmarks/data/{SOURCE.RULE}.tsv"
+    params:
+        **source_params(),
+    threads: config["data"]["threads"]
+    conda:
+        "../envs/hne.yaml"
+    script:
+        "../workflow_scripts/prepare_data.py"
 
 
 rule espnet_data_dir:

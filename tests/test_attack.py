@@ -649,3 +649,36 @@ def test_bf16_autocast_gradient_agrees_with_float32(waves):
         attack("art", m, waves, 1, autocast="bf16")
     with pytest.raises(AttackSetupError, match="autocast"):
         attack("native", m, waves, 1, autocast="fp8")
+
+
+def test_paper_benchmark_adds_up():
+    """``bench paper`` on a CPU with tiny settings: every stage timed, and the device-hours are the paper grid's
+    counts times the timings it printed (each figure printed to 6 significant digits: rel 1e-5 per factor)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-m", "hne_core.bench", "paper", "--device", "cpu", "--train-hours", "2.5",
+                          "--steps", "1", "--utts", "1", "--seconds", "1.0", "--peak-tflops", "2"], cwd=repo,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    f = dict(kv.split("=", 1) for kv in out.stdout.strip().splitlines()[-1].split())
+    n = {k: float(v) for k, v in f.items() if k != "device"}
+    paper = yaml.safe_load((repo / "configs" / "paper.yaml").read_text())
+    assert (n["models"], n["epochs"]) == (len(paper["finetune"]["grid"]), paper["finetune"]["epochs"]) == (13, 30)
+    assert (n["pairs"], n["attacked"], n["max_steps"], n["milestones"], n["evaluations"], n["test_utts"]) == (
+        16, 1000, 2000, 4, 19, 1000)
+    for key in ("train_step_s", "attack_step_s", "decode_utt_s", "train_tflop", "attack_tflop"):
+        assert n[key] > 0, key
+    rel = 6e-5
+    assert n["finetune_gpu_hours"] == pytest.approx(13 * 30 * 2.5 / n["train_audio_s_per_s"], rel=rel)
+    assert n["attack_gpu_hours"] == pytest.approx(16 * 1000 * 2000 * n["attack_utt_step_s"] / 3600, rel=rel)
+    assert n["decodes"] == 19 * 1000 + 16 * 4 * 1000
+    assert n["decode_gpu_hours"] == pytest.approx(n["decodes"] * n["decode_utt_s"] / 3600, rel=rel)
+    assert n["total_gpu_hours"] == pytest.approx(
+        n["finetune_gpu_hours"] + n["attack_gpu_hours"] + n["decode_gpu_hours"], rel=rel)
+    assert n["attack_tflops_achieved"] == pytest.approx(n["attack_tflop"] / n["attack_step_s"], rel=rel)
+    assert n["train_peak_fraction"] == pytest.approx(n["train_tflops_achieved"] / 2, rel=rel)
+    # forward+backward with weight gradients against forward+backward to the input only, same model, ~same audio
+    assert n["train_tflop"] > n["attack_tflop"]

@@ -134,7 +134,7 @@ def _data_dir(accent_file):
 
 
 def test_evaluation_subset_is_balanced_not_the_first_ids(accent_file):
-    from hne_core.model.evaluate import read_data_dir
+    from hne_core.data.utterances import read_data_dir
 
     d = _data_dir(accent_file)
     subset = read_data_dir(d, limit=8, seed=5)
@@ -144,7 +144,7 @@ def test_evaluation_subset_is_balanced_not_the_first_ids(accent_file):
 
 
 def test_evaluation_subset_composition_and_size_error(accent_file):
-    from hne_core.model.evaluate import read_data_dir
+    from hne_core.data.utterances import read_data_dir
 
     d = _data_dir(accent_file)
     natural = read_data_dir(d, limit=8, seed=5, composition="natural")

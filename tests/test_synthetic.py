@@ -14,7 +14,7 @@ from hne_core.data.synthetic import SyntheticSpec, build_script, read_script, sy
 from hne_core.data.vocabulary import vocabulary
 from hne_core.tokenizer import train_sentencepiece, unknown_token_rate, write_token_list
 
-CLASSES = {"us_english": "en-us", "scottish_english": "en-gb-scotland"}
+CLASSES = {"us_english": {"voice": "en-us"}, "scottish_english": {"voice": "en-gb-scotland"}}
 
 
 def small_spec(seed: int = 3, **over) -> SyntheticSpec:

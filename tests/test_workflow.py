@@ -138,7 +138,8 @@ def test_same_seed_same_data_tables(smoke_run, tmp_path):
 
 
 def test_failed_synthesis_leaves_no_artifact_that_looks_complete(tmp_path):
-    bad = write_config(tmp_path / "bad_voice.yaml", {"synthetic": {"classes": {"a": "en-us", "b": "xx-nonexistent"}}})
+    bad = write_config(tmp_path / "bad_voice.yaml", {"synthetic": {"classes": {"a": {"voice": "en-us"},
+                                                                             "b": {"voice": "xx-nonexistent"}}}})
     proc = run_snakemake(tmp_path, "--configfile", str(SMOKE), bad, "--cores", "2", check=False)
     assert proc.returncode != 0
     log = (tmp_path / "results/logs/data/synthesize_corpus.log").read_text()

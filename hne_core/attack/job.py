@@ -145,7 +145,8 @@ def attack_job(model_dir: str | Path, data_dir: str | Path, utt_ids: Sequence[st
     ``model_weights``: the attacked model's ``lambda_a`` and ``lambda_c_train``, written into the summary so that
     the results read each cell's setting from its own files.
     """
-    from hne_core.model.evaluate import read_audio, read_data_dir, corpus_wer
+    from hne_core.data.utterances import read_audio, read_data_dir
+    from hne_core.model.evaluate import corpus_wer
 
     t0 = time.perf_counter()
     if engine not in ENGINES:

@@ -1,4 +1,4 @@
-"""``python -m hne_core.bench {train,attack,plan,decode} [options]``."""
+"""``python -m hne_core.bench {train,attack,plan,decode,paper} [options]``."""
 
 from __future__ import annotations
 
@@ -52,6 +52,24 @@ def main(argv: list[str] | None = None) -> int:
     decode.add_argument("--lambda-c", type=float, default=0.3, help="λC(i): both heads by default")
     decode.add_argument("--repeat", type=int, default=3, help="interleaved repetitions; the fastest counts")
     decode.add_argument("--threads", type=int, default=1, help="CPU threads")
+    paper = sub.add_parser("paper", help="device-hours of the paper's whole grid: every stage of configs/paper.yaml "
+                                         "timed on the paper-size model (random weights), FLOPs, peak fraction")
+    paper.add_argument("--config", default="configs/paper.yaml", help="the paper config (merged on --base-config)")
+    paper.add_argument("--base-config", default="config.yaml")
+    paper.add_argument("--device", default=None, help="default: cuda if any, else cpu")
+    paper.add_argument("--train-hours", type=float, default=None, help="hours of training audio")
+    paper.add_argument("--data-report", default="results/paper/data/report.json",
+                       help="the data stage's report.json, read for the training hours when --train-hours is unset")
+    paper.add_argument("--steps", type=int, default=None, help="timed steps per stage (default 5 on GPU, 1 on CPU)")
+    paper.add_argument("--utts", type=int, default=None,
+                       help="utterances per batch in every stage (default: as the config fills batches)")
+    paper.add_argument("--decode-batch", type=int, default=16, help="utterances per decoding batch")
+    paper.add_argument("--seconds", type=float, default=5.0, help="utterance length (Common Voice: about 5 s)")
+    paper.add_argument("--pairs", type=int, default=16, help="attacked (model, λC(i)) pairs of the paper's tables")
+    paper.add_argument("--evaluations", type=int, default=19, help="benign evaluations (`bench plan` counts 19)")
+    paper.add_argument("--peak-tflops", type=float, default=None,
+                       help="the device's peak (default: dense bf16 peak of a known GPU; none on a CPU)")
+    paper.add_argument("--threads", type=int, default=1, help="CPU threads")
     args = parser.parse_args(argv)
     from hne_core.startup import skip_typeguard_instrumentation
 
@@ -68,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         from hne_core.bench.decode import run as run_decode_bench
 
         return run_decode_bench(args)
+    if args.which == "paper":
+        from hne_core.bench.paper import run as run_paper_bench
+
+        return run_paper_bench(args)
     if args.which == "plan":
         from hne_core.bench.plan import run as run_plan_bench
 

@@ -37,43 +37,21 @@ import pandas as pd
 from hne_core.atomic import atomic_dir
 from hne_core.data.accents import AccentClasses, AccentOutcome, AccentSchema, detect_accent_schema
 from hne_core.data.audio import TARGET_RATE, AudioError, convert_to_wav16, require_tool, wav_info
-from hne_core.data.corpus import MANIFEST_COLUMNS, SPLITS, DataError, DropLog
+from hne_core.data.corpus import MANIFEST_COLUMNS, SPLITS, BadRows, DataError, DropLog
+# The folder layout, kept beside the source's workflow interface (read while the workflow parses, so light).
+from hne_core.data.sources.commonvoice import SPLIT_FILES, find_language_dir
 from hne_core.parallel import parallel_map
 from hne_core.text import normalize_transcript
 
-SPLIT_FILES: dict[str, str] = {"train": "train.tsv", "dev": "dev.tsv", "test": "test.tsv"}
 REQUIRED_COLUMNS: tuple[str, ...] = ("client_id", "path", "sentence")
 EXTRA_COLUMNS: tuple[str, ...] = ("raw_text", "raw_accent", "source_tsv", "source_row", "clip")
 SPEAKER_CHARS = 16
-ON_BAD_ROW: tuple[str, ...] = ("error", "skip")
 MDC_KEY_ENV = "MDC_API_KEY"
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Getting the corpus
 # ----------------------------------------------------------------------------------------------------------
-
-def _is_language_dir(path: Path) -> bool:
-    return path.is_dir() and (path / "clips").is_dir() and all((path / f).is_file() for f in SPLIT_FILES.values())
-
-
-def find_language_dir(root: str | Path) -> Path:
-    """The folder holding train.tsv, dev.tsv, test.tsv and clips/: ``root`` itself, ``root/en`` or
-    ``root/cv-corpus-*/en``. Several releases under one root are refused rather than guessed between."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"{root}: Common Voice folder not found")
-    if _is_language_dir(root):
-        return root
-    found = sorted(p for p in [root / "en", *root.glob("cv-corpus-*/en")] if _is_language_dir(p))
-    if len(found) > 1:
-        raise DataError(f"{root}: several Common Voice releases found ({[str(p) for p in found]}); "
-                        f"point to one of them")
-    if not found:
-        raise DataError(f"{root}: no Common Voice English folder found (expected cv-corpus-*/en or a folder "
-                        f"holding {', '.join(SPLIT_FILES.values())} and clips/)")
-    return found[0]
-
 
 def extract_archive(archive: str | Path, dest: str | Path) -> Path:
     """Unpack a ``cv-corpus-*-en.tar.gz`` into ``dest``; returns ``dest``.
@@ -194,22 +172,6 @@ class _Row:
     raw_accent: str
 
 
-class _BadRows:
-    """Bad input rows: raise (``error``) or drop and count (``skip``); the message names TSV, row and clip."""
-
-    def __init__(self, on_bad_row: str, drops: DropLog):
-        if on_bad_row not in ON_BAD_ROW:
-            raise DataError(f"on_bad_row: {on_bad_row!r} is not one of {ON_BAD_ROW}")
-        self.raise_ = on_bad_row == "error"
-        self.drops = drops
-
-    def __call__(self, split: str, tsv: str, row: int, clip: str, utt_id: str, reason: str, detail: str) -> None:
-        if self.raise_:
-            raise DataError(f"{tsv}: row {row} (data row, header excluded), clip {clip or '<none>'}: {reason}: "
-                            f"{detail} (with on_bad_row=skip such rows are dropped and counted in dropped.tsv)")
-        self.drops.add(split, tsv, row, utt_id, reason, detail)
-
-
 def _speaker(client_id: str) -> str:
     return client_id.strip()[:SPEAKER_CHARS]
 
@@ -219,7 +181,7 @@ def _utt_id(speaker: str, clip: str) -> str:
 
 
 def _candidates(split: str, tsv: str, frame: pd.DataFrame, schema: AccentSchema, classes: AccentClasses,
-                text_case: str, bad: _BadRows, drops: DropLog, seen: dict[str, tuple[str, int]],
+                text_case: str, bad: BadRows, drops: DropLog, seen: dict[str, tuple[str, int]],
                 owners: dict[str, str]) -> list[_Row]:
     """The rows of one TSV that map to a class and have a transcript; every other row goes to ``drops``."""
     verdicts: dict[str, AccentOutcome] = {}
@@ -353,7 +315,7 @@ def prepare_commonvoice(lang_dir: str | Path, wav_dir: str | Path, classes: Mapp
     sizes = _check_subsample(splits_subsample or {})
     lang_dir, wav_dir = Path(lang_dir), Path(wav_dir)
     drops = DropLog()
-    bad = _BadRows(on_bad_row, drops)
+    bad = BadRows(on_bad_row, drops)
     tables, schema = read_splits(lang_dir)
     seen: dict[str, tuple[str, int]] = {}
     owners: dict[str, str] = {}

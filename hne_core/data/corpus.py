@@ -1,7 +1,8 @@
 """The one output format of the data stage: a tidy manifest, a drop log, ESPnet data directories, a report.
 
-Both sources (synthetic and Common Voice) end in the same two tables, so everything downstream (ESPnet data
-directories, the report, training, attacks) is written once and cannot tell the sources apart:
+Every data source (``hne_core.data.sources``: synthetic, Common Voice, a folder) ends in the same two tables, so
+everything downstream (ESPnet data directories, the report, training, attacks) is written once and cannot tell
+the sources apart:
 
 - manifest.tsv: one row per kept utterance (``MANIFEST_COLUMNS``, source-specific extras after them);
 - dropped.tsv: one row per input row that was not kept, with the file, the row and the reason.
@@ -17,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from hne_core.atomic import atomic_dir, atomic_path, write_text_atomic
+from hne_core.data.errors import DataError  # re-exported: defined apart so that parse-time code can raise it
 
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
 MANIFEST_COLUMNS: tuple[str, ...] = (
@@ -24,10 +26,6 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
 )
 DROPPED_COLUMNS: tuple[str, ...] = ("split", "source_file", "row", "utt_id", "reason", "detail")
 ESPNET_FILES: tuple[str, ...] = ("wav.scp", "text", "utt2spk", "spk2utt", "accent", "utt2dur", "utt2num_samples")
-
-
-class DataError(ValueError):
-    """Bad input data: the message names the file, the row or the config key."""
 
 
 @dataclass
@@ -47,9 +45,39 @@ class DropLog:
         return pd.DataFrame(self.rows, columns=list(DROPPED_COLUMNS))
 
 
+ON_BAD_ROW: tuple[str, ...] = ("error", "skip")
+
+
+class BadRows:
+    """Bad input rows (``data.on_bad_row``): raise (``error``) naming file, row and clip, or drop and count
+    (``skip``). One class for every source that reads rows from a file, so the message and the drop log read
+    the same whichever source wrote them."""
+
+    def __init__(self, on_bad_row: str, drops: DropLog):
+        if on_bad_row not in ON_BAD_ROW:
+            raise DataError(f"on_bad_row: {on_bad_row!r} is not one of {ON_BAD_ROW}")
+        self.raise_ = on_bad_row == "error"
+        self.drops = drops
+
+    def __call__(self, split: str, tsv: str, row: int, clip: str, utt_id: str, reason: str, detail: str) -> None:
+        if self.raise_:
+            raise DataError(f"{tsv}: row {row} (data row, header excluded), clip {clip or '<none>'}: {reason}: "
+                            f"{detail} (with on_bad_row=skip such rows are dropped and counted in dropped.tsv)")
+        self.drops.add(split, tsv, row, utt_id, reason, detail)
+
+
 def write_tsv(frame: pd.DataFrame, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, sep="\t", index=False)
+
+
+def write_prepared(manifest: pd.DataFrame, drops: DropLog, source: str, manifest_path: str | Path,
+                   dropped_path: str | Path) -> None:
+    """A source's last step: check the manifest's invariants (``source`` names the input in the error), then
+    publish the drop log and the manifest, each atomically, the manifest last (it is what later jobs read)."""
+    validate_manifest(manifest, source)
+    write_tsv(drops.frame(), dropped_path)
+    write_tsv(manifest, manifest_path)
 
 
 def read_manifest(path: str | Path) -> pd.DataFrame:

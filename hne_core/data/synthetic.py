@@ -19,6 +19,7 @@ import pandas as pd
 
 from hne_core.data.audio import (TARGET_RATE, AudioError, read_wav_bytes, require_tool, resample, write_wav16)
 from hne_core.data.corpus import SPLITS, DataError, DropLog
+from hne_core.data.sources.synthetic import voices
 from hne_core.data.vocabulary import unique_sentences
 from hne_core.parallel import parallel_map
 from hne_core.text import normalize_transcript
@@ -43,7 +44,9 @@ class SyntheticSpec:
 
     @classmethod
     def from_config(cls, cfg: Mapping, seed: int) -> "SyntheticSpec":
-        return cls(classes=dict(cfg["classes"]), variants=list(cfg["variants"]),
+        """From the config section ``synthetic:``, whose classes are ``{name: {voice: <espeak-ng voice>}}`` (the
+        shape every source's classes share: ``hne_core.data.sources``)."""
+        return cls(classes=voices(cfg), variants=list(cfg["variants"]),
                    speakers_per_split=dict(cfg["speakers_per_split"]), utterances=dict(cfg["utterances"]),
                    rate=tuple(cfg["rate"]), pitch=tuple(cfg["pitch"]), pitch_jitter=int(cfg["pitch_jitter"]),
                    seed=int(seed), warp=tuple(float(w) for w in cfg.get("warp", (1.0, 1.0))))

@@ -14,40 +14,18 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 import jiwer
 import numpy as np
 import pandas as pd
-import soundfile as sf
 import torch
 import yaml
 
-from hne_core.data.corpus import read_kaldi_table, sample_utterances
+# What the data stage wrote, read back (hne_core.data.utterances: the data stage's side of the contract).
+from hne_core.data.utterances import Utterance, read_audio, read_data_dir  # noqa: F401 (read_audio: bench)
 from hne_core.decoding import DEFAULT_MODE
 from hne_core.text import normalize_transcript
-
-
-@dataclass(frozen=True)
-class Utterance:
-    utt_id: str
-    wav: str
-    reference: str
-    accent_id: int
-
-
-def read_data_dir(data_dir: str | Path, limit: int | None = None, seed: int = 0,
-                  composition: str = "balanced") -> list[Utterance]:
-    """Utterances of an ESPnet data directory written by the data stage, in utt_id order; with ``limit``, a
-    seeded sample of exactly that many, composed as ``evaluation.composition`` says (``sample_utterances``:
-    not the first ids in order, which would all share one accent: ids lead with it). A ``limit`` above the
-    split's size is an error naming both numbers."""
-    d = Path(data_dir)
-    wavs, texts, accents = (read_kaldi_table(d / name) for name in ("wav.scp", "text", "accent"))
-    ids = (sample_utterances(accents, limit, seed, composition, what="evaluation.n_utterances",
-                             source=d / "accent") if limit else sorted(wavs))
-    return [Utterance(u, wavs[u], texts[u], int(accents[u])) for u in ids]
 
 
 def load_speech2text(model_dir: str | Path, ctc_weight: float, device: str = "cpu"):
@@ -77,13 +55,6 @@ def load_transcriber(model_dir: str | Path, ctc_weight: float, mode: str = DEFAU
     from hne_core.decoding import Transcriber
 
     return Transcriber(load_speech2text(model_dir, ctc_weight, device), ctc_weight, mode)
-
-
-def read_audio(path: str) -> np.ndarray:
-    wave, rate = sf.read(path, dtype="float32")
-    if rate != 16000 or wave.ndim != 1:
-        raise ValueError(f"{path}: expected 16 kHz mono, got {rate} Hz with shape {wave.shape}")
-    return wave
 
 
 def decode(transcriber: Callable[[np.ndarray], str], utterances: Iterable[Utterance],
