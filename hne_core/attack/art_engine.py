@@ -148,11 +148,11 @@ def object_array(arrays) -> np.ndarray:
     return out
 
 
-def make_art_pgd(estimator, eps: float, step_size: float, max_iter: int):
+def make_art_pgd(estimator, eps: float, step_size: float, max_iter: int, targeted: bool = True):
     from art.attacks.evasion import ProjectedGradientDescent
 
     return ProjectedGradientDescent(estimator, norm=2, eps=eps, eps_step=step_size, max_iter=max(1, max_iter),
-                                    targeted=True, num_random_init=0, batch_size=1, verbose=False)
+                                    targeted=targeted, num_random_init=0, batch_size=1, verbose=False)
 
 
 def pgd_art(model, spec: AttackSpec, device: str | torch.device | None = None,
@@ -164,11 +164,11 @@ def pgd_art(model, spec: AttackSpec, device: str | torch.device | None = None,
     t0 = time.perf_counter()
     est = ESPnetARTRecognizer(model, spec.lambda_c, clip_values=spec.clip_values if spec.clip else None,
                               device=device, names=spec.names, on_nan=on_nan)
-    pgd = make_art_pgd(est, spec.eps, spec.step_size, spec.steps)
+    pgd = make_art_pgd(est, spec.eps, spec.step_size, spec.steps, spec.targeted)
     attack = pgd._attack  # ProjectedGradientDescentNumpy: the numpy path ART takes for speech estimators
     x_init = object_array([w.reshape(1, -1) for w in spec.waves])
     y = object_array([np.asarray(t, dtype=np.int64) for t in spec.targets])
-    fingerprint = spec.fingerprint("art", 1)
+    fingerprint = spec.fingerprint("art", 1, targeted=None if spec.targeted else False)
     nan_skips = [0] * len(spec.waves)
     start = 0
     x_adv = object_array([(w + d).astype(np.float32).reshape(1, -1) for w, d in zip(spec.waves, spec.delta0)])

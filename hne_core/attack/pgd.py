@@ -99,6 +99,7 @@ class AttackSpec:
     steps: int
     clip: bool
     clip_values: tuple[float, float] = (-1.0, 1.0)
+    targeted: bool = True  # False: ascend the loss of ``targets`` (an untargeted attack on the references)
 
     def fingerprint(self, engine: str, batch_size: int, **settings: object) -> str:
         """Identifies the attack a checkpoint belongs to; ``settings`` that are None are left out, so that
@@ -117,7 +118,7 @@ class AttackSpec:
 
 def make_spec(model, waves: Sequence, targets: Sequence, lambda_c: float, eps: float, step_size: float,
               steps: int, clip: bool, delta0: Sequence | None = None, names: Sequence[str] | None = None,
-              encoder=None) -> AttackSpec:
+              encoder=None, targeted: bool = True) -> AttackSpec:
     """Validate the inputs of an attack: clear errors that name the utterance."""
     if len(waves) == 0 or len(waves) != len(targets):
         raise AttackSetupError(f"{len(waves)} utterances but {len(targets)} targets")
@@ -171,7 +172,8 @@ def make_spec(model, waves: Sequence, targets: Sequence, lambda_c: float, eps: f
                 raise AttackSetupError(f"utterance {name}: starting δ has {d.size} samples, the audio {x.size}")
             check_constraints(name, x, d, eps, clip)
             d0.append(d)
-    return AttackSpec(xs, ids, names, d0, float(lambda_c), float(eps), float(step_size), int(steps), bool(clip))
+    return AttackSpec(xs, ids, names, d0, float(lambda_c), float(eps), float(step_size), int(steps), bool(clip),
+                      targeted=bool(targeted))
 
 
 def check_constraints(name: str, x: np.ndarray, delta: np.ndarray, eps: float, clip: bool) -> None:
@@ -253,7 +255,7 @@ def length_batches(lengths: Sequence[int], batch_size: int, batch_samples: int |
 
 
 def l2_step(x: torch.Tensor, delta: torch.Tensor, grad: torch.Tensor, mask: torch.Tensor, eps: float,
-            step_size: float, clip_values: tuple[float, float] | None) -> torch.Tensor:
+            step_size: float, clip_values: tuple[float, float] | None, targeted: bool = True) -> torch.Tensor:
     """One PGD update of a batch from its loss gradient (not yet negated), ART's order; rows are utterances.
 
     The operations are ART's, one for one (``FastGradientMethod._compute_perturbation`` and
@@ -263,7 +265,7 @@ def l2_step(x: torch.Tensor, delta: torch.Tensor, grad: torch.Tensor, mask: torc
     correctly rounded and independent of the CPU's vector width (torch's float32 reduction order follows the
     SIMD code path). So ‖δ‖₂ ≤ ε·(1 + 2u) holds on any machine for this engine.
     """
-    g = -grad  # targeted: (1 - 2 * targeted) in ART
+    g = -grad if targeted else grad  # (1 - 2 * targeted) in ART: descend towards a target, else ascend
     norm = torch.linalg.vector_norm(g, dim=1, keepdim=True, dtype=torch.float64).to(g.dtype)
     g = torch.where(norm > 0, g / torch.where(norm > 0, norm, torch.ones_like(norm)), torch.zeros_like(g))
     x_adv = (x + delta) + step_size * g
@@ -325,7 +327,8 @@ def pgd_native(model, spec: AttackSpec, batch_size: int = 16, device: str | torc
     amp = autocast_context(dev, autocast)  # validates the setting before any work
     model.to(dev).eval()
     n = len(spec.waves)
-    fingerprint = spec.fingerprint("native", batch_size, batch_samples=batch_samples, autocast=autocast)
+    fingerprint = spec.fingerprint("native", batch_size, batch_samples=batch_samples, autocast=autocast,
+                                  targeted=None if spec.targeted else False)  # targeted: the old fingerprint
     groups = length_batches([len(w) for w in spec.waves], batch_size, batch_samples)
     deltas = [torch.from_numpy(d.copy()) for d in spec.delta0]
     nan_skips = [0] * n
@@ -387,7 +390,7 @@ def pgd_native(model, spec: AttackSpec, batch_size: int = 16, device: str | torc
                 b["bad"] = b["bad"] + bad.long()
                 # a skipped row has a zero gradient: as in ART, its step is empty (δ unchanged up to round-off)
                 b["delta"] = l2_step(b["x"], b["delta"], grad, b["mask"], spec.eps, spec.step_size,
-                                     clip_values).detach()
+                                     clip_values, spec.targeted).detach()
             done = step + 1
             if checkpoint_path and checkpoint_every > 0 and done % checkpoint_every == 0 and done < spec.steps:
                 replay.check()

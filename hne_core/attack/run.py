@@ -30,7 +30,7 @@ def run_attack(engine: str, model, utterances: Sequence[np.ndarray | torch.Tenso
                checkpoint_path: str | Path | None = None, checkpoint_every: int = 100, on_nan: str = "error",
                names: Sequence[str] | None = None, encoder=None,
                callback: Callable[[int], None] | None = None, batch_samples: int | None = None,
-               autocast: str | None = None) -> AttackResult:
+               autocast: str | None = None, targeted: bool = True) -> AttackResult:
     """Targeted L2 PGD on ``utterances`` (1-D float waveforms in [-1, 1], 16 kHz) towards ``targets`` (token-id
     sequences, or strings with ``encoder=TargetEncoder(...)``), with the loss of Eq. 4 at ``lambda_c_infer``.
 
@@ -42,11 +42,13 @@ def run_attack(engine: str, model, utterances: Sequence[np.ndarray | torch.Tenso
     ``checkpoint_path``/``checkpoint_every``: the in-job checkpoint (resumed by an identical rerun).
     ``on_nan``: "error" (``NaNGradientError`` naming the utterance) or "skip" (counted in ``nan_skips``).
     ``callback(step)`` is called after every step.
+    ``targeted=False``: ascend the loss of ``targets`` instead (an untargeted attack when they are the
+    references' token ids; ART's ``targeted`` flag), otherwise the same steps, projection and clipping.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     spec = make_spec(model, utterances, targets, lambda_c_infer, eps, step_size, steps, clip, delta0, names,
-                     encoder)
+                     encoder, targeted=targeted)
     if engine == "native":
         return pgd_native(model, spec, batch_size=batch_size, device=device, checkpoint_path=checkpoint_path,
                           checkpoint_every=checkpoint_every, on_nan=on_nan, callback=callback,
