@@ -2,6 +2,9 @@
 from hne_core.startup import skip_typeguard_instrumentation
 
 skip_typeguard_instrumentation()  # before ESPnet is imported
+from hne_core.gpu import claim_gpus
+
+claim_gpus(snakemake.resources.gpu)  # before CUDA starts: devices of its own on a multi-GPU machine
 from hne_core.attack.job import attack_job
 from hne_core.logs import logged_to
 

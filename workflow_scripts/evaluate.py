@@ -2,6 +2,9 @@
 from hne_core.startup import skip_typeguard_instrumentation
 
 skip_typeguard_instrumentation()  # before ESPnet is imported
+from hne_core.gpu import claim_gpus
+
+claim_gpus(snakemake.resources.gpu)  # before CUDA starts: devices of its own on a multi-GPU machine
 import json
 
 from hne_core.atomic import write_text_atomic
