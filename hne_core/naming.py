@@ -81,3 +81,29 @@ def attack_checkpoint(results: str, model: str, lci: float | str, steps: int | s
 def job_name(*parts: object) -> str:
     """'la0.7_lc0.5_infer0.0_pgd200': a job's log and benchmark file name from the parts of its folder."""
     return "_".join(str(p) for p in parts)
+
+
+# ------------------------------------------------------------------------------------------------ robustness checks
+def robustness_dir(results: str) -> str:
+    """Everything the robustness checks (issue 17) write besides their tables and figures."""
+    return f"{results}/robustness"
+
+
+def transfer_file(results: str, model: str, lci: float | str) -> str:
+    """The victim (model, λC(i))'s decodes of every other attacked model's final δ (its tables' columns)."""
+    return f"{robustness_dir(results)}/transfer/{model}/infer{fmt_weight(lci)}/utterances.csv"
+
+
+def sweep_dir(results: str, scale: float | str, model: str, lci: float | str, steps: int | str) -> str:
+    """The attack of (model, λC(i)) with ε and α times ``scale`` (the budget sweep), up to milestone ``steps``."""
+    return f"{robustness_dir(results)}/sweep/eps{fmt_weight(scale)}/{model}/infer{fmt_weight(lci)}/pgd{steps}"
+
+
+def noise_dir(results: str, model: str, lci: float | str) -> str:
+    """Random perturbations of (model, λC(i))'s final attack norms, decoded by that model."""
+    return f"{robustness_dir(results)}/noise/{model}/infer{fmt_weight(lci)}"
+
+
+def untargeted_dir(results: str, model: str, lci: float | str, steps: int | str) -> str:
+    """The untargeted attack (ascending the loss of the references) of (model, λC(i)) up to ``steps``."""
+    return f"{robustness_dir(results)}/untargeted/{model}/infer{fmt_weight(lci)}/pgd{steps}"

@@ -80,7 +80,9 @@ def _check_experiment(cfg):
 _check_experiment(config)
 
 
-RESULT_FILES = ("advtwer", "benign", "paper_comparison")  # results/tables/<name>.*: no table may take these
+RESULT_FILES = ("advtwer", "benign", "paper_comparison", "robustness_checks")  # results/tables/<name>.*: no table
+# may take these
+ROBUSTNESS_ENABLED = bool(config["robustness"]["enabled"])  # the checks of rules/robustness.smk (issue 17)
 REFWER_SUFFIX = "_refwer"  # results/tables/<table>_refwer.*: each table's twin of WER against the references
 
 
@@ -332,4 +334,5 @@ def get_final_output():
         f"{eval_dir(R, 'pretrained', 0.0)}/summary.json",
         *attack_files("summary.json"),
         *results_outputs(),
+        *(robustness_outputs() if ROBUSTNESS_ENABLED else []),  # rules/robustness.smk (issue 17)
     ]

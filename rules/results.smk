@@ -122,6 +122,8 @@ rule results_comparison:
         hyps=eval_files("hypotheses.tsv"),
         evals=eval_files("summary.json"),
         paper=PAPER_RESULTS,
+        # the robustness checks' verdicts, when they run (rules/robustness.smk)
+        robustness=[results_path("tables", "robustness_checks.csv")] if ROBUSTNESS_ENABLED else [],
     output:
         md=report(
             results_path("tables", "paper_comparison.md"),

@@ -201,7 +201,28 @@ def benign_section(benign: Mapping[Setting, UtteranceScores], paper: pd.DataFram
             *_table(["setting", "this run", "paper"], rows), ""]
 
 
-def findings_section(results: Sequence[FindingResult], steps: Sequence[int], level: float) -> list[str]:
+def robustness_support(f: FindingResult, checks: Mapping[Setting, Mapping[str, str]]) -> str:
+    """Whether the robustness checks (issue 17, ``robustness_checks.csv``: per setting, per check, passes or
+    flag) support a finding that holds: every setting it calls more robust must pass every check it was given,
+    since a flag (masking, a flat sweep, noise, a failed untargeted attack) says its AdvTWER may not be robustness."""
+    if f.metric != "adv_twer":
+        return "not applicable (a benign-WER finding)"
+    if f.verdict not in ("holds", "partly holds"):
+        return "not needed (the finding does not hold on this run)"
+    better = sorted({c.better for c in f.comparisons})
+    unchecked = [s.short for s in better if s not in checks]
+    flagged = [f"{s.short} ({', '.join(c for c, v in sorted(checks[s].items()) if v == 'flag')})" for s in better
+               if s in checks and any(v == "flag" for v in checks[s].values())]
+    if flagged:
+        return f"**not supported**: flagged {'; '.join(flagged)}" + (
+            f"; not checked: {', '.join(unchecked)}" if unchecked else "")
+    if unchecked:
+        return f"partly checked: no flags, but not checked: {', '.join(unchecked)}"
+    return "supported (every setting it calls more robust passes every check)"
+
+
+def findings_section(results: Sequence[FindingResult], steps: Sequence[int], level: float,
+                     checks: Mapping[Setting, Mapping[str, str]] | None = None) -> list[str]:
     pct = f"{100 * level:g}%"
     lines = []
     for i, f in enumerate(results, 1):
@@ -211,7 +232,9 @@ def findings_section(results: Sequence[FindingResult], steps: Sequence[int], lev
                   f"{f.n} outside the {pct} bootstrap interval (the interval of the paired difference lies wholly "
                   f"above zero); {f.n_against} of {f.n} wholly below zero (against the claim).",
                   f"- The paper's numbers: {_verdict(k_paper, n_paper)} ({k_paper} of {n_paper} where it gives both "
-                  f"sides).", ""]
+                  f"sides).",
+                  *([f"- Robustness checks (robustness_checks.md): {robustness_support(f, checks)}."]
+                    if checks is not None else []), ""]
         what = "AdvTWER (better − worse)" if f.metric == "adv_twer" else "benign WER (worse − better)"
         cols = [f"PGD-{s}" for s in steps] if f.metric == "adv_twer" else ["test split"]
         keys = list(steps) if f.metric == "adv_twer" else [BENIGN]
@@ -230,7 +253,8 @@ def findings_section(results: Sequence[FindingResult], steps: Sequence[int], lev
 
 def comparison_markdown(tables: Sequence[Mapping], frame: pd.DataFrame, results: Sequence[FindingResult],
                         benign: Mapping[Setting, UtteranceScores], steps: Sequence[int], n_samples: int,
-                        level: float, seed: int, paper: pd.DataFrame | None = None) -> str:
+                        level: float, seed: int, paper: pd.DataFrame | None = None,
+                        checks: Mapping[Setting, Mapping[str, str]] | None = None) -> str:
     n_utts = int(frame["n_utts"].max()) if len(frame) else 0
     intro = [
         "# This run beside Das & Chau (Interspeech 2022)", "",
@@ -242,4 +266,4 @@ def comparison_markdown(tables: Sequence[Mapping], frame: pd.DataFrame, results:
                       "## The paper's findings", "",
                       "Each finding is a set of paired comparisons (config `findings:`); a positive difference "
                       "agrees with the claim. ✓ = in the claimed direction (a tie is not), ✗ = not.", "",
-                      *findings_section(results, steps, level)]) + "\n"
+                      *findings_section(results, steps, level, checks)]) + "\n"

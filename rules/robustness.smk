@@ -1,0 +1,274 @@
+# Is the robustness real? (issue 17) Transfer of final perturbations between the models of a table, an ε budget
+# sweep, a random-noise floor and an untargeted attack, then one aggregate job with every verdict. Planned only
+# when robustness.enabled (configs/robustness.yaml); see README "Robustness checks".
+from hne_core.naming import noise_dir, sweep_dir, transfer_file, untargeted_dir
+
+ROB = config["robustness"]
+LAST = MILESTONES[-1]
+
+
+def _robustness_settings():
+    """(model, λC(i)) pairs given the sweep, noise and untargeted checks: robustness.settings, every one a table
+    column, or every table column."""
+    pairs = {parse_setting(f"{a}/{t}/{i}"): (m, i) for m, i in table_pairs()
+             for a, t in [(model_weights(m)["lambda_a"], model_weights(m)["lambda_c"])]}
+    if ROB["settings"] is None:
+        return sorted(pairs.values())
+    chosen = []
+    for k, text in enumerate(ROB["settings"]):
+        if parse_setting(text) not in pairs:
+            raise WorkflowError(f"Invalid config key 'robustness.settings.{k}': {text} (λA/λC(t)/λC(i)) is not a "
+                                "column of any table, so it is not attacked")
+        chosen.append(pairs[parse_setting(text)])
+    return sorted(chosen)
+
+
+ROBUSTNESS_PAIRS = _robustness_settings()
+# the sweep's multipliers that need a job: ×1 is the attack itself
+SWEEP_SCALES = [fmt_weight(s) for s in ROB["epsilon_scales"] if abs(float(s) - 1.0) > 1e-9]
+
+
+def _table_pair_sets():
+    return [{(model_id(c["lambda_a"], c["lambda_c_train"]), fmt_weight(c["lambda_c_infer"])) for c in t["columns"]}
+            for t in config["tables"]]
+
+
+def transfer_victims():
+    """Every table column sharing a table with another column."""
+    return sorted({p for cols in _table_pair_sets() if len(cols) > 1 for p in cols})
+
+
+def transfer_sources(wildcards):
+    """The final state (and summary, for its setting) of every other column of the victim's tables."""
+    victim = (wildcards.model, fmt_weight(wildcards.lci))
+    sources = sorted({p for cols in _table_pair_sets() if victim in cols for p in cols} - {victim})
+    return {"states": [f"{attack_dir(R, m, l, LAST)}/state.npz" for m, l in sources],
+            "summaries": [f"{attack_dir(R, m, l, LAST)}/summary.json" for m, l in sources]}
+
+
+def previous_untargeted_state(wildcards):
+    steps = int(wildcards.steps)
+    if steps not in MILESTONES:
+        raise WorkflowError(f"PGD milestone {steps} is not in attack.steps {MILESTONES}")
+    i = MILESTONES.index(steps)
+    return {} if i == 0 else {
+        "prev_state": f"{untargeted_dir(R, wildcards.model, wildcards.lci, MILESTONES[i - 1])}/state.npz"}
+
+
+def robustness_tables():
+    return [t["name"] for t in config["tables"] if len(t["columns"]) > 1]
+
+
+def robustness_outputs():
+    """The checks' final outputs (get_final_output adds them when robustness.enabled)."""
+    return [
+        results_path("tables", "robustness_checks.csv"),
+        results_path("tables", "robustness_checks.md"),
+        results_path("figures", "budget_sweep.png"),
+        results_path("figures", "transfer.png"),
+        *(results_path("tables", f"transfer_{n}.{ext}") for n in robustness_tables() for ext in ("csv", "md")),
+    ]
+
+
+ATTACK_SETTINGS = dict(
+    clip=config["attack"]["clip"],
+    engine=config["attack"]["engine"],
+    batch_size=config["attack"]["batch_size"],
+    batch_samples=config["attack"]["batch_samples"],
+    autocast=config["attack"]["autocast"],
+    checkpoint_every=config["attack"]["checkpoint_every"],
+    on_nan=config["attack"]["on_nan"],
+    label_smoothing=config["attack"]["label_smoothing"],
+    decoding=config["decoding"]["mode"],
+    text_case=config["data"]["text_case"],
+)
+
+
+rule robustness_transfer:
+    input:
+        unpack(transfer_sources),
+        model=multiext(f"{R}/models/{{model}}/", *EXPORT_FILES),
+        test=expand(data_path("test", "{f}"), f=ESPNET_FILES),
+        utterances=f"{R}/attacks/utterances.txt",
+    output:
+        csv=transfer_file(R, "{model}", "{lci}"),
+    log:
+        f"{R}/logs/robustness/transfer_{{model}}_infer{{lci}}.log",
+    benchmark:
+        f"{R}/benchmarks/robustness/transfer_{{model}}_infer{{lci}}.tsv"
+    params:
+        model_dir=input_dir("model"),
+        test_dir=input_dir("test"),
+        weights=lambda wc: model_weights(wc.model),
+        lambda_c_infer=lambda wc: float(wc.lci),
+        epsilon=config["attack"]["epsilon"],
+        clip=config["attack"]["clip"],
+        decoding=config["decoding"]["mode"],
+        text_case=config["data"]["text_case"],
+    threads: ROB["threads"]
+    resources:
+        **job_resources("robustness"),
+    conda:
+        "../envs/hne.yaml"
+    script:
+        "../workflow_scripts/robustness_transfer.py"
+
+
+SWEEP_DIR = sweep_dir(R, "{scale}", "{model}", "{lci}", "{steps}")
+
+
+rule robustness_sweep:
+    input:
+        model=multiext(f"{R}/models/{{model}}/", *EXPORT_FILES),
+        test=expand(data_path("test", "{f}"), f=ESPNET_FILES),
+        targets=f"{R}/attacks/targets.txt",
+        utterances=f"{R}/attacks/utterances.txt",
+    output:
+        csv=f"{SWEEP_DIR}/utterances.csv",
+        summary=f"{SWEEP_DIR}/summary.json",
+        state=f"{SWEEP_DIR}/state.npz",
+    log:
+        f"{R}/logs/robustness/sweep_eps{{scale}}_{{model}}_infer{{lci}}_pgd{{steps}}.log",
+    benchmark:
+        f"{R}/benchmarks/robustness/sweep_eps{{scale}}_{{model}}_infer{{lci}}_pgd{{steps}}.tsv"
+    wildcard_constraints:
+        scale=r"[0-9.]+",
+    params:
+        model_dir=input_dir("model"),
+        test_dir=input_dir("test"),
+        weights=lambda wc: model_weights(wc.model),
+        lambda_c_infer=lambda wc: float(wc.lci),
+        steps=lambda wc: int(wc.steps),
+        epsilon=lambda wc: float(wc.scale) * config["attack"]["epsilon"],
+        step_size=lambda wc: float(wc.scale) * config["attack"]["step_size"],
+        target_length=config["attack"]["target_length"],
+        checkpoint=lambda wc: f"{sweep_dir(R, wc.scale, wc.model, wc.lci, wc.steps)}.checkpoint",
+        **ATTACK_SETTINGS,
+    threads: config["attack"]["threads"]
+    resources:
+        **job_resources("attack"),
+    conda:
+        "../envs/hne.yaml"
+    script:
+        "../workflow_scripts/robustness_sweep.py"
+
+
+rule robustness_noise:
+    input:
+        model=multiext(f"{R}/models/{{model}}/", *EXPORT_FILES),
+        test=expand(data_path("test", "{f}"), f=ESPNET_FILES),
+        targets=f"{R}/attacks/targets.txt",
+        utterances=f"{R}/attacks/utterances.txt",
+        state=f"{attack_dir(R, '{model}', '{lci}', LAST)}/state.npz",
+    output:
+        csv=f"{noise_dir(R, '{model}', '{lci}')}/utterances.csv",
+        summary=f"{noise_dir(R, '{model}', '{lci}')}/summary.json",
+    log:
+        f"{R}/logs/robustness/noise_{{model}}_infer{{lci}}.log",
+    benchmark:
+        f"{R}/benchmarks/robustness/noise_{{model}}_infer{{lci}}.tsv"
+    params:
+        model_dir=input_dir("model"),
+        test_dir=input_dir("test"),
+        weights=lambda wc: model_weights(wc.model),
+        lambda_c_infer=lambda wc: float(wc.lci),
+        draws=ROB["noise_draws"],
+        seed=config["seed"],
+        clip=config["attack"]["clip"],
+        target_length=config["attack"]["target_length"],
+        decoding=config["decoding"]["mode"],
+        text_case=config["data"]["text_case"],
+    threads: ROB["threads"]
+    resources:
+        **job_resources("robustness"),
+    conda:
+        "../envs/hne.yaml"
+    script:
+        "../workflow_scripts/robustness_noise.py"
+
+
+UNTARGETED_DIR = untargeted_dir(R, "{model}", "{lci}", "{steps}")
+
+
+rule robustness_untargeted:
+    input:
+        unpack(previous_untargeted_state),
+        model=multiext(f"{R}/models/{{model}}/", *EXPORT_FILES),
+        test=expand(data_path("test", "{f}"), f=ESPNET_FILES),
+        utterances=f"{R}/attacks/utterances.txt",
+    output:
+        csv=f"{UNTARGETED_DIR}/utterances.csv",
+        summary=f"{UNTARGETED_DIR}/summary.json",
+        state=f"{UNTARGETED_DIR}/state.npz",
+    log:
+        f"{R}/logs/robustness/untargeted_{{model}}_infer{{lci}}_pgd{{steps}}.log",
+    benchmark:
+        f"{R}/benchmarks/robustness/untargeted_{{model}}_infer{{lci}}_pgd{{steps}}.tsv"
+    params:
+        model_dir=input_dir("model"),
+        test_dir=input_dir("test"),
+        weights=lambda wc: model_weights(wc.model),
+        lambda_c_infer=lambda wc: float(wc.lci),
+        steps=lambda wc: int(wc.steps),
+        epsilon=config["attack"]["epsilon"],
+        step_size=config["attack"]["step_size"],
+        checkpoint=lambda wc: f"{untargeted_dir(R, wc.model, wc.lci, wc.steps)}.checkpoint",
+        **ATTACK_SETTINGS,
+    threads: config["attack"]["threads"]
+    resources:
+        **job_resources("attack"),
+    conda:
+        "../envs/hne.yaml"
+    script:
+        "../workflow_scripts/robustness_untargeted.py"
+
+
+rule robustness_report:
+    input:
+        advtwer=results_path("tables", "advtwer.csv"),
+        whitebox_summaries=[f"{attack_dir(R, m, l, LAST)}/summary.json" for m, l in table_pairs()],
+        whitebox_csvs=[f"{attack_dir(R, m, l, LAST)}/utterances.csv" for m, l in table_pairs()],
+        transfer=[transfer_file(R, m, l) for m, l in transfer_victims()],
+        sweep_summaries=[f"{sweep_dir(R, s, m, l, LAST)}/summary.json" for s in SWEEP_SCALES
+                         for m, l in ROBUSTNESS_PAIRS],
+        sweep_csvs=[f"{sweep_dir(R, s, m, l, LAST)}/utterances.csv" for s in SWEEP_SCALES
+                    for m, l in ROBUSTNESS_PAIRS],
+        noise=[f"{noise_dir(R, m, l)}/utterances.csv" for m, l in ROBUSTNESS_PAIRS],
+        untargeted_summaries=[f"{untargeted_dir(R, m, l, k)}/summary.json" for m, l in ROBUSTNESS_PAIRS
+                              for k in MILESTONES],
+        untargeted_csvs=[f"{untargeted_dir(R, m, l, k)}/utterances.csv" for m, l in ROBUSTNESS_PAIRS
+                         for k in MILESTONES],
+    output:
+        csv=report(results_path("tables", "robustness_checks.csv"), caption="../report/robustness.rst",
+                   category="Results", subcategory="Robustness checks"),
+        md=results_path("tables", "robustness_checks.md"),
+        sweep_png=report(results_path("figures", "budget_sweep.png"), caption="../report/robustness.rst",
+                         category="Results", subcategory="Robustness checks"),
+        transfer_png=report(results_path("figures", "transfer.png"), caption="../report/robustness.rst",
+                            category="Results", subcategory="Robustness checks"),
+        matrices=[results_path("tables", f"transfer_{n}.{ext}") for n in robustness_tables() for ext in ("csv", "md")],
+    log:
+        f"{R}/logs/results/robustness.log",
+    benchmark:
+        f"{R}/benchmarks/results/robustness.tsv"
+    params:
+        tables=config["tables"],
+        settings=[f"{model_weights(m)['lambda_a']}/{model_weights(m)['lambda_c']}/{l}" for m, l in ROBUSTNESS_PAIRS],
+        scales=ROB["epsilon_scales"],
+        epsilon=config["attack"]["epsilon"],
+        step_size=config["attack"]["step_size"],
+        steps=MILESTONES,
+        sweep_floor=ROB["sweep_floor"],
+        noise_margin=ROB["noise_margin"],
+        noise_draws=ROB["noise_draws"],
+        matrix_tables=robustness_tables(),
+        bootstrap_samples=config["results"]["bootstrap_samples"],
+        ci_level=config["results"]["ci_level"],
+        seed=config["seed"],
+    resources:
+        mem_mb=config["results"]["mem_mb"],
+        runtime=config["results"]["runtime"],
+    conda:
+        "../envs/hne.yaml"
+    script:
+        "../workflow_scripts/robustness_report.py"
