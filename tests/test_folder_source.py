@@ -182,6 +182,14 @@ def test_one_tsv_per_split_gives_the_same_corpus(prepared, recordings, tmp_path)
     assert again.loc[again["split"] == "dev", "source_tsv"].unique().tolist() == [tsvs["dev"]]
 
 
+def test_same_input_same_drop_log(prepared, recordings, tmp_path):
+    """dropped.tsv quotes ffmpeg's message for an unreadable recording: it must not carry run-to-run noise."""
+    tsv, _, drops = prepared
+    again = prepare(tsv, tmp_path / "wav")[1].frame()
+    pd.testing.assert_frame_equal(again, drops)
+    assert "unreadable audio (ffmpeg: [" in drops.set_index("reason").loc["unreadable_audio", "detail"]
+
+
 def test_rows_in_any_order_come_out_in_split_then_file_order(recordings, tmp_path):
     tsv = write_tsv(recordings / "reversed.tsv", [ROWS[i - 1] for i in reversed(GOOD)])
     manifest, _ = prepare(tsv, tmp_path / "wav", on_bad_row="error")

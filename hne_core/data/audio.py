@@ -8,6 +8,7 @@ same bytes.
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,6 +19,9 @@ import soundfile as sf
 from hne_core.atomic import atomic_path
 
 TARGET_RATE = 16000
+# ffmpeg prefixes its messages with the address of the decoder context ("[mp3 @ 0x5651...]"), which differs from run to
+# run; dropped.tsv quotes the message, so the address is removed to keep the same input giving the same bytes.
+_FFMPEG_ADDRESS = re.compile(r" @ 0x[0-9a-fA-F]+")
 
 
 class AudioError(RuntimeError):
@@ -75,7 +79,8 @@ def convert_to_wav16(src: str | Path, dst: str | Path, min_samples: int = 1) -> 
            "-ac", "1", "-ar", str(TARGET_RATE), "-c:a", "pcm_s16le", "-f", "wav", "-"]
     proc = subprocess.run(cmd, capture_output=True, check=False)
     if proc.returncode != 0:
-        raise AudioError(f"{src}: unreadable audio (ffmpeg: {proc.stderr.decode(errors='replace').strip()[:300]})")
+        message = _FFMPEG_ADDRESS.sub("", proc.stderr.decode(errors="replace")).strip()[:300]
+        raise AudioError(f"{src}: unreadable audio (ffmpeg: {message})")
     wave, rate = read_wav_bytes(proc.stdout, str(src))
     if wave.size < min_samples:
         raise AudioError(f"{src}: empty audio ({wave.size} samples, need at least {min_samples})",
