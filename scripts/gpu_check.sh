@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Short GPU check (< 5 min): the attack and training benchmarks on a CUDA device, figures printed and kept in
-# $OUT/gpu_check.log (OUT defaults to /tmp).
+# Short GPU check (< 10 min): the attack, training and paper-grid benchmarks on a CUDA device, figures printed and
+# kept in $OUT/gpu_check.log (OUT defaults to /tmp). TRAIN_HOURS: the training split's hours for the paper grid.
 #
 # On a CUDA machine with a clone of this repository:
 #   ./install.sh && bash scripts/gpu_check.sh
@@ -41,4 +41,7 @@ LOG=${OUT:-/tmp}/gpu_check.log
   echo "== training benchmark"
   timeout 120 "$PY" -m hne_core.bench train --device cuda --steps 5 --threads 4
   echo "== training benchmark rc=$?"
+  echo "== paper grid: every stage of configs/paper.yaml on the paper-size model (give the real training hours)"
+  timeout 300 "$PY" -m hne_core.bench paper --device cuda --train-hours "${TRAIN_HOURS:-500}" --steps 5 --threads 4
+  echo "== paper grid rc=$?"
 } 2>&1 | grep -v -e "Flash Attention" -e "legacy_rel" | tee "$LOG"

@@ -105,6 +105,24 @@ def _flops(fn: Callable[[], object]) -> int:
     return int(counter.get_total_flops())
 
 
+def implicit_syncs_after_first_step(attack_steps: Callable[..., None], steps: int) -> int:
+    """Implicit host synchronisations CUDA sees during steps 2..steps+1 of a native attack (torch's sync debug mode
+    warns on each: ``.item()``, ``nonzero``, a blocking copy to the host), after the first step's one-off work."""
+    import warnings
+
+    def debug(step: int) -> None:
+        torch.cuda.set_sync_debug_mode("warn" if step == 1 else 0 if step == steps + 1 else
+                                       torch.cuda.get_sync_debug_mode())
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            attack_steps(steps + 1, debug)
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
 def run(args: argparse.Namespace) -> int:
     from hne_core.attack.loss import pad_targets, pad_waves
     from hne_core.attack.pgd import AUTOCAST_DTYPES, length_batches
@@ -197,6 +215,7 @@ def run(args: argparse.Namespace) -> int:
     attack_steps(1)  # warm-up
     attack_steps(steps + 1, mark)
     t_step = (marks[steps + 1] - marks[1]) / steps
+    syncs = implicit_syncs_after_first_step(attack_steps, steps) if on_gpu else None
 
     def attack_forward_backward() -> None:
         from hne_core.attack.batching import batch_invariant
@@ -220,6 +239,9 @@ def run(args: argparse.Namespace) -> int:
           f"{at.get('batch_samples')}{'' if not args.utts else ', overridden by --utts'}), autocast {autocast}: "
           f"{t_step * 1e3:.0f} ms a step, {utt_step * 1e3:.2f} ms per utterance-step; {pairs} pairs x "
           f"{n_attacked} utterances x {max(milestones)} chained steps -> {attack_h:.2f} device-hours", flush=True)
+    if syncs is not None:
+        print(f"  attack: {syncs} implicit host synchronisation(s) in steps 2-{steps + 1} (CUDA sync debug mode)",
+              flush=True)
 
     # ---- decoding
     dw, _ = _waves(decode_rows, args.seconds, seed=3)
@@ -246,7 +268,7 @@ def run(args: argparse.Namespace) -> int:
           f"decode {decode_h:.2f})", flush=True)
     fields = {
         "device": device, "train_hours": f"{train_hours:.4f}", "train_rows": train_rows, "attack_rows": attack_rows,
-        "decode_rows": decode_rows, "train_step_s": f"{t_train:.6g}", "train_audio_s_per_s": f"{train_rate:.6g}",
+        "decode_rows": decode_rows, **({"attack_syncs_after_first_step": syncs} if syncs is not None else {}), "train_step_s": f"{t_train:.6g}", "train_audio_s_per_s": f"{train_rate:.6g}",
         "attack_step_s": f"{t_step:.6g}", "attack_utt_step_s": f"{utt_step:.6g}",
         "decode_utt_s": f"{t_decode:.6g}", "models": n_models, "epochs": epochs, "pairs": pairs,
         "attacked": n_attacked, "max_steps": max(milestones), "milestones": len(milestones),
