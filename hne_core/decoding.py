@@ -42,10 +42,14 @@ differently), which only matters at a near-tie between two candidates.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 DECODING_MODES = ("exact", "espnet_beam1")
 DEFAULT_MODE = "exact"
@@ -59,21 +63,175 @@ def check_mode(mode: str) -> str:
     return mode
 
 
-@torch.no_grad()
-def eq2_greedy(model: torch.nn.Module, enc: torch.Tensor, enc_lens: torch.Tensor, lambda_c: float,
-               return_scores: bool = False) -> list[list[int]] | tuple[list[list[int]], list[float]]:
-    """Exact Eq. 2 greedy token ids (no <sos>/<eos>, blanks dropped) of a padded batch of encoder outputs.
+LOGZERO = -1e10  # ESPnet's CTC log-zero: what an impossible candidate scores (blank included), as in its scorer
 
-    ``enc``: (B, T, D) encoder output, ``enc_lens``: (B,) valid frames of each row. All rows step together;
-    a row that has ended keeps being fed (its further tokens are ignored) so that the CTC scorer, which
-    assumes one prefix length for the whole batch, and the decoder cache keep their shapes.
 
-    ``return_scores``: also each hypothesis' score, the sum of its steps' weighted scores up to and including
-    the step that chose <eos> (ESPnet's hypothesis score). The CTC differences telescope, so for a hypothesis
-    ended by <eos> it is λC(i)·log p_CTC(hypothesis | x) + (1-λC(i))·Σ log p_dec: a number that exposes a
-    difference in any head's output that the arg-max would hide.
+class CTCPrefixGreedy:
+    """Exact CTC prefix scores of one growing hypothesis per row, every candidate token at once, no loop over frames.
+
+    The quantities are ESPnet's (``CTCPrefixScoreTH`` with ``margin = 0``, Watanabe et al.'s Algorithm 2): for the
+    prefix g, r^n_t(g) and r^b_t(g), the probabilities that frames 0..t collapse to g with frame t emitting g's last
+    label (n) or blank (b), and their sum φ_t(g) (r^b_t(g) alone for a candidate c equal to g's last label, which
+    may only repeat after a blank). The prefix probability of g + c sums, over the frame t at which c is first
+    emitted, φ_{t-1}(g)·y_t(c); for c = <eos> it is φ at the row's last frame, the probability of exactly g.
+
+    ESPnet walks the frames in a Python loop on every output step, for every candidate: O(T) small tensor
+    operations per token, which on a CPU costs more than the arithmetic and does not shrink with batching. Here
+    the candidates' sum is one ``logsumexp`` over frames, and only the chosen token's forward variables are carried
+    to the next step. Those obey first-order linear recurrences, R^n_t = y_t(c)·(R^n_{t-1} + Φ_{t-1}) and
+    R^b_t = y_t(blank)·(R^n_{t-1} + R^b_{t-1}), whose closed forms are cumulative sums: with A_t = Σ_{k≤t} log y_k(c),
+    log R^n_t = A_t + log Σ_{s≤t} exp(log Φ_{s-1} - A_{s-1}) (``logcumsumexp``), and likewise for R^b with blank's
+    cumulative log-probabilities. The same sums as ESPnet's loop, grouped differently; computed in float64, where
+    the cancellation A_t - A_{s-1} costs about T·2^-53·max|A| (below 1e-10 for any realistic T and log-probability),
+    so the returned float32 scores are ESPnet's up to ESPnet's own float32 round-off (``tests/test_decoding.py``
+    bounds the difference).
+
+    Frames past a row's length are blank with probability 1 and every label with probability 0, ESPnet's
+    convention for a padded batch, so a padded row scores as if alone; its <eos> reads its own last frame. A label
+    c can first be emitted at frame t >= len(g) only, so frames before that are skipped, as ESPnet skips them.
+    Impossible candidates get ``LOGZERO`` (as ESPnet's scores): with softmax posteriors every prefix that fits the
+    frames has a finite score, and <eos> after a possible prefix always does, so no arg-max ever picks one.
     """
-    from espnet2.legacy.nets.ctc_prefix_score import CTCPrefixScoreTH
+
+    def __init__(self, logp: torch.Tensor, lens: torch.Tensor, blank: int, eos: int):
+        B, T, _ = logp.shape
+        dev = logp.device
+        self.blank, self.eos, self.i = blank, eos, 0
+        self.valid = torch.arange(T, device=dev)[None, :] < lens.to(dev)[:, None]  # (B, T)
+        x = logp.to(torch.float64)
+        self.x = x.masked_fill(~self.valid[:, :, None], -math.inf)  # (B, T, V): no label past the end
+        xb = x[:, :, blank].masked_fill(~self.valid, 0.0)  # blank is certain past the end
+        self.cb = torch.cumsum(xb, 1)  # (B, T): log Π_{k<=t} y_k(blank)
+        self.cb_prev = F.pad(self.cb[:, :-1], (1, 0))  # the same up to t - 1
+        self.end = (lens.to(dev) - 1).clamp(min=0)[:, None]
+        # the empty prefix: never a label, all blank so far
+        self.rn = torch.full_like(self.cb, -math.inf)
+        self.rb = self.cb.clone()
+        self.s = torch.zeros(B, dtype=torch.float64, device=dev)  # log p_CTC(g...) of the current prefix
+        self.last = torch.zeros(B, dtype=torch.long, device=dev)
+        self._phi = self._psi = None
+
+    def scores(self) -> torch.Tensor:
+        """(B, V) float32: log p_CTC(g + c | x) - log p_CTC(g | x) for every c (<eos>: log p(exactly g) - log p(g))."""
+        i = self.i
+        s0 = i  # the first frame at which a new label can start
+        B, T, V = self.x.shape
+        psi = torch.full((B, V), -math.inf, dtype=torch.float64, device=self.x.device)
+        phi = torch.logaddexp(self.rn, self.rb)
+        self._phi = phi
+        if s0 < T:
+            before = F.pad(phi[:, :-1], (1, 0)) if s0 == 0 else phi[:, s0 - 1:-1]  # (B, T - s0)
+            xs = self.x[:, s0:]
+            psi = torch.logsumexp(before[:, :, None] + xs, dim=1)
+            if i > 0:  # g's last label again: only after a blank
+                xl = xs.gather(2, self.last[:, None, None].expand(B, T - s0, 1))[:, :, 0]
+                psi.scatter_(1, self.last[:, None], torch.logsumexp(self.rb[:, s0 - 1:-1] + xl, 1)[:, None])
+        psi[:, self.eos] = phi.gather(1, self.end)[:, 0]
+        psi[:, self.blank] = -math.inf
+        self._psi = psi
+        return (psi - self.s[:, None]).clamp(min=LOGZERO).to(torch.float32)
+
+    def advance(self, best: torch.Tensor) -> None:
+        """Extend every row's prefix by its chosen token ``best`` (B,) (after ``scores``). A row that chose
+        <eos> is finished: its state is garbage from here on and it should be dropped (``select``)."""
+        i = self.i
+        s0 = i
+        B, T, _ = self.x.shape
+        rn = torch.full_like(self.cb, -math.inf)
+        rb = torch.full_like(self.cb, -math.inf)
+        if s0 < T:
+            phi = self._phi
+            before = F.pad(phi[:, :-1], (1, 0)) if s0 == 0 else phi[:, s0 - 1:-1]
+            if i > 0:
+                before = torch.where((best == self.last)[:, None], self.rb[:, s0 - 1:-1], before)
+            valid = self.valid[:, s0:]
+            xc = self.x[:, s0:].gather(2, best[:, None, None].expand(B, T - s0, 1))[:, :, 0].masked_fill(~valid, 0.0)
+            a = torch.cumsum(xc, 1)  # log Π_{k=s0..t} y_k(c)
+            a_prev = F.pad(a[:, :-1], (1, 0))
+            n = (a + torch.logcumsumexp(before - a_prev, 1)).masked_fill(~valid, -math.inf)
+            # R^b_t = y_t(b)·(R^n_{t-1} + R^b_{t-1}), R^b = 0 before s0 (and R^n_{s0-1} = 0)
+            n_prev = F.pad(n[:, :-1], (1, 0), value=-math.inf)
+            cb = self.cb[:, s0:]
+            b = cb + torch.logcumsumexp(n_prev - self.cb_prev[:, s0:], 1)
+            rn[:, s0:], rb[:, s0:] = n, b
+        self.s = self._psi.gather(1, best[:, None])[:, 0]
+        self.rn, self.rb, self.last, self.i = rn, rb, best, i + 1
+
+    def select(self, keep: torch.Tensor) -> None:
+        """Keep only rows ``keep`` (indices), in that order."""
+        for name in ("valid", "x", "cb", "cb_prev", "end", "rn", "rb", "s", "last"):
+            setattr(self, name, getattr(self, name).index_select(0, keep))
+
+
+class _MemoLinear(torch.nn.Module):
+    """A linear layer that returns its previous output again when called on the very same tensor object."""
+
+    def __init__(self, inner: torch.nn.Module):
+        super().__init__()
+        self.inner = inner
+        self._x: torch.Tensor | None = None
+        self._y: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x is not self._x:
+            self._x, self._y = x, self.inner(x)
+        return self._y
+
+
+@contextlib.contextmanager
+def cross_attention_kv_once(decoder: torch.nn.Module) -> Iterator[None]:
+    """Within the block, each decoder layer's cross-attention projects the encoder output to keys and values once.
+
+    ESPnet's ``forward_one_step`` does use its cache (each layer computes only the newest position's query), but
+    its source attention projects the whole encoder output through ``linear_k`` and ``linear_v`` again at every
+    step: 4 of a 2-layer decoder's matrix products over (batch x frames), the largest part of a batched step. The
+    memory tensor is the same object at every step, so the first result is returned again: the same operation on
+    the same input, hence the same numbers. A new memory (rows dropped) is projected once more."""
+    swapped = []
+    for layer in getattr(decoder, "decoders", []):
+        att = getattr(layer, "src_attn", None)
+        for name in ("linear_k", "linear_v"):
+            inner = getattr(att, name, None)
+            if isinstance(inner, torch.nn.Linear):
+                setattr(att, name, _MemoLinear(inner))
+                swapped.append((att, name, inner))
+    try:
+        yield
+    finally:
+        for att, name, inner in swapped:
+            setattr(att, name, inner)
+
+
+@dataclass
+class Hypothesis:
+    """One utterance's greedy decoding. ``steps``: the token chosen at every step (<eos> included when chosen,
+    blanks kept); ``score``: the sum of the chosen steps' weighted scores (ESPnet's hypothesis score; with
+    ``track``); ``margins``: per step, the best weighted score minus the second best (with ``track``), how near a
+    tie each choice was: two runs whose float32 round-off differs can only choose differently at a near-tie."""
+
+    steps: list[int] = field(default_factory=list)
+    score: float = 0.0
+    margins: list[float] = field(default_factory=list)
+    eos: int = -1  # the model's <eos> id, to leave out of ``tokens``
+
+    @property
+    def tokens(self) -> list[int]:
+        """The output token ids: no <eos>, no blank (dropped as ``Speech2Text`` drops them)."""
+        return [t for t in self.steps if t != BLANK and t != self.eos]
+
+
+@torch.no_grad()
+def eq2_search(model: torch.nn.Module, enc: torch.Tensor, enc_lens: torch.Tensor, lambda_c: float,
+               track: bool = False) -> list[Hypothesis]:
+    """Exact Eq. 2 greedy decoding of a padded batch of encoder outputs, one ``Hypothesis`` per row.
+
+    ``enc``: (B, T, D) encoder output, ``enc_lens``: (B,) valid frames of each row. The rows step together; a
+    row that chose <eos> or reached its length limit leaves the batch (its CTC state, decoder cache and memory
+    rows are dropped), so a batch costs what its remaining rows cost. Each row keeps its own frame count: CTC's
+    frames past it are blank-certain, and the decoder's cross-attention masks them (no mask in an unpadded batch,
+    as ESPnet's scorer passes none: a batch of one is ESPnet's own arithmetic). ``track``: also record each
+    step's top-two margin and the hypothesis score (one more small reduction and host copy per step).
+    """
     from espnet2.legacy.nets.pytorch_backend.transformer.mask import subsequent_mask
 
     lam = float(lambda_c)
@@ -83,51 +241,65 @@ def eq2_greedy(model: torch.nn.Module, enc: torch.Tensor, enc_lens: torch.Tensor
     B, T = enc.shape[:2]
     dev = enc.device
     lens = enc_lens.to(device=dev, dtype=torch.long)
-    padded = bool((lens < T).any())
     eos, sos = int(model.eos), int(model.sos)
-
-    if use_ctc:
-        logp = model.ctc.log_softmax(enc)  # (B, T, V)
-        ctc = CTCPrefixScoreTH(logp.clone(), lens, BLANK, eos)  # it writes log-zero into the padded frames
-        ctc_state = None
-    if use_dec:
-        # None for an unpadded batch, as ESPnet's decoder scorer passes it (a batch of one is bit-identical)
-        memory_mask = (torch.arange(T, device=dev)[None, :] < lens[:, None])[:, None, :] if padded else None
-        cache = None
-
-    ys = torch.full((B, 1), sos, dtype=torch.long, device=dev)
-    out: list[list[int]] = [[] for _ in range(B)]
-    totals = [0.0] * B
-    done = [False] * B
+    hyps = [Hypothesis(eos=eos) for _ in range(B)]
     max_len = lens.tolist()  # maxlenratio = 0: at most one token per encoder frame
-    for i in range(int(lens.max()) if B else 0):
-        score = None
-        if use_dec:
-            ys_mask = subsequent_mask(i + 1, device=dev).unsqueeze(0)
-            logp_dec, cache = model.decoder.forward_one_step(ys, ys_mask, enc, memory_mask, cache=cache)
-            score = (1.0 - lam) * logp_dec
-        if use_ctc:
-            ctc_score, ctc_full = ctc(ys, ctc_state)  # (B, V): log p(g + c) - log p(g); <eos>: log p(g) - log p(g)
-            score = lam * ctc_score if score is None else score + lam * ctc_score
-        best = score.argmax(dim=-1)  # (B,)
-        if use_ctc:
-            ctc_state = ctc.index_select_state(ctc_full, best[:, None])
-        ys = torch.cat([ys, best[:, None]], dim=1)
-        chosen = score.gather(1, best[:, None])[:, 0].tolist() if return_scores else [0.0] * B
-        for b, token in enumerate(best.tolist()):
-            if done[b]:
-                continue
-            totals[b] += chosen[b]
-            if token == eos:
-                done[b] = True
-                continue
-            out[b].append(token)
-            if len(out[b]) >= max_len[b]:
-                done[b] = True
-        if all(done):
-            break
-    tokens = [[t for t in row if t != BLANK] for row in out]
-    return (tokens, totals) if return_scores else tokens
+    if use_ctc:
+        ctc = CTCPrefixGreedy(model.ctc.log_softmax(enc), lens, BLANK, eos)
+    memory, memory_mask, cache = enc, None, None
+    if use_dec and bool((lens < T).any()):
+        memory_mask = (torch.arange(T, device=dev)[None, :] < lens[:, None])[:, None, :]
+    ys = torch.full((B, 1), sos, dtype=torch.long, device=dev)
+    rows = list(range(B))  # the original row of each row still decoding
+    with cross_attention_kv_once(model.decoder) if use_dec else contextlib.nullcontext():
+        for i in range(max(max_len, default=0)):
+            score = None
+            if use_dec:
+                ys_mask = subsequent_mask(i + 1, device=dev).unsqueeze(0)
+                logp_dec, cache = model.decoder.forward_one_step(ys, ys_mask, memory, memory_mask, cache=cache)
+                score = (1.0 - lam) * logp_dec
+            if use_ctc:
+                ctc_score = ctc.scores()
+                score = lam * ctc_score if score is None else score + lam * ctc_score
+            best = score.argmax(dim=-1)  # (b,)
+            if use_ctc:
+                ctc.advance(best)
+            top = score.topk(min(2, score.size(-1)), dim=-1).values.tolist() if track else None
+            keep = []
+            for k, (b, token) in enumerate(zip(rows, best.tolist())):
+                h = hyps[b]
+                h.steps.append(token)
+                if top is not None:
+                    h.score += top[k][0]
+                    h.margins.append(top[k][0] - top[k][-1])
+                if token != eos and len(h.steps) < max_len[b]:
+                    keep.append(k)
+            if not keep:
+                break
+            ys = torch.cat([ys, best[:, None]], dim=1)
+            if len(keep) < len(rows):
+                idx = torch.tensor(keep, device=dev)
+                rows = [rows[k] for k in keep]
+                ys = ys.index_select(0, idx)
+                if use_ctc:
+                    ctc.select(idx)
+                if use_dec:
+                    memory = memory.index_select(0, idx)
+                    memory_mask = None if memory_mask is None else memory_mask.index_select(0, idx)
+                    cache = [c.index_select(0, idx) for c in cache]
+    return hyps
+
+
+def eq2_greedy(model: torch.nn.Module, enc: torch.Tensor, enc_lens: torch.Tensor, lambda_c: float,
+               return_scores: bool = False) -> list[list[int]] | tuple[list[list[int]], list[float]]:
+    """Exact Eq. 2 greedy token ids (no <sos>/<eos>, blanks dropped) of a padded batch of encoder outputs
+    (``eq2_search``). ``return_scores``: also each hypothesis' score, the sum of its steps' weighted scores up to
+    and including the step that chose <eos> (ESPnet's hypothesis score). The CTC differences telescope, so for a
+    hypothesis ended by <eos> it is λC(i)·log p_CTC(hypothesis | x) + (1-λC(i))·Σ log p_dec: a number that exposes
+    a difference in any head's output that the arg-max would hide."""
+    hyps = eq2_search(model, enc, enc_lens, lambda_c, track=return_scores)
+    tokens = [h.tokens for h in hyps]
+    return (tokens, [h.score for h in hyps]) if return_scores else tokens
 
 
 class Eq2GreedyDecoder:
@@ -150,32 +322,69 @@ class Eq2GreedyDecoder:
         return enc, enc_lens
 
     @torch.no_grad()
-    def __call__(self, wave: np.ndarray | torch.Tensor) -> list[int]:
-        dev = self._device()
-        speech = torch.as_tensor(np.asarray(wave, dtype=np.float32)).reshape(1, -1).to(dev)
-        enc, enc_lens = self._encode(speech, torch.tensor([speech.size(1)], device=dev))
-        return eq2_greedy(self.model, enc, enc_lens, self.lambda_c)[0]
-
-    @torch.no_grad()
-    def batch(self, waves: Sequence[np.ndarray | torch.Tensor], batch_size: int = 16) -> list[list[int]]:
-        """Token ids of every wave, decoded ``batch_size`` at a time (longest first, to pad least), in the
-        order given. Padding is made harmless by ``batch_invariant(model)``; see the module docstring."""
+    def search(self, waves: Sequence[np.ndarray | torch.Tensor], batch_size: int = 1,
+               track: bool = False) -> list[Hypothesis]:
+        """One ``Hypothesis`` per wave, in the order given. ``batch_size`` 1: each wave encoded and decoded alone
+        (no padding, no hooks: ESPnet's own arithmetic); larger: padded batches of that many, longest first (to pad
+        least), encoded under ``batch_invariant(model)`` (see the module docstring). ``track``: ``eq2_search``'s."""
         from hne_core.attack.batching import batch_invariant
         from hne_core.attack.loss import pad_waves
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         dev = self._device()
-        order = sorted(range(len(waves)), key=lambda k: -len(waves[k]))
-        out: list[list[int] | None] = [None] * len(waves)
+        flat = [np.asarray(w, dtype=np.float32).reshape(-1) for w in waves]
+        out: list[Hypothesis | None] = [None] * len(flat)
+        if batch_size == 1:
+            for k, w in enumerate(flat):
+                speech = torch.from_numpy(w).reshape(1, -1).to(dev)
+                enc, enc_lens = self._encode(speech, torch.tensor([speech.size(1)], device=dev))
+                out[k] = eq2_search(self.model, enc, enc_lens, self.lambda_c, track)[0]
+            return out  # type: ignore[return-value]
+        order = sorted(range(len(flat)), key=lambda k: -len(flat[k]))
         with batch_invariant(self.model):
             for start in range(0, len(order), batch_size):
                 rows = order[start:start + batch_size]
-                speech, lengths = pad_waves([np.asarray(waves[k], dtype=np.float32).reshape(-1) for k in rows], dev)
+                speech, lengths = pad_waves([flat[k] for k in rows], dev)
                 enc, enc_lens = self._encode(speech, lengths)
-                for k, ids in zip(rows, eq2_greedy(self.model, enc, enc_lens, self.lambda_c)):
-                    out[k] = ids
+                for k, h in zip(rows, eq2_search(self.model, enc, enc_lens, self.lambda_c, track)):
+                    out[k] = h
         return out  # type: ignore[return-value]
+
+    def __call__(self, wave: np.ndarray | torch.Tensor) -> list[int]:
+        return self.search([wave])[0].tokens
+
+    def batch(self, waves: Sequence[np.ndarray | torch.Tensor], batch_size: int = 16) -> list[list[int]]:
+        """Token ids of every wave, decoded ``batch_size`` at a time (``search``), in the order given."""
+        return [h.tokens for h in self.search(waves, batch_size)]
+
+
+NEAR_TIE = 1e-4  # a top-two margin below this is a near-tie (the bench's criterion for a batched mismatch)
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """Where a batched hypothesis first leaves its one-at-a-time twin: utterance ``index``, decoding ``step``,
+    and the top-two margin there in each run (the prefixes agree up to that step, so both runs scored the same
+    candidates there, up to round-off)."""
+
+    index: int
+    step: int
+    single_margin: float
+    batched_margin: float
+
+
+def mismatches(single: Sequence[Hypothesis], batched: Sequence[Hypothesis]) -> list[Mismatch]:
+    """Every utterance whose batched steps differ from its one-at-a-time steps (both decoded with ``track``)."""
+    found = []
+    for k, (a, b) in enumerate(zip(single, batched, strict=True)):
+        if a.steps == b.steps:
+            continue
+        step = next((i for i, (x, y) in enumerate(zip(a.steps, b.steps)) if x != y), min(len(a.steps), len(b.steps)))
+        if step >= min(len(a.margins), len(b.margins)):
+            raise ValueError(f"utterance {k}: hypotheses differ at step {step} but were not decoded with track")
+        found.append(Mismatch(k, step, a.margins[step], b.margins[step]))
+    return found
 
 
 def make_decoder(model: torch.nn.Module, lambda_c: float,
