@@ -204,3 +204,28 @@ def test_finetune_scheduler_key_is_what_espnet_gets(merged):
         scheduler_of({**ft, "scheduler": "warmuplr"})
     pre = pretrain_config(merged["model"], merged["pretrain"], "bpe.model", "tokens.txt", "stats.npz")
     assert merged["pretrain"].get("scheduler") is None and pre["scheduler"] == "warmuplr"
+
+
+def test_fine_tuning_amp_and_loader_workers_reach_espnet(merged):
+    """Issue 15: the paper config fine-tunes with ESPnet's --use_amp and 4 DataLoader workers (config keys
+    finetune.use_amp / num_workers, in the recipe YAML and on the command line); the default config's recipe and
+    command line stay as they were (no use_amp key, --num_workers 0). ESPnet's own parser reads both."""
+    from espnet2.tasks.asr import ASRTask
+
+    from hne_core.model.recipe import finetune_config, train_args
+    from zenodo_fixture import ASR_RECIPE
+
+    ft = merged["finetune"]
+    assert (ft["use_amp"], ft["num_workers"]) == (True, 4)
+    recipe = finetune_config(ASR_RECIPE, REPO, 1.0, 0.3, 2, merged["discriminator"], ft)
+    args = train_args("tr", "dv", "st", True, 1, 0, num_workers=ft["num_workers"])
+    assert recipe["use_amp"] is True and args[args.index("--num_workers") + 1] == "4"
+    parsed = ASRTask.get_parser().parse_args(["--use_amp", str(recipe["use_amp"]).lower(), *args[:4]])
+    assert parsed.use_amp is True and parsed.num_workers == 4
+    default = yaml.safe_load((REPO / "config.yaml").read_text())["finetune"]
+    assert (default["use_amp"], default["num_workers"]) == (False, 0)
+    assert "use_amp" not in finetune_config(ASR_RECIPE, REPO, 1.0, 0.3, 2, merged["discriminator"], default)
+    plain = train_args("tr", "dv", "st", True, 0, 0)
+    assert plain[plain.index("--num_workers") + 1] == "0"
+    attack = merged["attack"]
+    assert (attack["batch_size"], attack["batch_samples"], attack["autocast"]) == (64, 1600000, None)

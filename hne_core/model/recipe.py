@@ -58,13 +58,15 @@ def collect_stats_args(config_path: str | Path, train_dir: str | Path, valid_dir
 
 def train_args(train_dir: str | Path, valid_dir: str | Path, stats_dir: str | Path, with_accent: bool,
                ngpu: int, seed: int, init_param: str | None = None,
-               train_shapes: str | Path | None = None) -> list[str]:
+               train_shapes: str | Path | None = None, num_workers: int = 0) -> list[str]:
     """The trainer's command line: data and shapes; the recipe YAML and output folder are added by
     ``hne_core.model.train.run_training``. ``train_shapes`` replaces the training shape files' folder:
-    ESPnet's sampler draws batches from the keys of the shape files, so a subset there trains on a subset."""
+    ESPnet's sampler draws batches from the keys of the shape files, so a subset there trains on a subset.
+    ``num_workers``: DataLoader processes (``finetune.num_workers``), so that reading and decoding audio does not
+    keep a GPU waiting; the batches are the same (ESPnet's sampler fixes them)."""
     stats = Path(stats_dir)
     shapes = Path(train_shapes) if train_shapes else stats / "train"
-    args = ["--ngpu", str(ngpu), "--num_workers", "0", "--seed", str(seed),
+    args = ["--ngpu", str(ngpu), "--num_workers", str(int(num_workers)), "--seed", str(seed),
             *data_args({"train": train_dir, "valid": valid_dir}, with_accent=with_accent),
             "--train_shape_file", str(shapes / "speech_shape"),
             "--train_shape_file", str(shapes / "text_shape"),
@@ -134,6 +136,8 @@ def _optimisation(train: Mapping) -> dict:
         "keep_nbest_models": 1,
         "patience": None,
     }
+    if train.get("use_amp"):  # ESPnet's --use_amp; written only when on, so that other recipes stay as they were
+        out["use_amp"] = True
     scheduler = scheduler_of(train)
     if scheduler == "warmuplr":
         out["scheduler"] = "warmuplr"

@@ -64,7 +64,8 @@ def finetune(lambda_a: float, lambda_c: float, num_accents: int, discriminator: 
         subset = write_training_subset(Path(stats_dir) / "train", Path(train_dir) / "accent",
                                        int(train["max_train_utterances"]), seed, f"{exp_dir}.train_subset")
     args = train_args(train_dir, dev_dir, stats_dir, with_accent=True, ngpu=ngpu, seed=seed,
-                      init_param=init_param(base_dir_p / "model.pth", lambda_c), train_shapes=subset)
+                      init_param=init_param(base_dir_p / "model.pth", lambda_c), train_shapes=subset,
+                      num_workers=int(train.get("num_workers", 0)))
     best = run_training(_mtl_main, recipe, args, exp_dir)
     export_model(exp_dir, best, out_dir)
     curve = read_curve(exp_dir)
