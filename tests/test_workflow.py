@@ -73,6 +73,8 @@ def test_lint_is_clean(tmp_path):
     ({"attack": {"epsilon": "large"}}, "attack.epsilon"),
     ({"synthetic": {"utterances": {"train": -5}}}, "synthetic.utterances.train"),
     ({"data": {"sorce": "synthetic"}}, "data"),  # a typo is rejected, not ignored
+    ({"data": {"source": "tape"}}, "data.source"),  # not a source of hne_core.data.sources.SOURCES
+    ({"synthetic": {"classes": {"a": "en-us"}}}, "synthetic.classes.a"),  # classes are {name: {voice: ...}}
     ({"finetune": {"grid": [{"lambda_a": 1.5, "lambda_c": 0.0}]}}, "finetune.grid.0.lambda_a"),
     ({"finetune": {"grid": [{"lambda_a": 1.0, "lambda_c": 0.3}]}}, "tables.0.columns.0"),
     ({"figure1": {"series": [{"lambda_a": 0.9, "lambda_c_train": 0.0, "lambda_c_infer": 0.3, "label": "x"}]}},
