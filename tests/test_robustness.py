@@ -166,6 +166,42 @@ def test_untargeted_attack_raises_the_loss_in_both_engines_and_they_agree():
         assert float(np.abs(a - n).max()) <= bound
 
 
+
+def test_untargeted_resumes_from_its_own_checkpoint_only(tmp_path):
+    """A killed untargeted attack resumes from its in-job checkpoint bit for bit; a targeted attack of the same
+    inputs never takes that checkpoint for its own (the fingerprint holds the direction)."""
+    from model_utils import build_tiny
+
+    torch.set_num_threads(1)
+    model = build_tiny(1.0, 0.3)
+    rng = np.random.default_rng(1)
+    waves = [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in (6000, 5000)]
+    targets = [[3, 4, 5], [4, 5, 6, 7]]
+    ckpt = tmp_path / "untargeted.checkpoint"
+    kw = dict(clip=True, batch_size=2, checkpoint_path=ckpt, checkpoint_every=1)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_two(step):
+        if step == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        run_attack("native", model, waves, targets, 0.3, 0.05, 0.02, 4, targeted=False, callback=kill_after_two, **kw)
+    assert ckpt.is_file()
+    targeted = run_attack("native", model, waves, targets, 0.3, 0.05, 0.02, 4, **{**kw, "checkpoint_path": None})
+    other = run_attack("native", model, waves, targets, 0.3, 0.05, 0.02, 4, checkpoint_path=ckpt,
+                       checkpoint_every=100, clip=True, batch_size=2)
+    assert other.resumed_from == 0  # the targeted attack ignored the untargeted checkpoint
+    assert all(np.array_equal(a, b) for a, b in zip(other.deltas, targeted.deltas))
+    resumed = run_attack("native", model, waves, targets, 0.3, 0.05, 0.02, 4, targeted=False, **kw)
+    straight = run_attack("native", model, waves, targets, 0.3, 0.05, 0.02, 4, targeted=False, clip=True,
+                          batch_size=2)
+    assert resumed.resumed_from == 2  # the checkpoint written after step 2, just before the kill
+    assert all(np.array_equal(a, b) for a, b in zip(resumed.deltas, straight.deltas))
+
+
 # ------------------------------------------------------------------------------------------------ the workflow
 @pytest.fixture(scope="module")
 def robustness_run(smoke_run, tmp_path_factory):
