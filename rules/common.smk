@@ -44,6 +44,7 @@ try:
 except ConfigError as exc:
     raise WorkflowError(f"Invalid config key '{exc.key}': {exc}")
 
+
 def _check_experiment(cfg):
     """Cross-key rules a JSON schema cannot say: every table column must name a model of the grid."""
     grid = {(float(p["lambda_a"]), float(p["lambda_c"])) for p in cfg["finetune"]["grid"]}

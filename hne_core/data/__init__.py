@@ -1,1 +1,2 @@
-"""Data stage: the self-made espeak-ng corpus, Common Voice, and the one output format both share."""
+"""Data stage: the data sources (``sources/``: the self-made espeak-ng corpus, Common Voice, a folder of your own
+recordings), the one output format they share (``corpus``), and how later stages read it back (``utterances``)."""
