@@ -59,6 +59,7 @@ rule attack:
         target_length=config["attack"]["target_length"],
         label_smoothing=config["attack"]["label_smoothing"],
         decoding=config["decoding"]["mode"],
+        decoding_batch_size=config["decoding"]["batch_size"],
         text_case=config["data"]["text_case"],
         # in-job checkpoint: not an output, so a killed job's progress survives for --rerun-incomplete
         checkpoint=lambda wc: attack_checkpoint(R, wc.model, wc.lci, wc.steps),

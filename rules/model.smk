@@ -137,6 +137,7 @@ rule evaluate:
         n_utterances=config["evaluation"]["n_utterances"],
         composition=config["evaluation"]["composition"],
         decoding=config["decoding"]["mode"],
+        decoding_batch_size=config["decoding"]["batch_size"],
         seed=config["seed"],
         text_case=config["data"]["text_case"],
     threads: config["evaluation"]["threads"]
@@ -165,6 +166,7 @@ rule evaluate_base:
         n_utterances=config["evaluation"]["n_utterances"],
         composition=config["evaluation"]["composition"],
         decoding=config["decoding"]["mode"],
+        decoding_batch_size=config["decoding"]["batch_size"],
         seed=config["seed"],
         text_case=config["data"]["text_case"],
     threads: config["evaluation"]["threads"]

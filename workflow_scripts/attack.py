@@ -18,6 +18,7 @@ with logged_to(snakemake.log[0]) as log:
         snakemake.output.csv, snakemake.output.state, snakemake.output.summary,
         text_case=p.text_case, checkpoint_every=p.checkpoint_every, on_nan=p.on_nan, threads=snakemake.threads,
         target_length=p.target_length, label_smoothing=p.label_smoothing, decoding=p.decoding,
+        decoding_batch_size=p.decoding_batch_size,
         batch_samples=p.batch_samples, autocast=p.autocast,
         model_weights={"lambda_a": p.weights["lambda_a"], "lambda_c_train": p.weights["lambda_c"]})
     log.info("%s", summary)

@@ -45,7 +45,7 @@ from hne_core.attack.loss import AttackSetupError, adversarial_losses, pad_targe
 from hne_core.attack.pgd import check_constraints
 from hne_core.attack.run import ENGINES, run_attack
 from hne_core.attack.targets import TargetEncoder, assign_targets, read_targets
-from hne_core.decoding import DEFAULT_MODE, Transcriber
+from hne_core.decoding import DEFAULT_BATCH_SIZE, DEFAULT_MODE, Transcriber
 from hne_core.text import normalize_transcript
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,8 @@ def attack_job(model_dir: str | Path, data_dir: str | Path, utt_ids: Sequence[st
                out_csv: str | Path, out_state: str | Path, out_summary: str | Path, *, text_case: str = "upper",
                checkpoint_every: int = 100, on_nan: str = "error", threads: int | None = None,
                target_length: str = "chars", label_smoothing: float | str = "model",
-               decoding: str = DEFAULT_MODE, batch_samples: int | None = None, autocast: str | None = None,
+               decoding: str = DEFAULT_MODE, decoding_batch_size: int = DEFAULT_BATCH_SIZE,
+               batch_samples: int | None = None, autocast: str | None = None,
                model_weights: dict | None = None) -> dict:
     """Attack ``utt_ids`` of ``data_dir`` up to milestone ``steps``; write the CSV, summary and state.
 
@@ -138,7 +139,9 @@ def attack_job(model_dir: str | Path, data_dir: str | Path, utt_ids: Sequence[st
     ``target_length`` (``attack.target_length``): how the closest-length target is found (``assign_targets``);
     ``label_smoothing`` (``attack.label_smoothing``): the decoder loss's smoothing, "model" for the model's own
     (``set_label_smoothing``). Both are settings of the attack: a previous milestone's state must share them.
-    ``decoding`` (``decoding.mode``): how the hypotheses are decoded (``hne_core.decoding.DECODING_MODES``).
+    ``decoding`` (``decoding.mode``): how the hypotheses are decoded (``hne_core.decoding.DECODING_MODES``);
+    ``decoding_batch_size`` (``decoding.batch_size``): x+δ decoded that many at a time in mode exact
+    (``Transcriber.batch``, the tokens of one-at-a-time decoding).
     ``batch_samples`` (``attack.batch_samples``): the native engine's padded-sample budget per batch (round-off
     only, so not an attack setting); ``autocast`` (``attack.autocast``): the native forward+backward's precision,
     an attack setting (δ differs beyond round-off), so chained milestones must share it.
@@ -205,12 +208,12 @@ def attack_job(model_dir: str | Path, data_dir: str | Path, utt_ids: Sequence[st
         check_constraints(name, x, d, eps, clip)
     nan_skips = [a + b for a, b in zip(prev_skips, result.nan_skips)]
 
-    hyps, losses = [], []
+    losses = []
     dev = next(model.parameters()).device
+    advs = [(x + d).astype(np.float32) for x, d in zip(waves, stored)]
     with torch.no_grad():
-        for x, d, ids in zip(waves, stored, target_ids):
-            adv = (x + d).astype(np.float32)
-            hyps.append(normalize_transcript(transcribe(adv), text_case))
+        hyps = [normalize_transcript(t, text_case) for t in transcribe.batch(advs, decoding_batch_size)]
+        for adv, ids in zip(advs, target_ids):
             ys, ys_lens = pad_targets([ids], dev)
             speech = torch.from_numpy(adv)[None].to(dev)
             losses.append(float(adversarial_losses(model, speech, torch.tensor([len(adv)], device=dev), ys,
