@@ -20,6 +20,7 @@ arg-max check cannot pass vacuously.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,7 +29,8 @@ import pytest
 import torch
 
 from hne_core.attack.decode import GreedyDecoder
-from hne_core.decoding import DECODING_MODES, Eq2GreedyDecoder, eq2_greedy, make_decoder
+from hne_core.decoding import (DECODING_MODES, LOGZERO, NEAR_TIE, CTCPrefixGreedy, Eq2GreedyDecoder, Hypothesis,
+                               Mismatch, decoder_projections_once, eq2_greedy, eq2_search, make_decoder, mismatches)
 from model_utils import TOKENS, build_tiny
 
 V = len(TOKENS)
@@ -405,7 +407,8 @@ def test_modes_and_weights_are_checked(model):
 
 def test_decode_benchmark_prints_both_timings_and_the_summary_line():
     """``python -m hne_core.bench decode`` on a tiny setting: the one-at-a-time and batched timings side by side,
-    and a last line whose ratio is the printed timings' and whose batched tokens all equal the single ones."""
+    the mismatch line, and a last line whose ratio is the printed timings' (one-at-a-time seconds over batched
+    seconds) and whose batched tokens all equal the single ones."""
     import re
     import subprocess
     import sys
@@ -416,12 +419,178 @@ def test_decode_benchmark_prints_both_timings_and_the_summary_line():
                           capture_output=True, text=True, cwd=repo, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
-    single = float(re.search(r"one at a time: +([0-9.]+) s", lines[-4]).group(1))
-    batched = float(re.search(r"batches of +3: +([0-9.]+) s", lines[-3]).group(1))
+    assert "1 torch thread(s)" in lines[-7]
+    single = float(re.search(r"one at a time: +([0-9.]+) s", lines[-6]).group(1))
+    batched = float(re.search(r"batches of +3: +([0-9.]+) s", lines[-5]).group(1))
+    assert re.match(r"top-two margin over all \d+ one-at-a-time steps: smallest [0-9.e+-]+$", lines[-3])
+    assert lines[-2].startswith("batched hypotheses differing from one at a time: 0/3 ")
     summary = re.fullmatch(r"batched_over_single=([0-9.]+) token_equal=([0-9.]+)", lines[-1])
     assert summary, lines[-1]
     # all three are printed to 3 decimals (each off by at most h = 0.0005): the ratio of the printed timings is
-    # within h·(1/single + batched/single²) of the true ratio, and the printed ratio within h of that
+    # within h·(1/batched + single/batched²) of the true ratio, and the printed ratio within h of that
     h = 0.0005
-    assert float(summary.group(1)) == pytest.approx(batched / single, abs=h + h * (1 / single + batched / single ** 2))
+    assert float(summary.group(1)) == pytest.approx(single / batched,
+                                                    abs=h + h * (1 / batched + single / batched ** 2))
     assert float(summary.group(2)) == 1.0
+
+
+# ------------------------------------------------------------------------------------------ the fast scorer
+@pytest.mark.numeric
+@pytest.mark.parametrize("batched", [False, True])
+def test_ctc_prefix_scores_are_espnets_within_its_float32_roundoff(speech, batched):
+    """``CTCPrefixGreedy`` (closed-form sums in float64) against ESPnet's ``CTCPrefixScoreTH`` (its frame loop in
+    float32, margin 0) along the same greedy path, on the tiny model's real CTC posteriors of espeak-ng speech,
+    alone and as one padded batch (each row its own length, so padded frames must not count).
+
+    Bound. Each of ESPnet's float32 steps of the recursion r_t = logsumexp(r_{t-1}, φ_{t-1}) + x_t rounds six
+    times (subtracting the max, exp, the 2-term sum, log, adding the max, adding x_t), each off by u = 2^-24
+    relative to a value of magnitude at most 1 + M, with M the largest magnitude among the step's scores and
+    the previous prefix score; logsumexp passes an input's error on with weight at most 1, and a chain of
+    dependencies over frames has at most T links: r is off by at most 6T·u·(1 + M). The prefix score adds a
+    logsumexp over at most T + 1 terms, (T + 5)·u·(1 + M), and ESPnet subtracts the previous prefix score, which
+    carries the same error: 2·(7T + 5)·u·(1 + M). Ours is float64 (about T·2^-53·M) rounded once to float32:
+    u·(1 + M). A candidate ESPnet gives log-zero must get log-zero here."""
+    from espnet2.legacy.nets.ctc_prefix_score import CTCPrefixScoreTH
+
+    from hne_core.attack.batching import batch_invariant
+    from hne_core.attack.loss import pad_waves
+
+    m = build_tiny(1.0, 0.3)
+    groups = [speech] if batched else [[w] for w in speech]
+    compared = 0
+    for group in groups:
+        with torch.no_grad(), batch_invariant(m):
+            x, lens = pad_waves(group, "cpu")
+            enc, enc_lens = m.encode(x, lens)
+            logp = m.ctc.log_softmax(enc)
+        T = enc.shape[1]
+        ours = CTCPrefixGreedy(logp, enc_lens, BLANK, EOS)
+        espnet = CTCPrefixScoreTH(logp.clone(), enc_lens, BLANK, EOS)
+        ys = torch.full((len(group), 1), EOS, dtype=torch.long)
+        state, s_prev = None, torch.zeros(len(group), 1)
+        for step in range(int(enc_lens.min()) // 2):
+            ref, full = espnet(ys, state)
+            log_psi = full[1]
+            got = ours.scores()
+            impossible = log_psi < LOGZERO / 2
+            M = float(torch.where(impossible, 0.0, log_psi.abs()).max().clamp(min=s_prev.abs().max()))
+            tol = (2 * (7 * T + 5) + 1) * U32 * (1 + M)
+            assert torch.equal(got[impossible], torch.full_like(got[impossible], LOGZERO))
+            diff = (got - ref)[~impossible].abs()
+            assert float(diff.max()) <= tol, (step, float(diff.max()), tol)
+            compared += int((~impossible).sum())
+            # walk on by the best label (not <eos>), so that prefixes grow and labels repeat
+            best = ref.clone()
+            best[:, EOS] = -math.inf
+            best = best.argmax(-1)
+            ours.advance(best)
+            state = espnet.index_select_state(full, best[:, None])
+            s_prev = log_psi.gather(1, best[:, None])
+            ys = torch.cat([ys, best[:, None]], 1)
+    assert compared >= 100  # the comparison was not vacuous
+
+
+@pytest.mark.numeric
+def test_decoder_projections_once_project_each_position_once_and_give_espnets_log_probs(speech):
+    """Greedy decoder steps with ``decoder_projections_once`` against ESPnet's ``forward_one_step`` as is: the same
+    log-probabilities up to summation order (a projected row alone or inside a larger product sums the same D
+    terms, in possibly another grouping: |Δ| <= D·u relative per product; ten such stages in a chain, D <= 512
+    for this model: 10·512·u relative), and each self-attention key/value projection sees one new position per
+    step instead of the whole prefix."""
+    from hne_core.attack.batching import batch_invariant
+    from hne_core.attack.loss import pad_waves
+    from espnet2.legacy.nets.pytorch_backend.transformer.mask import subsequent_mask
+
+    m = build_tiny(1.0, 0.3)
+    with torch.no_grad(), batch_invariant(m):
+        x, lens = pad_waves(speech, "cpu")
+        enc, enc_lens = m.encode(x, lens)
+    mask = (torch.arange(enc.shape[1])[None, :] < enc_lens[:, None])[:, None, :]
+    rows = []
+    k_proj = m.decoder.decoders[0].self_attn.linear_k
+    handle = k_proj.register_forward_hook(lambda mod, args, out: rows.append(args[0].shape[0] * args[0].shape[1]))
+    steps, B = 8, len(speech)
+    try:
+        outs = {}
+        for memo in (False, True):
+            rows.clear()
+            ys = torch.full((B, 1), EOS, dtype=torch.long)
+            cache, logps = None, []
+            with torch.no_grad(), (decoder_projections_once(m.decoder) if memo else contextlib.nullcontext()):
+                for i in range(steps):
+                    logp, cache = m.decoder.forward_one_step(ys, subsequent_mask(i + 1).unsqueeze(0), enc, mask,
+                                                             cache=cache)
+                    logps.append(logp)
+                    ys = torch.cat([ys, logp[:, 1:EOS].argmax(-1)[:, None] + 1], 1)
+            outs[memo] = (torch.stack(logps), list(rows))
+    finally:
+        handle.remove()
+    plain, memo = outs[False][0], outs[True][0]
+    assert torch.allclose(memo, plain, rtol=0, atol=10 * 512 * U32 * (1 + float(plain.abs().max())))
+    assert outs[False][1] == [B * (i + 1) for i in range(steps)]  # ESPnet: the whole prefix at every step
+    assert outs[True][1] == [B] * steps  # here: the newest position only
+
+
+def _adversarial(model, waves: list[np.ndarray], lam: float) -> list[np.ndarray]:
+    """x + δ of a few native PGD steps (``run_attack``) towards fixed targets: audio the attack job decodes."""
+    from hne_core.attack.run import run_attack
+
+    targets = [[TOKENS.index(c) for c in t] for t in ["ABBA", "DEAD", "CAB", "BEAD"]][: len(waves)]
+    result = run_attack("native", model, waves, targets, lam, 2.0, 0.05, 5, True, batch_size=len(waves),
+                        device="cpu")
+    assert all(float(np.abs(d).max()) > 0 for d in result.deltas)
+    return [(w + d).astype(np.float32) for w, d in zip(waves, result.deltas)]
+
+
+@pytest.mark.numeric
+@pytest.mark.parametrize("lam", [0.0, 0.3, 1.0])
+def test_batched_tokens_are_one_at_a_times_on_benign_and_attacked_speech(speech, lam):
+    """What evaluation and attack jobs decode (``decoding.batch_size``): real espeak-ng speech and the same speech
+    with a PGD δ of the attack's own engine, in padded batches of every size from 2 to all, against one at a
+    time. Rows end at different steps (they leave the batch then). Batching changes only float32 summation
+    order, so a batched hypothesis may differ only where the one-at-a-time run itself nearly tied (top-two
+    margin below ``NEAR_TIE``); any other difference fails."""
+    m = build_tiny(1.0, 0.3) if lam < 1 else build_tiny(1.0, 1.0)
+    dec = Eq2GreedyDecoder(m, lam)
+    for waves in (speech, _adversarial(m, speech, lam)):
+        single = dec.search(waves, 1, track=True)
+        assert len({len(h.steps) for h in single}) > 1  # rows leave the batch at different steps
+        for batch_size in range(2, len(waves) + 1):
+            batched = dec.search(waves, batch_size, track=True)
+            found = mismatches(single, batched)
+            assert all(max(f.single_margin, f.batched_margin) < NEAR_TIE for f in found), found
+            assert [h.score for h in batched] == pytest.approx([h.score for h in single], rel=10 * 512 * U32)
+            assert dec.batch(waves, batch_size) == [h.tokens for h in batched]
+
+
+def test_mismatches_locate_the_first_differing_step_and_its_margins():
+    """The bench's and the tests' mismatch check: the step where two hypotheses part, each run's top-two margin
+    there (a clear choice there is a bug, a near-tie is round-off); equal hypotheses give none; hypotheses decoded
+    without ``track`` cannot be placed."""
+    a = Hypothesis([3, 4, 5, EOS], 0.0, [2.0, 1.5, 1e-5, 0.7], eos=EOS)
+    b = Hypothesis([3, 4, 6, 7, EOS], 0.0, [2.0, 1.5, 2e-5, 0.4, 0.3], eos=EOS)
+    c = Hypothesis([3, 5, EOS], 0.0, [2.0, 0.9, 0.5], eos=EOS)
+    assert mismatches([a, a], [a, b]) == [Mismatch(1, 2, 1e-5, 2e-5)]
+    found = mismatches([a], [c])
+    assert found == [Mismatch(0, 1, 1.5, 0.9)] and max(found[0].single_margin, found[0].batched_margin) >= NEAR_TIE
+    assert a.tokens == [3, 4, 5] and Hypothesis([3, BLANK, 4], eos=EOS).tokens == [3, 4]
+    with pytest.raises(ValueError, match="track"):
+        mismatches([Hypothesis([3, EOS], eos=EOS)], [Hypothesis([4, EOS], eos=EOS)])
+
+
+@pytest.mark.numeric
+def test_evaluation_decodes_in_batches_what_it_decodes_one_at_a_time(exported, speech, tmp_path):
+    """``hne_core.model.evaluate.decode`` (the evaluation job's decoding) with ``decoding.batch_size`` 16 and 1 on
+    real speech files: the same texts, in the utterances' order."""
+    import soundfile as sf
+
+    from hne_core.model.evaluate import Utterance, decode, load_transcriber
+
+    utts = []
+    for k, w in enumerate(speech):
+        sf.write(tmp_path / f"u{k}.wav", w, 16000, subtype="FLOAT")
+        utts.append(Utterance(f"u{k}", str(tmp_path / f"u{k}.wav"), "", 0))
+    transcriber = load_transcriber(exported, 0.3, "exact")
+    one = decode(transcriber, utts, "upper", 1)
+    assert decode(transcriber, utts, "upper", 16) == one == decode(transcriber, utts[::-1], "upper", 3)[::-1]
+    assert any(one)

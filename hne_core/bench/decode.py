@@ -1,16 +1,23 @@
 """Exact Eq. 2 greedy decoding: padded batches against one utterance at a time, in one run.
 
-On one model and one set of real utterances: seconds to decode them all one at a time (what evaluation and
-attack jobs do today) and in padded batches under ``batch_invariant`` (``Eq2GreedyDecoder.batch``), each the
-best of ``--repeat`` interleaved repetitions (a shared machine only ever slows a run down); the fraction of
-utterances whose batched tokens equal their one-at-a-time tokens; and, for scale, ESPnet's beam-1 decoding
-(mode ``espnet_beam1``) one at a time. The last line is ``batched_over_single=<batched s / single s>
-token_equal=<fraction>``: below 1, batching is faster.
+On one model and one set of real utterances: seconds to decode them all one at a time and in padded batches
+under ``batch_invariant`` (``Eq2GreedyDecoder.batch``, what evaluation and attack jobs do with
+``decoding.batch_size``), each the best of ``--repeat`` interleaved repetitions (a shared machine only ever slows
+a run down), with ``--threads`` torch threads for both; the fraction of utterances whose batched tokens equal
+their one-at-a-time tokens; and, for scale, ESPnet's beam-1 decoding (mode ``espnet_beam1``) one at a time.
+
+Batching changes float32 summation order only, so a batched hypothesis may leave its one-at-a-time twin only
+where two candidates nearly tie. Every mismatch is therefore located (its first differing step) and its top-two
+margin printed in both runs; a mismatch whose margin is not below ``NEAR_TIE`` (1e-4) is a bug, and the command
+then exits 1. The last line is ``batched_over_single=<x> token_equal=<fraction>`` with x the batched throughput
+over the one-at-a-time throughput (one-at-a-time seconds / batched seconds): above 1, batching is faster.
+(Before 2026-12-02 x was the inverse, batched seconds over one-at-a-time seconds.)
 
 The model: a trained default base (``--trained``, the pre-trained layout of a finished run) with its test
 split, if both exist; otherwise the config's ``model:`` (or the paper-size architecture, ``--model paper``) with
 random weights on espeak-ng speech. Random weights rarely choose <eos>, so their hypotheses run to the length
-limit (one token per encoder frame): the slowest case, and the one that pads most.
+limit (one token per encoder frame): a different workload from a trained model's, whose hypotheses end at <eos>
+after a few tokens per second. The output says which it measured, and how many hypotheses <eos> ended.
 """
 
 from __future__ import annotations
@@ -69,7 +76,7 @@ def _sync(device: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hne_core.attack.decode import GreedyDecoder
-    from hne_core.decoding import Eq2GreedyDecoder
+    from hne_core.decoding import NEAR_TIE, Eq2GreedyDecoder, mismatches
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -81,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     audio = sum(len(w) for w in waves) / 16000
     exact = Eq2GreedyDecoder(model, args.lambda_c)
     print(f"{what}: {params:.1f} M parameters on {device}, {len(waves)} utterances, {audio:.1f} s of audio, "
-          f"λC(i) = {args.lambda_c}, batch {args.batch}, {args.threads} thread(s)", flush=True)
+          f"λC(i) = {args.lambda_c}, batch {args.batch}, {torch.get_num_threads()} torch thread(s)", flush=True)
 
     def timed(fn):
         _sync(device)
@@ -91,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         return time.perf_counter() - start, out
 
     exact(waves[0])  # warm-up
+    exact.batch(waves[: args.batch], args.batch)
     single_s = batched_s = float("inf")
     for _ in range(args.repeat):
         t, single = timed(lambda: [exact(w) for w in waves])
@@ -102,9 +110,26 @@ def run(args: argparse.Namespace) -> int:
     equal = float(np.mean([a == b for a, b in zip(batched, single)]))
     tokens = sum(len(t) for t in single)
     differ = float(np.mean([a != b for a, b in zip(single, beam1_tokens)]))
-    print(f"exact Eq. 2, one at a time: {single_s:8.3f} s ({audio / single_s:8.2f} audio-s/s, {tokens} tokens)")
+
+    # the same decodings once more, recording every step's top-two margin, to place any mismatch
+    single_h = exact.search(waves, 1, track=True)
+    batched_h = exact.search(waves, args.batch, track=True)
+    if [h.tokens for h in single_h] != single or [h.tokens for h in batched_h] != batched:
+        raise RuntimeError("decoding with track=True chose other tokens than without it")
+    found = mismatches(single_h, batched_h)
+    ended = sum(bool(h.steps) and h.steps[-1] == model.eos for h in single_h)
+    margins = [m for h in single_h for m in h.margins]
+    bugs = [m for m in found if max(m.single_margin, m.batched_margin) >= NEAR_TIE]
+
+    print(f"exact Eq. 2, one at a time: {single_s:8.3f} s ({audio / single_s:8.2f} audio-s/s, {tokens} tokens; "
+          f"{ended}/{len(waves)} hypotheses ended by <eos>, the rest by the length limit)")
     print(f"exact Eq. 2, batches of {args.batch:3d}: {batched_s:8.3f} s ({audio / batched_s:8.2f} audio-s/s)")
     print(f"espnet_beam1, one at a time: {beam1_s:8.3f} s ({audio / beam1_s:8.2f} audio-s/s; "
           f"hypotheses differing from exact: {differ:.2f})")
-    print(f"batched_over_single={batched_s / single_s:.3f} token_equal={equal:.3f}")
-    return 0
+    print(f"top-two margin over all {len(margins)} one-at-a-time steps: smallest {min(margins, default=float('nan')):.3g}")
+    print(f"batched hypotheses differing from one at a time: {len(found)}/{len(waves)}"
+          + "".join(f"; utterance {m.index} at step {m.step}: top-two margin {m.single_margin:.3g} one at a time, "
+                    f"{m.batched_margin:.3g} batched ({'near-tie' if m not in bugs else 'NOT a near-tie: a bug'})"
+                    for m in found) + f" (near-tie: margin below {NEAR_TIE:g})")
+    print(f"batched_over_single={single_s / batched_s:.3f} token_equal={equal:.3f}")
+    return 1 if bugs else 0
