@@ -7,9 +7,11 @@ settings, and the stage times are scaled to the paper grid:
 
 - finetune: one ESPnet training step (forward, backward, Adam) on a batch of ``finetune.batch_bins`` padded
   samples of ``--seconds``-long utterances (ESPnet's ``numel`` batches count padded input elements), under
-  autocast when ``finetune.use_amp`` is set; device-hours = models × epochs × train hours / the audio seconds
-  trained per second. ESPnet's loader (reading and resampling audio files) and the per-epoch validation are not
-  timed: there is no data here (a real run's ``benchmarks/`` files have them).
+  autocast when ``finetune.use_amp`` is set; and ESPnet's own data loader (``build_streaming_iterator`` with
+  ``finetune.num_workers`` processes, reading 16-bit WAV files written for the purpose: the data stage's format)
+  on as much audio. The loader's workers run beside the device, so a step costs the slower of the two:
+  device-hours = models × epochs × train hours / min(audio seconds trained per second, loaded per second). The
+  per-epoch validation is not timed.
 - attack: native PGD steps (Eq. 4 at λC(i) = 0.3, both heads: the dearest loss) on one batch as
   ``attack.batch_size`` / ``attack.batch_samples`` fill it, under ``attack.autocast``; device-hours = pairs ×
   attacked utterances × the last milestone's steps (milestones are chained) × seconds per utterance-step.
@@ -97,6 +99,37 @@ def _timed(fn: Callable[[], object], device: str, steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
+def loader_rate(waves: list[np.ndarray], num_workers: int, batch: int) -> float:
+    """Audio seconds per second that ESPnet's data loader delivers from WAV files: the second of two passes (the
+    first warms the page cache), its worker processes' start-up included, as at every epoch."""
+    import tempfile
+
+    import soundfile as sf
+    from espnet2.tasks.asr import ASRTask
+    from espnet2.train.collate_fn import CommonCollateFn
+
+    with tempfile.TemporaryDirectory() as tmp:
+        scp = Path(tmp) / "wav.scp"
+        lines = []
+        for k, w in enumerate(waves):
+            path = Path(tmp) / f"u{k:05d}.wav"
+            sf.write(path, w, 16000, subtype="PCM_16")
+            lines.append(f"u{k:05d} {path}\n")
+        scp.write_text("".join(lines))
+
+        def one_pass() -> None:
+            loader = ASRTask.build_streaming_iterator([(str(scp), "speech", "sound")], None,
+                                                      CommonCollateFn(float_pad_value=0.0, int_pad_value=-1),
+                                                      batch_size=batch, num_workers=num_workers, inference=True)
+            for _ in loader:
+                pass
+
+        one_pass()
+        start = time.perf_counter()
+        one_pass()
+        return sum(len(w) for w in waves) / 16000 / (time.perf_counter() - start)
+
+
 def _flops(fn: Callable[[], object]) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -162,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
           f"thread(s); config {args.base_config} + {args.config}", flush=True)
 
     # ---- fine-tuning step
-    use_amp = bool(ft.get("use_amp", False))
+    use_amp = bool(ft.get("use_amp", False))  # ESPnet's --use_amp is CUDA autocast: no effect on a CPU
     tw, tt = _waves(train_rows, args.seconds, seed=1)
     speech, lens = pad_waves(tw, device)
     text, text_lens = pad_targets(tt, device)
@@ -171,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
     amp_dtype = torch.bfloat16 if not on_gpu or torch.cuda.is_bf16_supported() else torch.float16
 
     def train_forward_backward() -> None:
-        with torch.autocast(device.split(":")[0], dtype=amp_dtype, enabled=use_amp):
+        with torch.autocast(device.split(":")[0], dtype=amp_dtype, enabled=use_amp and on_gpu):
             loss, _, _ = model(speech, lens, text, text_lens)
         scaler.scale(loss).backward()
 
@@ -187,12 +220,16 @@ def run(args: argparse.Namespace) -> int:
     optim.zero_grad(set_to_none=True)
     train_audio = sum(len(w) for w in tw) / 16000
     train_rate = train_audio / t_train
-    finetune_h = n_models * epochs * train_hours * 3600 / train_rate / 3600
+    workers = int(ft.get("num_workers", 0))
+    load_rate = loader_rate(_waves(max(train_rows, 64), args.seconds, seed=4)[0], workers,
+                            max(1, min(train_rows, 16)))
+    finetune_h = n_models * epochs * train_hours * 3600 / min(train_rate, load_rate) / 3600
     print(f"  finetune: {train_rows} utterances a batch ({train_audio:.1f} s of audio, batch_bins "
           f"{ft['batch_bins']}{'' if not args.utts else ', overridden by --utts'}), use_amp {use_amp}: "
           f"{t_train * 1e3:.0f} ms a step, {train_rate:.2f} audio-s/s; {n_models} models x {epochs} epochs x "
-          f"{train_hours:.2f} h of training audio ({hours_from}) -> {finetune_h:.2f} device-hours "
-          f"(loader and validation not timed)", flush=True)
+          f"{train_hours:.2f} h of training audio ({hours_from}); ESPnet's loader with {workers} worker(s): "
+          f"{load_rate:.1f} audio-s/s ({'the bottleneck' if load_rate < train_rate else 'keeps up'}) -> "
+          f"{finetune_h:.2f} device-hours (validation not timed)", flush=True)
     del optim, scaler
     model.eval()
 
@@ -269,6 +306,7 @@ def run(args: argparse.Namespace) -> int:
     fields = {
         "device": device, "train_hours": f"{train_hours:.4f}", "train_rows": train_rows, "attack_rows": attack_rows,
         "decode_rows": decode_rows, **({"attack_syncs_after_first_step": syncs} if syncs is not None else {}), "train_step_s": f"{t_train:.6g}", "train_audio_s_per_s": f"{train_rate:.6g}",
+        "loader_audio_s_per_s": f"{load_rate:.6g}", "num_workers": workers,
         "attack_step_s": f"{t_step:.6g}", "attack_utt_step_s": f"{utt_step:.6g}",
         "decode_utt_s": f"{t_decode:.6g}", "models": n_models, "epochs": epochs, "pairs": pairs,
         "attacked": n_attacked, "max_steps": max(milestones), "milestones": len(milestones),
