@@ -18,26 +18,30 @@ short (when the top token's CTC prefix score falls far enough that <eos> wins); 
 decoder is scored, so there the two modes pick the same tokens. Mode ``espnet_beam1`` keeps ESPnet's behaviour for
 comparison (``Speech2Text`` itself, or ``hne_core.attack.decode.GreedyDecoder`` on a model in memory).
 
-The CTC term is computed by ESPnet's vectorised prefix scorer (``CTCPrefixScoreTH``, the one its batched beam
-search uses) for all tokens at once. It returns ``log p_CTC(g + c | x) - log p_CTC(g | x)``: the prefix score
-minus that of the current prefix. That subtrahend is one number per step, the same for every candidate c, so
-the arg-max is the one of Eq. 2 as written; we keep the difference (as ESPnet's beam search does) because it
-stays small while the prefix score itself grows with the hypothesis' length, so adding the decoder's
-log-probability to it loses fewer bits of float32. Blank is never a candidate when λC(i) > 0 (its prefix score
-is ESPnet's log-zero, -1e10); at λC(i) = 0 the decoder alone decides, and blanks it emits are dropped from the
-output as ``Speech2Text`` drops them. λC(i) = 1 never calls the decoder, λC(i) = 0 never touches CTC (a model
+The CTC term is the quantity of ESPnet's vectorised prefix scorer (``CTCPrefixScoreTH``, the one its batched
+beam search uses), for all tokens at once, computed by ``CTCPrefixGreedy`` without ESPnet's Python loop over frames
+(see its docstring; a test bounds the difference by ESPnet's own float32 round-off). It returns
+``log p_CTC(g + c | x) - log p_CTC(g | x)``: the prefix score minus that of the current prefix. That subtrahend
+is one number per step, the same for every candidate c, so the arg-max is the one of Eq. 2 as written; we keep
+the difference (as ESPnet's beam search does) because it stays small while the prefix score itself grows with
+the hypothesis' length, so adding the decoder's log-probability to it loses fewer bits of float32. Blank is never
+a candidate when λC(i) > 0 (its prefix score is ESPnet's log-zero, -1e10); at λC(i) = 0 the decoder alone decides,
+and blanks it emits are dropped from the output as ``Speech2Text`` drops them. λC(i) = 1 never calls the decoder, λC(i) = 0 never touches CTC (a model
 trained with λC(t) = 0 has no CTC head).
 
 Length: ESPnet's ``maxlenratio = 0`` rule, at most as many tokens as the utterance has encoder frames; a hypothesis
 that reaches it ends there. (ESPnet appends <eos> after the token chosen at its last step even when that token is
 <eos>, which leaves an <eos> inside its output; here a chosen <eos> ends the hypothesis at any step.)
 
-Batching: ``eq2_greedy`` works on a padded batch of encoder outputs, all utterances stepping together; each keeps
+Batching: ``eq2_search`` works on a padded batch of encoder outputs, all utterances stepping together; each keeps
 its own frame count (the CTC scorer's lengths, a memory mask for the decoder's cross-attention, its own
-maximum length). ``Eq2GreedyDecoder.batch`` encodes padded batches under ``batch_invariant(model)`` (the STFT and
-relative-position hooks that make a padded utterance encode as if alone), so a batch gives the tokens one-at-a-time decoding gives,
-up to float32 summation order (the padded frames add exact zeros, but a longer reduction may group its terms
-differently), which only matters at a near-tie between two candidates.
+maximum length), and a row that ends leaves the batch. The decoder keeps ESPnet's cache and, within
+``decoder_projections_once``, also projects each key and value once instead of at every step.
+``Eq2GreedyDecoder.batch`` encodes padded batches (in groups of similar length) under ``batch_invariant(model)``
+(the STFT and relative-position hooks that make a padded utterance encode as if alone), so a batch gives the
+tokens one-at-a-time decoding gives, up to float32 summation order (the padded frames add exact zeros, but a
+longer reduction may group its terms differently), which only matters at a near-tie between two candidates:
+``Hypothesis.margins`` and ``mismatches`` show where.
 """
 
 from __future__ import annotations

@@ -29,8 +29,19 @@ import pytest
 import torch
 
 from hne_core.attack.decode import GreedyDecoder
-from hne_core.decoding import (DECODING_MODES, LOGZERO, NEAR_TIE, CTCPrefixGreedy, Eq2GreedyDecoder, Hypothesis,
-                               Mismatch, decoder_projections_once, eq2_greedy, eq2_search, make_decoder, mismatches)
+from hne_core.decoding import (
+    DECODING_MODES,
+    LOGZERO,
+    NEAR_TIE,
+    CTCPrefixGreedy,
+    Eq2GreedyDecoder,
+    Hypothesis,
+    Mismatch,
+    decoder_projections_once,
+    eq2_greedy,
+    make_decoder,
+    mismatches,
+)
 from model_utils import TOKENS, build_tiny
 
 V = len(TOKENS)
@@ -497,9 +508,10 @@ def test_decoder_projections_once_project_each_position_once_and_give_espnets_lo
     terms, in possibly another grouping: |Δ| <= D·u relative per product; ten such stages in a chain, D <= 512
     for this model: 10·512·u relative), and each self-attention key/value projection sees one new position per
     step instead of the whole prefix."""
+    from espnet2.legacy.nets.pytorch_backend.transformer.mask import subsequent_mask
+
     from hne_core.attack.batching import batch_invariant
     from hne_core.attack.loss import pad_waves
-    from espnet2.legacy.nets.pytorch_backend.transformer.mask import subsequent_mask
 
     m = build_tiny(1.0, 0.3)
     with torch.no_grad(), batch_invariant(m):
