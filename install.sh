@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the workflow and its tests need, idempotently:
-#   Debian tools (espeak-ng for the self-made corpus, ffmpeg for Common Voice MP3s, sox, and SLURM + munge
-#   for the cluster test),
+#   Debian tools (espeak-ng for the self-made corpus, ffmpeg for Common Voice MP3s, sox, openssl for the
+#   rehearsal's stand-in HTTPS server, and SLURM + munge for the cluster test),
 #   a Python 3.12 virtual environment in .venv with the pins of requirements.txt, and hne_core (editable).
 # A second run with nothing changed takes a second.
 set -euo pipefail
@@ -9,10 +9,10 @@ cd "$(dirname "$0")"
 
 # slurmctld, slurmd, slurm-client and munge: the single-node SLURM cluster that tests/test_slurm.py starts
 # (scripts/slurm/start.sh); no service is started here.
-apt_packages=(espeak-ng ffmpeg sox)
+apt_packages=(espeak-ng ffmpeg sox openssl)
 slurm_packages=(slurmctld slurmd slurm-client munge)
 missing=()
-for tool in espeak-ng ffmpeg sox sbatch /usr/sbin/slurmctld /usr/sbin/slurmd /usr/sbin/munged; do
+for tool in espeak-ng ffmpeg sox openssl sbatch /usr/sbin/slurmctld /usr/sbin/slurmd /usr/sbin/munged; do
   command -v "$tool" >/dev/null || missing+=("$tool")
 done
 if ((${#missing[@]})); then

@@ -43,13 +43,14 @@ PAPER_JOBS = {"fetch_commonvoice": 1, "prepare_commonvoice": 1, "espnet_data_dir
 TEST_UTTERANCES = 10  # the test split's subsample; all of it is attacked, as the paper attacks its 1000
 
 # The rehearsal's overlay: sizes only (the paper's values in comments). Same ε, step size, λ grid, tables,
-# discriminator, learning rate, engine and PGD batch; milestones 1-4 keep the paper's 4 chained milestones.
+# discriminator, learning rate, engine and PGD batch. Two chained milestones instead of four: each attack job
+# costs ~8 s here, nearly all of it Python, torch and ESPnet start-up, and 64 of them took the run past 8 min.
 SIZES = {
     "data": {"threads": 2},                                                    # 16
     "commonvoice": {"subsample": {"train": None, "dev": 4, "test": TEST_UTTERANCES}},  # all, 1200, 1000
     "finetune": {"epochs": 1, "threads": 1, "gpu": 0},                         # 30 epochs, 4 threads, 1 GPU
     "evaluation": {"threads": 1, "gpu": 0},                                    # 2 threads, 1 GPU
-    "attack": {"steps": [1, 2, 3, 4], "n_utterances": TEST_UTTERANCES,        # 500-2000 steps, 1000 utterances
+    "attack": {"steps": [1, 2], "n_utterances": TEST_UTTERANCES,              # 500-2000 steps, 1000 utterances
                "checkpoint_every": 1, "threads": 1, "gpu": 0},                 # every 100 steps, 2 threads, 1 GPU
     "results": {"bootstrap_samples": 200},                                     # 2000
 }
@@ -146,7 +147,7 @@ def test_the_overlay_only_shrinks_sizes():
     for key, value in _leaves(SIZES):
         was = _get(paper, key)
         if key == "attack.steps":
-            assert len(value) == len(was) and value == sorted(value) and max(value) < min(was)
+            assert 2 <= len(value) <= len(was) and value == sorted(value) and max(value) < min(was)  # chained
         elif key.endswith(".gpu"):
             assert value == 0  # a CPU run
         elif was is not None:
@@ -175,9 +176,10 @@ def test_rehearsal_of_the_paper_run(tmp_path, paper_inputs):
                          env=env)
     minutes = (time.perf_counter() - t0) / 60
     print(f"rehearsal: {minutes:.1f} min")
-    assert planned_jobs(proc) == PAPER_JOBS  # the job table the run printed: every rule of the paper's DAG
-    out = workdir / R
     paper = yaml.safe_load(PAPER.read_text())
+    # the job table the run printed: every rule of the paper's DAG, as many jobs but for the fewer milestones
+    assert planned_jobs(proc) == {**PAPER_JOBS, "attack": len(_pairs(paper)) * len(SIZES["attack"]["steps"])}
+    out = workdir / R
 
     # The model came through the downloader from its URL, was verified and laid out.
     assert ("GET", f"/record/4604011/files/{zipped.name}?download=1") in requests
@@ -227,7 +229,7 @@ def test_rehearsal_of_the_paper_run(tmp_path, paper_inputs):
 
     # The paper's tables, Figure 1 and the rest of the results.
     advtwer = pd.read_csv(out / "tables/advtwer.csv")
-    assert len(advtwer) == len(_pairs(paper)) * 4 and set(advtwer["n_utts"]) == {TEST_UTTERANCES}
+    assert len(advtwer) == len(_pairs(paper)) * len(SIZES["attack"]["steps"]) and set(advtwer["n_utts"]) == {TEST_UTTERANCES}
     for table in paper["tables"]:
         frame = pd.read_csv(out / f"tables/{table['name']}.csv")
         labels = [c.removesuffix(" (baseline)") for c in frame.columns[1:1 + len(table["columns"])]]
@@ -240,4 +242,7 @@ def test_rehearsal_of_the_paper_run(tmp_path, paper_inputs):
         assert (out / "tables" / name).stat().st_size > 0
     for name in ("figure1.png", "figure1.pdf", "training_curves.png"):
         assert (out / "figures" / name).stat().st_size > 0
+    # every output of the DAG is there and up to date: a second plan has nothing to do
+    again = run_snakemake(workdir, "-n", "--cores", "2", "--configfile", str(PAPER), str(overlay), str(sizes), env=env)
+    assert "Nothing to be done" in again.stdout + again.stderr
     assert minutes < 12, f"the rehearsal took {minutes:.1f} min: shrink it"

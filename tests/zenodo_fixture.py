@@ -83,7 +83,8 @@ LM_RECIPE = {
 # Run inside the experiment folder (paths in the configs are relative to it, as in an ESPnet recipe).
 _BUILD = r"""
 import sys, yaml
-import hne_core  # typeguard off before ESPnet is imported (fast start-up)
+from hne_core.startup import skip_typeguard_instrumentation
+skip_typeguard_instrumentation()  # before ESPnet is imported: a fast start-up, as the workflow's jobs
 import numpy as np, soundfile as sf, torch, torchaudio
 from espnet2.asr.frontend.default import DefaultFrontend
 from espnet2.tasks.asr import ASRTask
