@@ -221,19 +221,25 @@ def decoder_projections_once(decoder: torch.nn.Module) -> Iterator[list[torch.nn
     operation on the same input), and the self-attention's project only the newest position and append it (the
     earlier positions' inputs are the cached layer outputs, unchanged from step to step: a row of a matrix product
     is the product of that row, so the numbers are those of a full projection up to the order of the multiply's
-    summation). Yields the wrappers; ``select(keep)`` on each when rows leave the batch. Only while decoding
-    greedily step by step: a call that does not extend the prefix by one position projects it whole."""
+    summation). The attention itself runs through ESPnet's own ``use_sdpa`` branch (torch's fused
+    ``scaled_dot_product_attention``: the same softmax-weighted sum in one kernel instead of five small
+    operations, the same numbers up to summation order; on this CPU a step took about a quarter less). Yields
+    the wrappers; ``select(keep)`` on each when rows leave the batch. Only while decoding greedily step by step:
+    a call that does not extend the prefix by one position projects it whole."""
     swapped = []
     for layer in getattr(decoder, "decoders", []):
         for attn_name, memo in (("self_attn", _PrefixMemoLinear), ("src_attn", _MemoLinear)):
             att = getattr(layer, attn_name, None)
+            if att is not None and hasattr(att, "use_sdpa"):
+                swapped.append((att, "use_sdpa", att.use_sdpa))
+                att.use_sdpa = True
             for name in ("linear_k", "linear_v"):
                 inner = getattr(att, name, None)
                 if isinstance(inner, torch.nn.Linear):
                     setattr(att, name, memo(inner))
                     swapped.append((att, name, inner))
     try:
-        yield [getattr(att, name) for att, name, _ in swapped]
+        yield [getattr(att, name) for att, name, _ in swapped if name != "use_sdpa"]
     finally:
         for att, name, inner in swapped:
             setattr(att, name, inner)
@@ -257,7 +263,7 @@ class Hypothesis:
         return [t for t in self.steps if t != BLANK and t != self.eos]
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def eq2_search(model: torch.nn.Module, enc: torch.Tensor, enc_lens: torch.Tensor, lambda_c: float,
                track: bool = False) -> list[Hypothesis]:
     """Exact Eq. 2 greedy decoding of a padded batch of encoder outputs, one ``Hypothesis`` per row.
