@@ -242,6 +242,31 @@ def evaluation_pairs():
     return sorted({(m, fmt_weight(p["lambda_c"])) for m, p in MODELS.items()} | set(table_pairs()))
 
 
+# ---------------------------------------------------------------- attack settings
+def attack_settings(**overrides):
+    """The fields of ``hne_core.attack.job.AttackSettings`` from config (``attack``, ``decoding``,
+    ``data.text_case``): one ``params:`` value for every attacking job, so a changed setting reruns them all;
+    ``overrides`` for jobs that attack otherwise (the budget sweep's ε and α)."""
+    a = config["attack"]
+    settings = {
+        "eps": a["epsilon"],
+        "step_size": a["step_size"],
+        "clip": a["clip"],
+        "engine": a["engine"],
+        "batch_size": a["batch_size"],
+        "batch_samples": a["batch_samples"],
+        "autocast": a["autocast"],
+        "checkpoint_every": a["checkpoint_every"],
+        "on_nan": a["on_nan"],
+        "target_length": a["target_length"],
+        "label_smoothing": a["label_smoothing"],
+        "text_case": config["data"]["text_case"],
+        "decoding": config["decoding"]["mode"],
+        "decoding_batch_size": config["decoding"]["batch_size"],
+    }
+    return {**settings, **overrides}
+
+
 # ---------------------------------------------------------------- job resources and trainer settings
 RESOURCE_KEYS = ("threads", "gpu", "cpus_per_gpu", "mem_mb", "runtime")
 

@@ -139,11 +139,11 @@ rule robustness_sweep:
         weights=lambda wc: model_weights(wc.model),
         lambda_c_infer=lambda wc: float(wc.lci),
         steps=lambda wc: int(wc.steps),
-        epsilon=lambda wc: float(wc.scale) * config["attack"]["epsilon"],
-        step_size=lambda wc: float(wc.scale) * config["attack"]["step_size"],
-        target_length=config["attack"]["target_length"],
+        settings=lambda wc: attack_settings(
+            eps=float(wc.scale) * config["attack"]["epsilon"],
+            step_size=float(wc.scale) * config["attack"]["step_size"],
+        ),
         checkpoint=lambda wc: f"{sweep_dir(R, wc.scale, wc.model, wc.lci, wc.steps)}.checkpoint",
-        **ATTACK_SETTINGS,
     threads: config["attack"]["threads"]
     resources:
         **job_resources("attack"),

@@ -21,6 +21,7 @@ arithmetic, so it holds on any x86-64 CPU whatever SIMD code path torch, MKL, on
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -32,7 +33,7 @@ import yaml
 from hne_core.attack.art_engine import ESPnetARTRecognizer, make_art_pgd, object_array
 from hne_core.attack.batching import batch_invariant
 from hne_core.attack.decode import GreedyDecoder
-from hne_core.attack.job import attack_job, dequantize, load_state, quantize
+from hne_core.attack.job import AttackOutputs, AttackSettings, attack_job, dequantize, load_state, quantize
 from hne_core.attack.loss import AttackSetupError, adversarial_losses, decoder_losses, pad_targets, pad_waves
 from hne_core.attack.pgd import CLIP_TOL, FLOAT32_U, NORM_RTOL, NaNGradientError, frozen, length_batches
 from hne_core.attack.run import run_attack
@@ -49,6 +50,7 @@ EPS, STEP = 0.05, 0.02  # small ε so that the projection binds within a few ste
 # case with well-conditioned sums is ~30·512·u ≈ 9e-4 relative. Measured 1.5e-6 to 3.8e-6 under three forced
 # CPU code paths; the defect this guards against (ESPnet's own zero padding) is off by 15 %.
 GRAD_RTOL = 30 * 512 * FLOAT32_U
+SETTINGS = AttackSettings(eps=EPS, step_size=STEP, batch_size=2)  # the job's settings object, as the workflow builds it
 TARGETS = [[3, 4, 5], [4, 5, 6, 7], [3, 3, 2, 4]]
 
 
@@ -413,10 +415,11 @@ def test_attack_job_chains_milestones_and_writes_checked_outputs(exported, bpe, 
     (data / "accent").write_text("u1 0\nu2 1\nu3 0\n")
     write_targets(tmp_path / "targets.txt", ["CAB", "ABE DEED", "EBB"])
     out = {k: tmp_path / f"{k}" for k in ("c2.csv", "s2.npz", "j2.json", "c4.csv", "s4.npz", "j4.json")}
+    elsewhere = AttackOutputs(tmp_path / "x.csv", tmp_path / "x.npz", tmp_path / "x.json")
 
     def job(steps, prev, csv, state, summary, **kw):
-        return attack_job(exported, data, ids, tmp_path / "targets.txt", 0.3, EPS, STEP, steps, prev, True,
-                          "native", "cpu", 2, tmp_path / "ckpt", csv, state, summary, **kw)
+        return attack_job(exported, data, ids, tmp_path / "targets.txt", 0.3, steps, SETTINGS,
+                          AttackOutputs(csv, state, summary, tmp_path / "ckpt"), prev_state=prev, device="cpu", **kw)
 
     job(2, None, out["c2.csv"], out["s2.npz"], out["j2.json"])
     summary = job(4, out["s2.npz"], out["c4.csv"], out["s4.npz"], out["j4.json"])
@@ -446,12 +449,14 @@ def test_attack_job_chains_milestones_and_writes_checked_outputs(exported, bpe, 
     for d, s in zip(state["deltas"], more.deltas):
         np.testing.assert_array_equal(d, dequantize(*quantize(s)))
     with pytest.raises(AttackSetupError, match="different attack"):
-        attack_job(exported, data, ids, tmp_path / "targets.txt", 0.5, EPS, STEP, 4, out["s2.npz"], True, "native",
-                   "cpu", 2, None, tmp_path / "x.csv", tmp_path / "x.npz", tmp_path / "x.json")
+        attack_job(exported, data, ids, tmp_path / "targets.txt", 0.5, 4, SETTINGS, elsewhere,
+                   prev_state=out["s2.npz"], device="cpu")
     write_targets(tmp_path / "bad.txt", ["FAB"])
     with pytest.raises(SpellingError, match="'FAB'"):
-        attack_job(exported, data, ids, tmp_path / "bad.txt", 0.3, EPS, STEP, 1, None, True, "art", "cpu", 1,
-                   None, tmp_path / "x.csv", tmp_path / "x.npz", tmp_path / "x.json")
+        attack_job(exported, data, ids, tmp_path / "bad.txt", 0.3, 1, replace(SETTINGS, engine="art", batch_size=1),
+                   elsewhere, device="cpu")
+    with pytest.raises(AttackSetupError, match="engine must be one of"):
+        replace(SETTINGS, engine="cleverhans")
 
 
 def test_attack_benchmark_prints_consistent_figures_and_a_summary_line():

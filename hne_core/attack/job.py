@@ -34,6 +34,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,7 @@ from hne_core.attack.loss import AttackSetupError, adversarial_losses, pad_targe
 from hne_core.attack.pgd import check_constraints
 from hne_core.attack.run import ENGINES, run_attack
 from hne_core.attack.targets import TargetEncoder, assign_targets, read_targets
-from hne_core.decoding import DEFAULT_BATCH_SIZE, DEFAULT_MODE, Transcriber
+from hne_core.decoding import DEFAULT_BATCH_SIZE, DEFAULT_MODE, Transcriber, check_mode
 from hne_core.text import normalize_transcript
 
 log = logging.getLogger(__name__)
@@ -73,18 +74,16 @@ def dequantize(q: np.ndarray, scale: np.float32) -> np.ndarray:
     return q.astype(np.float32) * np.float32(scale)
 
 
-def save_state(path: str | Path, utt_ids: Sequence[str], targets: Sequence[str], deltas: Sequence[np.ndarray],
-               meta: dict, nan_skips: Sequence[int]) -> list[np.ndarray]:
-    """Write the quantised δ of every utterance (one .npz, atomically); returns the δ as stored."""
-    codes, scales = zip(*(quantize(d) for d in deltas))
-    stored = [dequantize(q, s) for q, s in zip(codes, scales)]
+def save_state(path: str | Path, utt_ids: Sequence[str], targets: Sequence[str],
+               codes: Sequence[tuple[np.ndarray, np.float32]], meta: dict, nan_skips: Sequence[int]) -> None:
+    """Write the quantised δ of every utterance (``quantize``'s codes and scales; one .npz, atomically)."""
+    qs, scales = zip(*codes) if codes else ((), ())
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, format=np.array(STATE_FORMAT), utt_ids=np.array(list(utt_ids)),
-                            targets=np.array(list(targets)), lengths=np.array([len(d) for d in deltas]),
-                            codes=np.concatenate(codes) if codes else np.zeros(0, np.int16),
+                            targets=np.array(list(targets)), lengths=np.array([len(q) for q in qs]),
+                            codes=np.concatenate(qs) if qs else np.zeros(0, np.int16),
                             scales=np.array(scales, dtype=np.float32), nan_skips=np.array(list(nan_skips)),
                             meta=np.array(json.dumps(meta, sort_keys=True)))
-    return stored
 
 
 def load_state(path: str | Path) -> dict:
@@ -120,44 +119,66 @@ def _load_model(model_dir: Path, lambda_c_infer: float, device: str):
     return s2t
 
 
-def attack_job(model_dir: str | Path, data_dir: str | Path, utt_ids: Sequence[str], targets_file: str | Path,
-               lambda_c_infer: float, eps: float, step_size: float, steps: int, prev_state: str | Path | None,
-               clip: bool, engine: str, device: str | None, batch_size: int, checkpoint_path: str | Path | None,
-               out_csv: str | Path, out_state: str | Path, out_summary: str | Path, *, text_case: str = "upper",
-               checkpoint_every: int = 100, on_nan: str = "error", threads: int | None = None,
-               target_length: str = "chars", label_smoothing: float | str = "model",
-               decoding: str = DEFAULT_MODE, decoding_batch_size: int = DEFAULT_BATCH_SIZE,
-               batch_samples: int | None = None, autocast: str | None = None,
-               model_weights: dict | None = None) -> dict:
-    """Attack ``utt_ids`` of ``data_dir`` up to milestone ``steps``; write the CSV, summary and state.
+@dataclass(frozen=True)
+class AttackSettings:
+    """How every attack job of a run attacks and decodes, built once from ``config["attack"]`` (and
+    ``decoding``, ``data.text_case``) and passed whole. ``chained()`` are the settings two chained milestones must
+    share; the rest (batching, checkpoints, decoding) change round-off, speed or what is read off δ, not δ."""
 
-    CSV columns: utt_id, accent_id, reference, target, hypothesis, target_wer, wer (per utterance, fractions),
-    success (hypothesis == target), l2_norm, linf_norm, snr_db, adv_loss (Eq. 4 at x+δ), n_samples, nan_skips.
-    Summary: adv_twer and wer (corpus WER ×100), n_utts, success_rate, nan_skipped_steps, n_utts_with_nan,
-    steps, steps_run, resumed_from, the settings, and timing. Returns the summary.
+    eps: float
+    step_size: float
+    clip: bool = True
+    engine: str = "native"
+    batch_size: int = 16
+    batch_samples: int | None = None
+    autocast: str | None = None
+    checkpoint_every: int = 100
+    on_nan: str = "error"
+    target_length: str = "chars"
+    label_smoothing: float | str = "model"
+    text_case: str = "upper"
+    decoding: str = DEFAULT_MODE
+    decoding_batch_size: int = DEFAULT_BATCH_SIZE
 
-    ``target_length`` (``attack.target_length``): how the closest-length target is found (``assign_targets``);
-    ``label_smoothing`` (``attack.label_smoothing``): the decoder loss's smoothing, "model" for the model's own
-    (``set_label_smoothing``). Both are settings of the attack: a previous milestone's state must share them.
-    ``decoding`` (``decoding.mode``): how the hypotheses are decoded (``hne_core.decoding.DECODING_MODES``);
-    ``decoding_batch_size`` (``decoding.batch_size``): x+δ decoded that many at a time in mode exact
-    (``Transcriber.batch``, the tokens of one-at-a-time decoding).
-    ``batch_samples`` (``attack.batch_samples``): the native engine's padded-sample budget per batch (round-off
-    only, so not an attack setting); ``autocast`` (``attack.autocast``): the native forward+backward's precision,
-    an attack setting (δ differs beyond round-off), so chained milestones must share it.
-    ``model_weights``: the attacked model's ``lambda_a`` and ``lambda_c_train``, written into the summary so that
-    the results read each cell's setting from its own files.
-    """
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise AttackSetupError(f"engine must be one of {ENGINES}, got {self.engine!r}")
+        check_mode(self.decoding)
+
+    def chained(self, lambda_c_infer: float) -> dict:
+        """The state file's ``meta``: what a previous milestone must have been attacked with."""
+        return {"eps": float(self.eps), "step_size": float(self.step_size), "lambda_c_infer": float(lambda_c_infer),
+                "clip": bool(self.clip), "engine": self.engine, "text_case": self.text_case,
+                "target_length": self.target_length, "label_smoothing": self.label_smoothing,
+                "autocast": self.autocast}
+
+
+@dataclass(frozen=True)
+class AttackOutputs:
+    """The files of one milestone; ``checkpoint`` (in-job, not an output) survives a killed job."""
+
+    csv: str | Path
+    state: str | Path
+    summary: str | Path
+    checkpoint: str | Path | None = None
+
+
+@dataclass
+class _Inputs:
+    utts: list
+    waves: list[np.ndarray]
+    refs: list[str]
+    targets: list[str]
+    target_ids: list[list[int]]
+    model: torch.nn.Module
+    transcribe: Transcriber
+
+
+def _load(model_dir: Path, data_dir: str | Path, utt_ids: list[str], targets_file: str | Path,
+          lambda_c_infer: float, settings: AttackSettings, device: str) -> _Inputs:
+    """The utterances, their closest-length targets (spelled in the model's tokens) and the model."""
     from hne_core.data.utterances import read_audio, read_data_dir
-    from hne_core.model.evaluate import corpus_wer
 
-    t0 = time.perf_counter()
-    if engine not in ENGINES:
-        raise AttackSetupError(f"engine must be one of {ENGINES}, got {engine!r}")
-    if threads:
-        torch.set_num_threads(int(threads))
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    utt_ids = [str(u) for u in utt_ids]
     if not utt_ids:
         raise AttackSetupError("no utterances to attack")
     if len(set(utt_ids)) != len(utt_ids):
@@ -167,91 +188,137 @@ def attack_job(model_dir: str | Path, data_dir: str | Path, utt_ids: Sequence[st
     if missing:
         raise AttackSetupError(f"{data_dir} has no utterance(s) {missing[:5]}")
     utts = [by_id[u] for u in utt_ids]
-    waves = [read_audio(u.wav) for u in utts]
-    refs = [normalize_transcript(u.reference, text_case) for u in utts]
-    targets = assign_targets(refs, read_targets(targets_file), target_length)
-
-    model_dir = Path(model_dir)
+    refs = [normalize_transcript(u.reference, settings.text_case) for u in utts]
+    targets = assign_targets(refs, read_targets(targets_file), settings.target_length)
     s2t = _load_model(model_dir, lambda_c_infer, device)
-    transcribe = Transcriber(s2t, lambda_c_infer, decoding)
     model = s2t.asr_model
-    set_label_smoothing(model, label_smoothing)
+    set_label_smoothing(model, settings.label_smoothing)
     args = s2t.asr_train_args
     encoder = TargetEncoder(model.token_list, getattr(args, "bpemodel", None), getattr(args, "token_type", "bpe"))
-    target_ids = [encoder.encode(t) for t in targets]  # SpellingError names the target
+    return _Inputs(utts, [read_audio(u.wav) for u in utts], refs, targets,
+                   [encoder.encode(t) for t in targets],  # SpellingError names the target
+                   model, Transcriber(s2t, lambda_c_infer, settings.decoding))
 
-    meta = {"eps": float(eps), "step_size": float(step_size), "lambda_c_infer": float(lambda_c_infer),
-            "clip": bool(clip), "engine": engine, "text_case": text_case, "target_length": target_length,
-            "label_smoothing": label_smoothing, "autocast": autocast}
-    delta0, prev_steps, prev_skips = None, 0, [0] * len(utts)
+
+def _resume(prev_state: str | Path | None, inputs: _Inputs, utt_ids: list[str], meta: dict,
+            steps: int) -> tuple[list[np.ndarray] | None, int, list[int]]:
+    """(δ to start from, the steps it has had, NaN skips so far) of the previous milestone, or a fresh start."""
+    delta0, prev_steps, prev_skips = None, 0, [0] * len(utt_ids)
     if prev_state:
         prev = load_state(prev_state)
         # states written before a setting existed were made with its default
         prev_meta = {k: prev["meta"].get(k, META_DEFAULTS.get(k)) for k in meta}
-        if prev["utt_ids"] != utt_ids or prev["targets"] != targets or prev_meta != meta:
+        if prev["utt_ids"] != utt_ids or prev["targets"] != inputs.targets or prev_meta != meta:
             raise AttackSetupError(f"{prev_state} is the state of a different attack (utterances, targets or "
                                    f"settings {prev_meta} differ from {meta})")
         delta0, prev_steps, prev_skips = prev["deltas"], int(prev["meta"]["steps"]), prev["nan_skips"]
     if steps < prev_steps:
         raise AttackSetupError(f"milestone {steps} lies before the previous state's {prev_steps} steps")
+    return delta0, prev_steps, prev_skips
 
-    result = run_attack(engine, model, waves, target_ids, lambda_c_infer, eps, step_size, steps - prev_steps,
-                        clip, delta0, batch_size=batch_size, device=device, checkpoint_path=checkpoint_path,
-                        checkpoint_every=checkpoint_every, on_nan=on_nan, names=utt_ids,
-                        batch_samples=batch_samples, autocast=autocast)
-    attack_s = time.perf_counter() - t0
 
-    # Quantise as stored, check the constraints on what is stored, then decode and score that.
-    codes = [quantize(d) for d in result.deltas]
-    stored = [dequantize(q, s) for q, s in codes]
-    for name, x, d in zip(utt_ids, waves, stored):
-        check_constraints(name, x, d, eps, clip)
-    nan_skips = [a + b for a, b in zip(prev_skips, result.nan_skips)]
+def _score(inputs: _Inputs, utt_ids: list[str], stored: list[np.ndarray], lambda_c_infer: float,
+           settings: AttackSettings, nan_skips: list[int]) -> pd.DataFrame:
+    """Decode x + δ (δ as stored) and score it per utterance against the targets and the references."""
+    from hne_core.model.evaluate import corpus_wer
 
-    losses = []
+    model = inputs.model
     dev = next(model.parameters()).device
-    advs = [(x + d).astype(np.float32) for x, d in zip(waves, stored)]
+    advs = [(x + d).astype(np.float32) for x, d in zip(inputs.waves, stored)]
+    losses = []
     with torch.no_grad():
-        hyps = [normalize_transcript(t, text_case) for t in transcribe.batch(advs, decoding_batch_size)]
-        for adv, ids in zip(advs, target_ids):
+        hyps = [normalize_transcript(t, settings.text_case)
+                for t in inputs.transcribe.batch(advs, settings.decoding_batch_size)]
+        for adv, ids in zip(advs, inputs.target_ids):
             ys, ys_lens = pad_targets([ids], dev)
             speech = torch.from_numpy(adv)[None].to(dev)
             losses.append(float(adversarial_losses(model, speech, torch.tensor([len(adv)], device=dev), ys,
                                                    ys_lens, lambda_c_infer)[0]))
-
-    frame = pd.DataFrame({
-        "utt_id": utt_ids, "accent_id": [u.accent_id for u in utts], "reference": refs, "target": targets,
+    refs, targets = inputs.refs, inputs.targets
+    return pd.DataFrame({
+        "utt_id": utt_ids, "accent_id": [u.accent_id for u in inputs.utts], "reference": refs, "target": targets,
         "hypothesis": hyps,
         "target_wer": [corpus_wer([t], [h]) for t, h in zip(targets, hyps)],
         "wer": [corpus_wer([r], [h]) for r, h in zip(refs, hyps)],
         "success": [h == t for h, t in zip(hyps, targets)],
         "l2_norm": [float(np.linalg.norm(d.astype(np.float64))) for d in stored],
         "linf_norm": [float(np.abs(d).max()) for d in stored],
-        "snr_db": [_snr_db(x, d) for x, d in zip(waves, stored)],
-        "adv_loss": losses, "n_samples": [len(x) for x in waves], "nan_skips": nan_skips,
+        "snr_db": [_snr_db(x, d) for x, d in zip(inputs.waves, stored)],
+        "adv_loss": losses, "n_samples": [len(x) for x in inputs.waves], "nan_skips": nan_skips,
     })
+
+
+def _summary(frame: pd.DataFrame, settings: AttackSettings, meta: dict, steps: int, prev_steps: int, result,
+             device: str, attack_s: float, t0: float, model_weights: dict | None) -> dict:
+    from hne_core.model.evaluate import corpus_wer
+
     finite_snr = [s for s in frame["snr_db"] if math.isfinite(s)]
-    summary = {
+    n, ran = len(frame), steps - prev_steps - result.resumed_from
+    return {
         **{k: float(v) for k, v in (model_weights or {}).items()},  # the model's λA, λC(t): tables read them
-        "adv_twer": 100.0 * corpus_wer(targets, hyps), "wer": 100.0 * corpus_wer(refs, hyps),
-        "n_utts": len(utts), "success_rate": float(frame["success"].mean()),
-        "nan_skipped_steps": int(sum(nan_skips)), "n_utts_with_nan": int(sum(n > 0 for n in nan_skips)),
+        "adv_twer": 100.0 * corpus_wer(list(frame["target"]), list(frame["hypothesis"])),
+        "wer": 100.0 * corpus_wer(list(frame["reference"]), list(frame["hypothesis"])),
+        "n_utts": n, "success_rate": float(frame["success"].mean()),
+        "nan_skipped_steps": int(frame["nan_skips"].sum()), "n_utts_with_nan": int((frame["nan_skips"] > 0).sum()),
         "steps": int(steps), "steps_run": int(steps - prev_steps), "prev_steps": int(prev_steps),
         "resumed_from_checkpoint": int(result.resumed_from),
-        **meta, "decoding": decoding, "batch_size": int(batch_size), "batch_samples": batch_samples,
-        "device": str(device),
+        **meta, "decoding": settings.decoding, "batch_size": int(settings.batch_size),
+        "batch_samples": settings.batch_samples, "device": str(device),
         "max_l2_norm": float(frame["l2_norm"].max()),
         "mean_snr_db": float(np.mean(finite_snr)) if finite_snr else None,
         "attack_seconds": attack_s, "total_seconds": time.perf_counter() - t0,
-        "utt_steps_per_second": (len(utts) * (steps - prev_steps - result.resumed_from) / result.seconds
-                                 if result.seconds > 0 and steps > prev_steps else None),
+        "utt_steps_per_second": n * ran / result.seconds if result.seconds > 0 and steps > prev_steps else None,
     }
-    save_state(out_state, utt_ids, targets, result.deltas, {**meta, "steps": int(steps)}, nan_skips)
-    with atomic_path(out_csv) as tmp:
+
+
+def attack_job(model_dir: str | Path, data_dir: str | Path, utt_ids: Sequence[str], targets_file: str | Path,
+               lambda_c_infer: float, steps: int, settings: AttackSettings, outputs: AttackOutputs, *,
+               prev_state: str | Path | None = None, device: str | None = None, threads: int | None = None,
+               model_weights: dict | None = None) -> dict:
+    """Attack ``utt_ids`` of ``data_dir`` up to milestone ``steps``; write the CSV, summary and state.
+
+    Load (utterances, targets, model) -> resume (the previous milestone's δ) -> run (``run_attack``) -> quantise
+    once and check the constraints on what is stored -> score (decode x + δ) -> write. CSV columns: utt_id,
+    accent_id, reference, target, hypothesis, target_wer, wer (per utterance, fractions), success (hypothesis ==
+    target), l2_norm, linf_norm, snr_db, adv_loss (Eq. 4 at x+δ), n_samples, nan_skips. Summary: adv_twer and
+    wer (corpus WER ×100), n_utts, success_rate, nan_skipped_steps, n_utts_with_nan, steps, steps_run,
+    resumed_from, the settings, and timing. Returns the summary.
+
+    ``model_weights``: the attacked model's ``lambda_a`` and ``lambda_c_train``, written into the summary so that
+    the results read each cell's setting from its own files.
+    """
+    t0 = time.perf_counter()
+    if threads:
+        torch.set_num_threads(int(threads))
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    utt_ids = [str(u) for u in utt_ids]
+    model_dir = Path(model_dir)
+    inputs = _load(model_dir, data_dir, utt_ids, targets_file, lambda_c_infer, settings, device)
+    meta = settings.chained(lambda_c_infer)
+    delta0, prev_steps, prev_skips = _resume(prev_state, inputs, utt_ids, meta, steps)
+
+    result = run_attack(settings.engine, inputs.model, inputs.waves, inputs.target_ids, lambda_c_infer,
+                        settings.eps, settings.step_size, steps - prev_steps, settings.clip, delta0,
+                        batch_size=settings.batch_size, device=device, checkpoint_path=outputs.checkpoint,
+                        checkpoint_every=settings.checkpoint_every, on_nan=settings.on_nan, names=utt_ids,
+                        batch_samples=settings.batch_samples, autocast=settings.autocast)
+    attack_s = time.perf_counter() - t0
+
+    # Quantise once; what is stored is what is checked, scored, reported and chained.
+    codes = [quantize(d) for d in result.deltas]
+    stored = [dequantize(q, s) for q, s in codes]
+    for name, x, d in zip(utt_ids, inputs.waves, stored):
+        check_constraints(name, x, d, settings.eps, settings.clip)
+    nan_skips = [a + b for a, b in zip(prev_skips, result.nan_skips)]
+    frame = _score(inputs, utt_ids, stored, lambda_c_infer, settings, nan_skips)
+    summary = _summary(frame, settings, meta, steps, prev_steps, result, device, attack_s, t0, model_weights)
+
+    save_state(outputs.state, utt_ids, inputs.targets, codes, {**meta, "steps": int(steps)}, nan_skips)
+    with atomic_path(outputs.csv) as tmp:
         frame.to_csv(tmp, index=False)
-    write_text_atomic(out_summary, json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    if checkpoint_path:
-        Path(checkpoint_path).unlink(missing_ok=True)
+    write_text_atomic(outputs.summary, json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    if outputs.checkpoint:
+        Path(outputs.checkpoint).unlink(missing_ok=True)
     log.info("attack %s λC(i)=%s milestone %d: AdvTWER %.2f, WER %.2f over %d utterances", model_dir,
-             lambda_c_infer, steps, summary["adv_twer"], summary["wer"], len(utts))
+             lambda_c_infer, steps, summary["adv_twer"], summary["wer"], len(utt_ids))
     return summary

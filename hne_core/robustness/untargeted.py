@@ -70,7 +70,8 @@ def untargeted_job(model_dir: str | Path, data_dir: str | Path, utt_ids: Sequenc
                         clip, delta0, batch_size=batch_size, device=device, checkpoint_path=checkpoint_path,
                         checkpoint_every=checkpoint_every, on_nan=on_nan, names=utt_ids,
                         batch_samples=batch_samples, autocast=autocast, targeted=False)
-    stored = [dequantize(*quantize(d)) for d in result.deltas]
+    codes = [quantize(d) for d in result.deltas]  # quantised once: stored, checked, scored and chained
+    stored = [dequantize(q, s) for q, s in codes]
     for name, x, d in zip(utt_ids, utts.waves, stored):
         check_constraints(name, x, d, eps, clip)
     hyps = decode_all(transcribe, [x + d for x, d in zip(utts.waves, stored)], text_case)
@@ -83,7 +84,7 @@ def untargeted_job(model_dir: str | Path, data_dir: str | Path, utt_ids: Sequenc
                "wer": 100.0 * corpus_wer(utts.references, hyps), "n_utts": len(utt_ids),
                "max_l2_norm": float(frame["l2_norm"].max()), "resumed_from_checkpoint": int(result.resumed_from),
                "nan_skipped_steps": int(sum(result.nan_skips)), "total_seconds": time.perf_counter() - t0}
-    save_state(out_state, utt_ids, utts.references, result.deltas, {**meta, "steps": int(steps)}, result.nan_skips)
+    save_state(out_state, utt_ids, utts.references, codes, {**meta, "steps": int(steps)}, result.nan_skips)
     with atomic_path(out_csv) as tmp:
         frame.to_csv(tmp, index=False)
     write_text_atomic(out_summary, json.dumps(summary, indent=2, sort_keys=True) + "\n")
