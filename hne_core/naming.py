@@ -107,3 +107,24 @@ def noise_dir(results: str, model: str, lci: float | str) -> str:
 def untargeted_dir(results: str, model: str, lci: float | str, steps: int | str) -> str:
     """The untargeted attack (ascending the loss of the references) of (model, λC(i)) up to ``steps``."""
     return f"{robustness_dir(results)}/untargeted/{model}/infer{fmt_weight(lci)}/pgd{steps}"
+
+
+def seed_dir(results: str, seed: int | str) -> str:
+    """The models and attacks of one extra training seed (the training-noise check)."""
+    return f"{robustness_dir(results)}/seeds/seed{seed}"
+
+
+def seed_model_dir(results: str, seed: int | str, model: str) -> str:
+    return f"{seed_dir(results, seed)}/models/{model}"
+
+
+def seed_attack_dir(results: str, seed: int | str, model: str, lci: float | str, steps: int | str) -> str:
+    return f"{seed_dir(results, seed)}/attacks/{model}/infer{fmt_weight(lci)}/pgd{steps}"
+
+
+def seed_of(path: str) -> int:
+    """The training seed of a file under ``seed_dir``; a clear error for any other path."""
+    match = re.search(r"/seeds/seed([0-9]+)/", str(path))
+    if match is None:
+        raise ValueError(f"{path} lies under no seeds/seed<N>/ folder")
+    return int(match[1])

@@ -1,7 +1,8 @@
 # Is the robustness real? (issue 17) Transfer of final perturbations between the models of a table, an ε budget
 # sweep, a random-noise floor and an untargeted attack, then one aggregate job with every verdict. Planned only
 # when robustness.enabled (configs/robustness.yaml); see README "Robustness checks".
-from hne_core.naming import noise_dir, sweep_dir, transfer_file, untargeted_dir
+from hne_core.naming import (noise_dir, seed_attack_dir, seed_dir, seed_model_dir, sweep_dir, transfer_file,
+                             untargeted_dir)
 
 ROB = config["robustness"]
 LAST = MILESTONES[-1]
@@ -26,6 +27,23 @@ def _robustness_settings():
 ROBUSTNESS_PAIRS = _robustness_settings()
 # the sweep's multipliers that need a job: ×1 is the attack itself
 SWEEP_SCALES = [fmt_weight(s) for s in ROB["epsilon_scales"] if abs(float(s) - 1.0) > 1e-9]
+
+
+def _seed_pairs():
+    """(model, λC(i)) of robustness.seed_settings (table columns), retrained with every robustness.seeds."""
+    if config["seed"] in ROB["seeds"]:
+        raise WorkflowError(f"Invalid config key 'robustness.seeds': {config['seed']} is the run's own `seed`")
+    columns = {parse_setting(f"{model_weights(m)['lambda_a']}/{model_weights(m)['lambda_c']}/{i}"): (m, i)
+               for m, i in table_pairs()}
+    out = []
+    for k, text in enumerate(ROB["seed_settings"]):
+        if parse_setting(text) not in columns:
+            raise WorkflowError(f"Invalid config key 'robustness.seed_settings.{k}': {text} is not a table column")
+        out.append(columns[parse_setting(text)])
+    return sorted(out) if ROB["seeds"] else []
+
+
+SEED_PAIRS = _seed_pairs()
 
 
 def _table_pair_sets():
@@ -223,6 +241,80 @@ rule robustness_untargeted:
         "../workflow_scripts/robustness_untargeted.py"
 
 
+rule robustness_seed_finetune:
+    input:
+        base=expand("{dir}/{f}", dir=pretrained_dir(), f=PRETRAINED_FILES),
+        stats=multiext(f"{R}/stats/train/", *STATS_FILES),
+        valid_stats=multiext(f"{R}/stats/valid/", *STATS_FILES),
+        train=expand(data_path("train", "{f}"), f=ESPNET_FILES),
+        dev=expand(data_path("dev", "{f}"), f=ESPNET_FILES),
+    output:
+        model=multiext(f"{seed_model_dir(R, '{seed}', '{model}')}/", *EXPORT_FILES),
+        curve=f"{seed_model_dir(R, '{seed}', '{model}')}/train_curve.csv",
+        plot=f"{seed_model_dir(R, '{seed}', '{model}')}/train_curve.png",
+    log:
+        f"{R}/logs/robustness/finetune_seed{{seed}}_{{model}}.log",
+    benchmark:
+        f"{R}/benchmarks/robustness/finetune_seed{{seed}}_{{model}}.tsv"
+    wildcard_constraints:
+        seed=r"[0-9]+",
+    params:  # the fine-tuning rule's, but the seed (which also draws the training subset)
+        weights=lambda wc: model_weights(wc.model),
+        num_accents=len(accent_classes()),
+        discriminator=config["discriminator"],
+        train=trainer_settings("finetune"),
+        seed=lambda wc: int(wc.seed),
+        base_dir=input_dir("base"),
+        train_dir=input_dir("train"),
+        dev_dir=input_dir("dev"),
+        stats_dir=input_dir("stats", up=2),
+        exp_dir=lambda wc: f"{seed_dir(R, wc.seed)}/training/{wc.model}",
+        out_dir=output_dir("curve"),
+    threads: config["finetune"]["threads"]
+    resources:
+        **job_resources("finetune"),
+    conda:
+        "../envs/hne.yaml"
+    script:
+        "../workflow_scripts/finetune.py"
+
+
+SEED_ATTACK_DIR = seed_attack_dir(R, "{seed}", "{model}", "{lci}", "{steps}")
+
+
+rule robustness_seed_attack:
+    input:
+        model=multiext(f"{seed_model_dir(R, '{seed}', '{model}')}/", *EXPORT_FILES),
+        test=expand(data_path("test", "{f}"), f=ESPNET_FILES),
+        targets=f"{R}/attacks/targets.txt",
+        utterances=f"{R}/attacks/utterances.txt",
+    output:
+        csv=f"{SEED_ATTACK_DIR}/utterances.csv",
+        summary=f"{SEED_ATTACK_DIR}/summary.json",
+        state=f"{SEED_ATTACK_DIR}/state.npz",
+    log:
+        f"{R}/logs/robustness/attack_seed{{seed}}_{{model}}_infer{{lci}}_pgd{{steps}}.log",
+    benchmark:
+        f"{R}/benchmarks/robustness/attack_seed{{seed}}_{{model}}_infer{{lci}}_pgd{{steps}}.tsv"
+    wildcard_constraints:
+        seed=r"[0-9]+",
+    params:  # the attack rule's, straight to the milestone (no chain: only the last one is judged)
+        model_dir=input_dir("model"),
+        test_dir=input_dir("test"),
+        weights=lambda wc: model_weights(wc.model),
+        lambda_c_infer=lambda wc: float(wc.lci),
+        steps=lambda wc: int(wc.steps),
+        settings=attack_settings(),
+        checkpoint=lambda wc: f"{seed_attack_dir(R, wc.seed, wc.model, wc.lci, wc.steps)}.checkpoint",
+    threads: config["attack"]["threads"]
+    resources:
+        **job_resources("attack"),
+    conda:
+        "../envs/hne.yaml"
+    script:
+        "../workflow_scripts/attack.py"
+
+
 rule robustness_report:
     input:
         advtwer=results_path("tables", "advtwer.csv"),
@@ -238,6 +330,9 @@ rule robustness_report:
                               for k in MILESTONES],
         untargeted_csvs=[f"{untargeted_dir(R, m, l, k)}/utterances.csv" for m, l in ROBUSTNESS_PAIRS
                          for k in MILESTONES],
+        seed_summaries=[f"{seed_attack_dir(R, s, m, l, LAST)}/summary.json" for s in ROB["seeds"]
+                        for m, l in SEED_PAIRS],
+        seed_csvs=[f"{seed_attack_dir(R, s, m, l, LAST)}/utterances.csv" for s in ROB["seeds"] for m, l in SEED_PAIRS],
     output:
         csv=report(results_path("tables", "robustness_checks.csv"), caption="../report/robustness.rst",
                    category="Results", subcategory="Robustness checks"),
@@ -261,6 +356,7 @@ rule robustness_report:
         sweep_floor=ROB["sweep_floor"],
         noise_margin=ROB["noise_margin"],
         noise_draws=ROB["noise_draws"],
+        run_seed=config["seed"],
         matrix_tables=robustness_tables(),
         bootstrap_samples=config["results"]["bootstrap_samples"],
         ci_level=config["results"]["ci_level"],

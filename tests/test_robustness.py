@@ -19,8 +19,8 @@ from hne_core.results.aggregate import Setting
 from hne_core.results.compare import Comparison, Difference, FindingResult, robustness_support
 from hne_core.robustness.noise import noise_direction, noisy
 from hne_core.robustness.report import pooled_scores, setting_verdicts
-from hne_core.robustness.verdicts import (FLAG, PASSES, Estimate, noise_verdict, overall, steps_verdicts,
-                                          sweep_verdicts, transfer_verdicts, untargeted_verdicts)
+from hne_core.robustness.verdicts import (FLAG, PASSES, Estimate, noise_verdict, overall, seeds_verdicts,
+                                          steps_verdicts, sweep_verdicts, transfer_verdicts, untargeted_verdicts)
 
 from conftest import REPO, SMOKE, planned_jobs, run_snakemake
 
@@ -79,6 +79,18 @@ def test_untargeted_rules():
     assert [v.verdict for v in no_effect] == [PASSES, FLAG, PASSES]
     weaker = untargeted_verdicts([(2, E(40)), (4, E(41))], Estimate(20, 10, 30), 21, Estimate(-9, -15, -1), 50)
     assert [v.verdict for v in weaker] == [PASSES, PASSES, FLAG]
+
+
+def test_seeds_rules_flag_a_spread_wider_than_the_bootstrap_and_an_unstable_ranking():
+    main = Estimate(60, 50, 70)  # interval width 20
+    calm = seeds_verdicts({7: 60, 8: 65, 9: 55}, main, {"1.0/0.0/0.0": {7: 5, 8: 2, 9: 0.5}})
+    assert [v.verdict for v in calm] == [PASSES, PASSES] and calm[0].reference == 20
+    wide = seeds_verdicts({7: 60, 8: 80.5}, main, {})
+    assert [v.verdict for v in wide] == [FLAG]
+    flips = seeds_verdicts({7: 60, 8: 62}, main, {"b": {7: 3, 8: -1}})
+    assert [v.verdict for v in flips] == [PASSES, FLAG]
+    tie = seeds_verdicts({7: 60, 8: 62}, main, {"b": {7: 3, 8: 0.0}})
+    assert tie[1].verdict == FLAG  # a tie at one seed is no strict sign
 
 
 def test_setting_verdicts_and_the_comparisons_support_line():
@@ -228,7 +240,7 @@ def test_every_check_runs_on_the_smoke_config_with_a_verdict_per_model(robustnes
     assert {Setting.of(r) for r in frame.to_dict("records")} == columns
     for s in columns:  # every check, for every column (settings: null), each row with its rule
         mine = frame[[Setting.of(r) == s for r in frame.to_dict("records")]]
-        assert set(mine["check"]) == {"transfer", "sweep", "steps", "noise", "untargeted"}
+        assert set(mine["check"]) == {"transfer", "sweep", "steps", "noise", "untargeted", "seeds"}
     assert set(frame["verdict"]) <= {"passes", "flag"} and frame["rule"].str.len().min() > 10
     # the sweep covers every multiplier; the sweep's attacks kept the scaled ε (the job checks it before writing)
     scales = yaml.safe_load(SMOKE_ROBUSTNESS.read_text())["robustness"]["epsilon_scales"]
@@ -256,6 +268,12 @@ def test_every_check_runs_on_the_smoke_config_with_a_verdict_per_model(robustnes
     for summary in (robustness_run / "results/robustness/untargeted").glob("*/*/pgd*/summary.json"):
         s = yaml.safe_load(summary.read_text())
         assert s["targeted"] is False and s["max_l2_norm"] <= 2.0 * (1 + 64 * 2.0 ** -24)
+    # training noise: both columns retrained with seed 8 and attacked; the MTL column judged against the baseline
+    seeds = frame[frame["check"] == "seeds"]
+    assert len(seeds) == 3 and seeds["item"].str.startswith("minus baseline 1.0/0.0/0.0").sum() == 1
+    for model in ("la1.0_lc0.0", "la0.7_lc0.3"):
+        assert (robustness_run / f"results/robustness/seeds/seed8/models/{model}/model.pth").is_file()
+        assert (robustness_run / f"results/robustness/seeds/seed8/attacks/{model}/infer0.0/pgd4/summary.json").is_file()
     for name in ("robustness_checks.md", "transfer_smoke.md"):
         assert (tables / name).stat().st_size > 0
     for name in ("budget_sweep.png", "transfer.png"):
@@ -276,6 +294,14 @@ def test_one_epsilon_added_plans_only_its_sweep_jobs_and_the_aggregates(robustne
                                                                      "epsilon_scales": [*scales, 2.0]}})
     # ε×2 for the 2 attacked settings, the report, and the comparison that reads its verdicts
     assert planned == {"robustness_sweep": 2, "robustness_report": 1, "results_comparison": 1, "all": 1}
+
+
+@pytest.mark.slow
+def test_one_training_seed_added_plans_its_fine_tunes_attacks_and_the_aggregates(robustness_run, tmp_path):
+    rob = yaml.safe_load(SMOKE_ROBUSTNESS.read_text())["robustness"]
+    planned = overlay_plan(robustness_run, tmp_path, {"robustness": {**rob, "seeds": [*rob["seeds"], 9]}})
+    assert planned == {"robustness_seed_finetune": 2, "robustness_seed_attack": 2, "robustness_report": 1,
+                       "results_comparison": 1, "all": 1}
 
 
 @pytest.mark.slow

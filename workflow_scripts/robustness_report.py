@@ -10,10 +10,11 @@ from hne_core.robustness.report import check_frame, checks_markdown, read_inputs
 with logged_to(snakemake.log[0]) as log:
     i, p, o = snakemake.input, snakemake.params, snakemake.output
     got = read_inputs(i.whitebox_summaries, i.whitebox_csvs, i.transfer, i.sweep_summaries, i.sweep_csvs, i.noise,
-                      i.untargeted_summaries, i.untargeted_csvs, p.epsilon)
+                      i.untargeted_summaries, i.untargeted_csvs, p.epsilon, i.seed_summaries, i.seed_csvs)
     settings = [Setting.parse(s) for s in p.settings]
     frame, matrices, sweeps = check_frame(p.tables, read_advtwer(i.advtwer), got, settings, p.scales, p.steps,
-                                          p.sweep_floor, p.noise_margin, p.bootstrap_samples, p.ci_level, p.seed)
+                                          p.sweep_floor, p.noise_margin, p.bootstrap_samples, p.ci_level, p.seed,
+                                          p.run_seed)
     n_utts = len(next(iter(got.whitebox.values())))
     md = checks_markdown(frame, settings, p.scales, p.bootstrap_samples, p.ci_level, p.seed, n_utts,
                          {"noise_draws": p.noise_draws, "sweep_floor": p.sweep_floor, "noise_margin": p.noise_margin})

@@ -22,13 +22,14 @@ from hne_core.atomic import atomic_path, write_text_atomic
 from hne_core.results.aggregate import (ResultsError, Setting, UtteranceScores, bootstrap_indices,
                                         check_same_utterances, edit_counts, percentile_interval, read_summary,
                                         resampled_wer, scores_from_frame, sibling)
+from hne_core.naming import seed_of
 from hne_core.results.tables import Column, escape_md
 from hne_core.robustness.noise import BENIGN_DRAW
 from hne_core.robustness.transfer import SOURCE_KEYS
-from hne_core.robustness.verdicts import (Estimate, Verdict, noise_verdict, overall, steps_verdicts,
+from hne_core.robustness.verdicts import (Estimate, Verdict, noise_verdict, overall, seeds_verdicts, steps_verdicts,
                                           sweep_verdicts, transfer_verdicts, untargeted_verdicts)
 
-CHECKS = ("transfer", "sweep", "steps", "noise", "untargeted")
+CHECKS = ("transfer", "sweep", "steps", "noise", "untargeted", "seeds")
 CHECK_COLUMNS = ["lambda_a", "lambda_c_train", "lambda_c_infer", "check", "item", "value", "ci_low", "ci_high",
                  "reference", "verdict", "rule"]
 
@@ -74,11 +75,13 @@ class Inputs:
     sweep: dict[tuple[Setting, float], pd.DataFrame] = field(default_factory=dict)       # scale != 1
     noise: dict[Setting, pd.DataFrame] = field(default_factory=dict)
     untargeted: dict[tuple[Setting, int], pd.DataFrame] = field(default_factory=dict)
+    seeds: dict[tuple[Setting, int], pd.DataFrame] = field(default_factory=dict)          # (setting, seed)
 
 
 def read_inputs(whitebox_summaries: Sequence[str], whitebox_csvs: Sequence[str], transfer_csvs: Sequence[str],
                 sweep_summaries: Sequence[str], sweep_csvs: Sequence[str], noise_csvs: Sequence[str],
-                untargeted_summaries: Sequence[str], untargeted_csvs: Sequence[str], base_epsilon: float) -> Inputs:
+                untargeted_summaries: Sequence[str], untargeted_csvs: Sequence[str], base_epsilon: float,
+                seed_summaries: Sequence[str] = (), seed_csvs: Sequence[str] = ()) -> Inputs:
     """Every job output, keyed by the setting (and steps / ε multiplier) its own summary or columns carry."""
     got = Inputs()
     for path in whitebox_summaries:
@@ -99,6 +102,8 @@ def read_inputs(whitebox_summaries: Sequence[str], whitebox_csvs: Sequence[str],
         summary = read_summary(path)
         got.untargeted[(Setting.of(summary), int(summary["steps"]))] = _read(
             sibling(path, "utterances.csv", untargeted_csvs))
+    for path in seed_summaries:  # the seed is the folder's (naming.seed_dir); the setting the summary's
+        got.seeds[(Setting.of(read_summary(path)), seed_of(path))] = _read(sibling(path, "utterances.csv", seed_csvs))
     return got
 
 
@@ -166,9 +171,34 @@ def noise_numbers(setting: Setting, got: Inputs, boot: Bootstrap) -> dict:
             "attack_wer": attack_wer, "share": share, "clean": clean}
 
 
+def seed_rows(tables: Sequence[Mapping], got: Inputs, boot: Bootstrap, run_seed: int | None
+              ) -> list[tuple[Setting, Verdict]]:
+    """The training-noise rules of every retrained setting: its AdvTWER per seed (this run's at ``run_seed``),
+    and, where a baseline of one of its tables was retrained alike, its difference from it per seed."""
+    settings = sorted({s for s, _ in got.seeds})
+    if not settings:
+        return []
+    per_seed = {s: {run_seed: _targets(got.whitebox[s]).wer,
+                    **{k: _targets(f).wer for (t, k), f in got.seeds.items() if t == s}} for s in settings}
+    rows = []
+    for s in settings:
+        against = {}
+        for table in tables:
+            cols = [Column.of(c) for c in table["columns"]]
+            if s not in {c.setting for c in cols}:
+                continue
+            for b in cols:
+                if b.baseline and b.setting != s and b.setting in per_seed:
+                    common = sorted(set(per_seed[s]) & set(per_seed[b.setting]))
+                    against[b.setting.short] = {k: per_seed[s][k] - per_seed[b.setting][k] for k in common}
+        rows += [(s, v) for v in seeds_verdicts(per_seed[s], boot.estimate(_targets(got.whitebox[s])), against)]
+    return rows
+
+
 def check_frame(tables: Sequence[Mapping], advtwer: pd.DataFrame, got: Inputs, settings: Sequence[Setting],
                 scales: Sequence[float], steps: Sequence[int], sweep_floor: float, noise_margin: float,
-                n_samples: int, level: float, seed: int) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], dict]:
+                n_samples: int, level: float, seed: int, run_seed: int | None = None
+                ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], dict]:
     """(the checks' tidy frame of ``CHECK_COLUMNS``, the transfer matrices, the sweep points per setting)."""
     utt = check_same_utterances({str(s): _targets(f) for s, f in got.whitebox.items()})
     boot = Bootstrap(bootstrap_indices(len(utt), n_samples, seed), level)
@@ -190,6 +220,7 @@ def check_frame(tables: Sequence[Mapping], advtwer: pd.DataFrame, got: Inputs, s
         rows += [(s, v) for v in untargeted_verdicts(
             pts, boot.difference(last, _refs(n["clean"])), n["benign_wer"].value,
             boot.difference(last, _refs(got.whitebox[s])), _refs(got.whitebox[s]).wer)]
+    rows += seed_rows(tables, got, boot, run_seed)
     frame = pd.DataFrame([{"lambda_a": s.lambda_a, "lambda_c_train": s.lambda_c_train,
                            "lambda_c_infer": s.lambda_c_infer, **v.row()} for s, v in rows], columns=CHECK_COLUMNS)
     order = {c: i for i, c in enumerate(CHECKS)}

@@ -22,13 +22,20 @@ and says which. A check passes for a model when none of its rows flags. The rule
   interval of the paired difference wholly above zero) and must not be below the targeted attack's WER against
   the references (the interval of that paired difference wholly below zero flags): ascending the loss of the
   truth is the easier goal.
+- ``seeds`` (training noise): the model fine-tuned again with each of ``robustness.seeds`` and attacked to the
+  last milestone. Flag when the spread of AdvTWER across seeds (max − min, this run's seed included) is wider
+  than this run's bootstrap interval (retraining moves AdvTWER more than resampling utterances says it can), and,
+  for a column against a baseline of its table retrained alike, when the difference (column − baseline) does not
+  keep one strict sign across the seeds (the ranking is training noise).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+
+import numpy as np
 
 PASSES, FLAG = "passes", "flag"
 
@@ -123,3 +130,22 @@ def untargeted_verdicts(points: Sequence[tuple[int, Estimate]], over_benign: Est
 def overall(verdicts: Sequence[Verdict]) -> str:
     """A check passes for a model when none of its rows flags."""
     return FLAG if any(v.verdict == FLAG for v in verdicts) else PASSES
+
+
+def seeds_verdicts(per_seed: Mapping[int, float], main: Estimate,
+                   against: Mapping[str, Mapping[int, float]]) -> list[Verdict]:
+    """``per_seed``: AdvTWER at the last milestone per training seed (this run's included, as ``main``'s value);
+    ``against``: per baseline (named), the difference column − baseline per seed."""
+    values = [per_seed[k] for k in sorted(per_seed)]
+    spread = max(values) - min(values)
+    seeds = ", ".join(f"{k}: {per_seed[k]:.2f}" for k in sorted(per_seed))
+    out = [Verdict("seeds", f"AdvTWER over seeds ({seeds})", float(np.mean(values)), min(values), max(values),
+                   main.high - main.low, _v(spread > main.high - main.low),
+                   "flag if max − min over seeds > the width of this run's bootstrap interval")]
+    for name, diffs in sorted(against.items()):
+        d = [diffs[k] for k in sorted(diffs)]
+        stable = all(x > 0 for x in d) or all(x < 0 for x in d)
+        out.append(Verdict("seeds", f"minus baseline {name} over seeds ({', '.join(f'{x:+.2f}' for x in d)})",
+                           float(np.mean(d)), min(d), max(d), math.nan, _v(not stable),
+                           "flag unless the difference from the baseline has one strict sign at every seed"))
+    return out
