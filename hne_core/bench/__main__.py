@@ -51,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     decode.add_argument("--batch", type=int, default=16, help="utterances per padded batch")
     decode.add_argument("--lambda-c", type=float, default=0.3, help="λC(i): both heads by default")
     decode.add_argument("--repeat", type=int, default=3, help="interleaved repetitions; the fastest counts")
-    decode.add_argument("--threads", type=int, default=1, help="CPU threads")
+    decode.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads for both timings (1: on this busy 2-core machine a 2-thread "
+                             "decode benchmark ran for minutes instead of seconds)")
     paper = sub.add_parser("paper", help="device-hours of the paper's whole grid: every stage of configs/paper.yaml "
                                          "timed on the paper-size model (random weights), FLOPs, peak fraction")
     paper.add_argument("--config", default="configs/paper.yaml", help="the paper config (merged on --base-config)")
