@@ -260,9 +260,13 @@ def test_every_check_runs_on_the_smoke_config_with_a_verdict_per_model(robustnes
     # noise: the same norms as the attack's final δ (up to clipping, which only shortens)
     noise = pd.read_csv(robustness_run / "results/robustness/noise/la1.0_lc0.0/infer0.0/utterances.csv")
     state = robustness_run / "results/attacks/la1.0_lc0.0/infer0.0/pgd4/utterances.csv"
-    norms = pd.read_csv(state).set_index("utt_id")["l2_norm"]
+    attack = pd.read_csv(state).set_index("utt_id")
     noisy_rows = noise[noise["draw"] >= 0]
-    assert (noisy_rows["l2_norm"].to_numpy() <= norms[noisy_rows["utt_id"]].to_numpy() * (1 + 1e-5)).all()
+    norms = attack.loc[noisy_rows["utt_id"], "l2_norm"].to_numpy()
+    # x + n·d rounded once to float32: per sample at most u·|x + n·d| <= u, so the norm moves by <= u·sqrt(T)
+    slack = 2.0 ** -24 * np.sqrt(attack.loc[noisy_rows["utt_id"], "n_samples"].to_numpy())
+    assert (noisy_rows["l2_norm"].to_numpy() <= norms + slack).all()
+    assert (noisy_rows["l2_norm"].to_numpy() >= 0.5 * norms).all()  # clipping shortens only where x nears ±1
     assert (noise[noise["draw"] == -1]["l2_norm"] == 0).all()
     # untargeted: a bounded perturbation at every milestone
     for summary in (robustness_run / "results/robustness/untargeted").glob("*/*/pgd*/summary.json"):
