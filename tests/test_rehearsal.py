@@ -21,12 +21,11 @@ import subprocess
 import tarfile
 import threading
 import time
-from pathlib import Path
+from typing import ClassVar
 
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import REPO, planned_jobs, run_snakemake
 from cv_fixture import RELEASE, SENTENCES, expected_kept, make_unbalanced_release
 from zenodo_fixture import make_standin_zip
@@ -59,7 +58,7 @@ SIZES = {
 class _Zenodo(http.server.SimpleHTTPRequestHandler):
     """Serves a folder as Zenodo serves a record's files (the query string is ignored); records every request."""
 
-    requests: list[tuple[str, str]] = []
+    requests: ClassVar[list[tuple[str, str]]] = []  # one list per server: paper_inputs subclasses this
 
     def log_message(self, *args) -> None:
         type(self).requests.append((self.command, self.path))
@@ -164,85 +163,115 @@ def _pairs(paper: dict) -> set[tuple[str, str]]:
             for t in paper["tables"] for c in t["columns"]}
 
 
-@pytest.mark.slow
-def test_rehearsal_of_the_paper_run(tmp_path, paper_inputs):
-    overlay, env, zipped, requests = paper_inputs
-    sizes = tmp_path / "sizes.yaml"
+@pytest.fixture(scope="module")
+def rehearsal(paper_inputs, tmp_path_factory):
+    """One run of the paper config with the sizes overlay: (working directory, the run, its configs, minutes)."""
+    overlay, env, _, _ = paper_inputs
+    base = tmp_path_factory.mktemp("rehearsal")
+    sizes = base / "sizes.yaml"
     sizes.write_text(yaml.safe_dump(SIZES))
-    workdir = tmp_path / "run"
+    workdir = base / "run"
     workdir.mkdir()
+    configs = ["--configfile", str(PAPER), str(overlay), str(sizes)]
     t0 = time.perf_counter()
-    proc = run_snakemake(workdir, "--cores", "2", "--configfile", str(PAPER), str(overlay), str(sizes),
-                         env=env)
+    proc = run_snakemake(workdir, "--cores", "2", *configs, env=env)
     minutes = (time.perf_counter() - t0) / 60
-    print(f"rehearsal: {minutes:.1f} min")
-    paper = yaml.safe_load(PAPER.read_text())
+    print(f"\nrehearsal of the paper run: {minutes:.1f} min")  # shown with pytest -s
+    return workdir, proc, configs, minutes
+
+
+@pytest.fixture(scope="module")
+def paper():
+    return yaml.safe_load(PAPER.read_text())
+
+
+@pytest.mark.slow
+def test_rehearsal_runs_every_rule_of_the_papers_dag(rehearsal, paper, paper_inputs):
+    workdir, proc, configs, _ = rehearsal
     # the job table the run printed: every rule of the paper's DAG, as many jobs but for the fewer milestones
     assert planned_jobs(proc) == {**PAPER_JOBS, "attack": len(_pairs(paper)) * len(SIZES["attack"]["steps"])}
-    out = workdir / R
+    # every output of the DAG is there and up to date: a second plan has nothing to do
+    again = run_snakemake(workdir, "-n", "--cores", "2", *configs, env=paper_inputs[1])
+    assert "Nothing to be done" in again.stdout + again.stderr
 
-    # The model came through the downloader from its URL, was verified and laid out.
-    assert ("GET", f"/record/4604011/files/{zipped.name}?download=1") in requests
+
+@pytest.mark.slow
+def test_rehearsal_downloads_verifies_and_lays_out_the_model(rehearsal, paper_inputs):
+    workdir = rehearsal[0]
+    _, _, zipped, requests = paper_inputs
+    assert ("GET", f"/record/4604011/files/{zipped.name}?download=1") in requests  # through the downloader
     downloaded = list((workdir / "resources/model_zoo_cache").rglob(zipped.name))
     assert downloaded and downloaded[0].read_bytes() == zipped.read_bytes()
     base = workdir / "resources/pretrained/zenodo"
     assert sorted(p.name for p in base.iterdir()) == sorted(["config.yaml", "model.pth", "bpe.model", "tokens.txt",
                                                              "feats_stats.npz"])
     base_cfg = yaml.safe_load((base / "config.yaml").read_text())
-    assert base_cfg["frontend_conf"]["hop_length"] == 256 and base_cfg["encoder"] == "conformer"
+    assert (base_cfg["frontend_conf"]["n_fft"], base_cfg["frontend_conf"]["hop_length"]) == (512, 256)
+    assert (base_cfg["encoder"], base_cfg["decoder"], base_cfg["normalize"]) == ("conformer", "transformer",
+                                                                                 "global_mvn")
+    out = workdir / R
     assert (out / "tokenizer/tokens.txt").read_text() == (base / "tokens.txt").read_text()
     assert (out / "tokenizer/bpe.model").read_bytes() == (base / "bpe.model").read_bytes()
 
-    # Common Voice: the accent schema read, multi-accent rows dropped, dev and test subsampled, the mix kept.
+
+@pytest.mark.slow
+def test_rehearsal_reads_common_voice_and_keeps_its_accent_mix(rehearsal):
+    """The CV >= 8.0 labels read, multi-accent rows dropped, dev and test subsampled; the attacked set is the whole
+    test split (as the paper attacks all 1000 of its subsample), so its mix is the split's own: unbalanced."""
+    out = rehearsal[0] / R
     report = json.loads((out / "data/report.json").read_text())
     kept = {(r["split"], r["accent"]): r["utterances"] for r in report["kept"]}
     assert {a: kept[("train", a)] for a in ("us", "indian")} == expected_kept("train")
-    assert kept[("dev", "us")] + kept[("dev", "indian")] == 4
+    assert kept[("dev", "us")] + kept[("dev", "indian")] == SIZES["commonvoice"]["subsample"]["dev"]
     test_mix = {a: kept[("test", a)] for a in ("us", "indian")}
     assert sum(test_mix.values()) == TEST_UTTERANCES and test_mix["us"] > test_mix["indian"] > 0
     drops = {(d["split"], d["reason"]): d["rows"] for d in report["dropped"]}
     assert drops == {("train", "multi_accent"): 2, ("train", "other_accent"): 1, ("train", "no_accent"): 1,
                      ("dev", "multi_accent"): 1, ("dev", "subsampled"): 1, ("test", "multi_accent"): 1,
                      ("test", "other_accent"): 1, ("test", "subsampled"): 4}
+    classes = (out / "data/accent_classes.txt").read_text().split()[1::2]
+    last = SIZES["attack"]["steps"][-1]
+    for cell in out.glob(f"attacks/*/infer*/pgd{last}/utterances.csv"):
+        attacked = pd.read_csv(cell)["accent_id"].map(lambda i: classes[i]).value_counts().to_dict()
+        assert attacked == test_mix, cell
 
-    # Fine-tuning with the paper's discriminator: 13 models, each exported for Speech2Text and with its head.
-    for model in _model_ids(paper):
+
+@pytest.mark.slow
+def test_rehearsal_fine_tunes_evaluates_and_attacks_the_grid(rehearsal, paper):
+    out = rehearsal[0] / R
+    for model in _model_ids(paper):  # with the paper's discriminator, exported for Speech2Text and with its head
         for name in ("config.yaml", "model.pth", "mtl_config.yaml", "mtl_model.pth", "train_curve.csv",
                      "train_curve.png"):
             assert (out / "models" / model / name).is_file(), (model, name)
         mtl = yaml.safe_load((out / "models" / model / "mtl_config.yaml").read_text())
         assert mtl["model_conf"]["dis_hidden"] == paper["discriminator"]["hidden"]
-
-    # Evaluation and attacks: every pair, every milestone; the attacked set is the test split, its natural mix.
+        assert (out / f"eval/{model}/infer{model.split('_lc')[1]}/summary.json").is_file()
+    assert (out / "eval/pretrained/infer0.0/summary.json").is_file()
     for m, lci in _pairs(paper):
         assert (out / f"eval/{m}/infer{lci}/summary.json").is_file()
         for steps in SIZES["attack"]["steps"]:
             cell = out / f"attacks/{m}/infer{lci}/pgd{steps}"
             summary = json.loads((cell / "summary.json").read_text())
             assert (summary["n_utts"], summary["steps"], summary["eps"], summary["step_size"]) == \
-                (TEST_UTTERANCES, steps, 2.0, 0.05)
-            assert (cell / "state.npz").is_file()
-    assert (out / "eval/pretrained/infer0.0/summary.json").is_file()
-    attacked = pd.read_csv(out / "attacks/la0.7_lc0.5/infer0.0/pgd4/utterances.csv")
-    classes = (out / "data/accent_classes.txt").read_text().split()[1::2]
-    assert attacked["accent_id"].map(lambda i: classes[i]).value_counts().to_dict() == test_mix
+                (TEST_UTTERANCES, steps, paper["attack"]["epsilon"], paper["attack"]["step_size"])
+            assert summary["max_l2_norm"] <= paper["attack"]["epsilon"] and (cell / "state.npz").is_file()
 
-    # The paper's tables, Figure 1 and the rest of the results.
+
+@pytest.mark.slow
+def test_rehearsal_writes_the_papers_tables_and_figure(rehearsal, paper):
+    out = rehearsal[0] / R
+    steps = SIZES["attack"]["steps"]
     advtwer = pd.read_csv(out / "tables/advtwer.csv")
-    assert len(advtwer) == len(_pairs(paper)) * len(SIZES["attack"]["steps"]) and set(advtwer["n_utts"]) == {TEST_UTTERANCES}
+    assert len(advtwer) == len(_pairs(paper)) * len(steps) and set(advtwer["n_utts"]) == {TEST_UTTERANCES}
     for table in paper["tables"]:
         frame = pd.read_csv(out / f"tables/{table['name']}.csv")
         labels = [c.removesuffix(" (baseline)") for c in frame.columns[1:1 + len(table["columns"])]]
         assert labels == [c["label"] for c in table["columns"]]
-        assert frame["steps"].tolist() == SIZES["attack"]["steps"]
-        assert frame.iloc[:, 1:1 + len(labels)].notna().all().all()
+        assert frame["steps"].tolist() == [f"PGD-{s}" for s in steps]
+        assert frame[frame.columns[1:1 + len(labels)]].notna().all().all()  # every cell filled
         for ext in ("md", "tex", "html"):
             assert (out / f"tables/{table['name']}.{ext}").stat().st_size > 0
     for name in ("benign.csv", "benign.md", "benign.tex", "benign.html", "paper_comparison.md"):
         assert (out / "tables" / name).stat().st_size > 0
     for name in ("figure1.png", "figure1.pdf", "training_curves.png"):
         assert (out / "figures" / name).stat().st_size > 0
-    # every output of the DAG is there and up to date: a second plan has nothing to do
-    again = run_snakemake(workdir, "-n", "--cores", "2", "--configfile", str(PAPER), str(overlay), str(sizes), env=env)
-    assert "Nothing to be done" in again.stdout + again.stderr
-    assert minutes < 12, f"the rehearsal took {minutes:.1f} min: shrink it"
