@@ -39,3 +39,11 @@ def smoke_run(tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("smoke_run")
     run_snakemake(workdir, "--configfile", str(SMOKE), "--cores", "2")
     return workdir
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that needs the shared smoke run is `slow` (a whole workflow run); `pytest -m "not slow"` is the
+    everyday loop, the full suite is CI's."""
+    for item in items:
+        if "smoke_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -21,6 +21,8 @@ import yaml
 from conftest import REPO, SMOKE, SNAKEMAKE, planned_jobs, run_snakemake
 from run_outputs import assert_same_results
 
+pytestmark = pytest.mark.slow  # real workflow runs (minutes each)
+
 # Long enough to be caught in the act on a fast machine: 6 epochs of about a second, a 200-step milestone
 # checkpointed every 10 steps.
 OVERLAY = {"finetune": {"epochs": 6}, "attack": {"steps": [2, 200], "checkpoint_every": 10}}

@@ -16,6 +16,8 @@ import yaml
 
 from conftest import SMOKE, planned_jobs, run_snakemake
 
+pytestmark = pytest.mark.slow  # real workflow runs (minutes each)
+
 # The aggregates (issue 5's results rules and `all`): one constant, shared by every case below.
 ATTACK_AGGREGATES = {"results_advtwer": 1, "results_table": 1, "results_comparison": 1, "results_figure1": 1,
                      "all": 1}

@@ -8,6 +8,7 @@ import re
 
 import jiwer
 import pandas as pd
+import pytest
 
 from conftest import SMOKE, run_snakemake
 
@@ -84,3 +85,20 @@ def test_report_holds_the_tables(smoke_run):
         assert embedded[name] == (tables / name).read_text(), name
     assert {"figure1.png", "training_curves.png"} <= set(embedded)
     assert "percentile bootstrap over the attacked utterances" in page  # a caption says how it was made
+
+
+def test_decoding_effect_redecodes_a_finished_run_in_the_other_mode(smoke_run):
+    """The smoke run decodes in mode exact; the tool re-decodes its one joint evaluation (λC(i) = 0.3) in
+    espnet_beam1, skips λC(i) = 0 (both modes pick the same tokens there), and its exact column is the run's own."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "hne_core.results.decoding_effect", str(smoke_run / "results")],
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.strip().splitlines()
+    assert lines[-1].startswith("benign_changed=") and lines[-1].endswith(" attacked_changed=0/0")
+    row = next(line.split() for line in lines if line.split()[:2] == ["benign", "la0.7_lc0.3"])
+    summary = json.loads((smoke_run / "results/eval/la0.7_lc0.3/infer0.3/summary.json").read_text())
+    assert float(row[6]) == pytest.approx(100 * summary["wer"], abs=0.005)  # wer_exact, printed to 2 decimals
+    assert 0 <= int(row[5]) <= int(row[4]) == summary["n_utts"]

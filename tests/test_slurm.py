@@ -19,6 +19,8 @@ import yaml
 from conftest import REPO, SMOKE, planned_jobs, run_snakemake
 from run_outputs import assert_same_results
 
+pytestmark = pytest.mark.slow  # real workflow runs (minutes each)
+
 START, STOP = REPO / "scripts/slurm/start.sh", REPO / "scripts/slurm/stop.sh"
 PROFILES = ["--profile", str(REPO / "profiles/slurm"), "--profile", str(REPO / "tests/profiles/slurm-local")]
 SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")

@@ -12,6 +12,8 @@ import yaml
 from conftest import REPO, run_snakemake
 from cv_fixture import EXPECTED_DROPS, MIN_SAMPLES, RELEASE, cv_clips, make_corpus  # noqa: F401 (fixture)
 
+pytestmark = pytest.mark.slow  # real workflow runs (minutes each)
+
 PAPER = str(REPO / "configs" / "paper.yaml")
 DATA_TARGETS = ["results/paper/data/report.json", *(f"results/paper/data/{s}/wav.scp" for s in ("train", "dev", "test"))]
 
