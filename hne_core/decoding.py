@@ -26,8 +26,8 @@ is one number per step, the same for every candidate c, so the arg-max is the on
 the difference (as ESPnet's beam search does) because it stays small while the prefix score itself grows with
 the hypothesis' length, so adding the decoder's log-probability to it loses fewer bits of float32. Blank is never
 a candidate when λC(i) > 0 (its prefix score is ESPnet's log-zero, -1e10); at λC(i) = 0 the decoder alone decides,
-and blanks it emits are dropped from the output as ``Speech2Text`` drops them. λC(i) = 1 never calls the decoder, λC(i) = 0 never touches CTC (a model
-trained with λC(t) = 0 has no CTC head).
+and blanks it emits are dropped from the output as ``Speech2Text`` drops them. λC(i) = 1 never calls the decoder,
+λC(i) = 0 never touches CTC (a model trained with λC(t) = 0 has no CTC head).
 
 Length: ESPnet's ``maxlenratio = 0`` rule, at most as many tokens as the utterance has encoder frames; a hypothesis
 that reaches it ends there. (ESPnet appends <eos> after the token chosen at its last step even when that token is
@@ -125,12 +125,12 @@ class CTCPrefixGreedy:
         phi = torch.logaddexp(self.rn, self.rb)
         self._phi = phi
         if s0 < T:
-            before = F.pad(phi[:, :-1], (1, 0)) if s0 == 0 else phi[:, s0 - 1:-1]  # (B, T - s0)
+            before = F.pad(phi[:, :-1], (1, 0)) if s0 == 0 else phi[:, s0 - 1 : -1]  # (B, T - s0)
             xs = self.x[:, s0:]
             psi = torch.logsumexp(before[:, :, None] + xs, dim=1)
             if i > 0:  # g's last label again: only after a blank
                 xl = xs.gather(2, self.last[:, None, None].expand(B, T - s0, 1))[:, :, 0]
-                psi.scatter_(1, self.last[:, None], torch.logsumexp(self.rb[:, s0 - 1:-1] + xl, 1)[:, None])
+                psi.scatter_(1, self.last[:, None], torch.logsumexp(self.rb[:, s0 - 1 : -1] + xl, 1)[:, None])
         psi[:, self.eos] = phi.gather(1, self.end)[:, 0]
         psi[:, self.blank] = -math.inf
         self._psi = psi
@@ -146,9 +146,9 @@ class CTCPrefixGreedy:
         rb = torch.full_like(self.cb, -math.inf)
         if s0 < T:
             phi = self._phi
-            before = F.pad(phi[:, :-1], (1, 0)) if s0 == 0 else phi[:, s0 - 1:-1]
+            before = F.pad(phi[:, :-1], (1, 0)) if s0 == 0 else phi[:, s0 - 1 : -1]
             if i > 0:
-                before = torch.where((best == self.last)[:, None], self.rb[:, s0 - 1:-1], before)
+                before = torch.where((best == self.last)[:, None], self.rb[:, s0 - 1 : -1], before)
             valid = self.valid[:, s0:]
             xc = self.x[:, s0:].gather(2, best[:, None, None].expand(B, T - s0, 1))[:, :, 0].masked_fill(~valid, 0.0)
             a = torch.cumsum(xc, 1)  # log Π_{k=s0..t} y_k(c)
@@ -264,8 +264,9 @@ class Hypothesis:
 
 
 @torch.inference_mode()
-def eq2_search(model: torch.nn.Module, enc: torch.Tensor, enc_lens: torch.Tensor, lambda_c: float,
-               track: bool = False) -> list[Hypothesis]:
+def eq2_search(
+    model: torch.nn.Module, enc: torch.Tensor, enc_lens: torch.Tensor, lambda_c: float, track: bool = False
+) -> list[Hypothesis]:
     """Exact Eq. 2 greedy decoding of a padded batch of encoder outputs, one ``Hypothesis`` per row.
 
     ``enc``: (B, T, D) encoder output, ``enc_lens``: (B,) valid frames of each row. The rows step together; a
@@ -335,8 +336,9 @@ def eq2_search(model: torch.nn.Module, enc: torch.Tensor, enc_lens: torch.Tensor
     return hyps
 
 
-def eq2_greedy(model: torch.nn.Module, enc: torch.Tensor, enc_lens: torch.Tensor, lambda_c: float,
-               return_scores: bool = False) -> list[list[int]] | tuple[list[list[int]], list[float]]:
+def eq2_greedy(
+    model: torch.nn.Module, enc: torch.Tensor, enc_lens: torch.Tensor, lambda_c: float, return_scores: bool = False
+) -> list[list[int]] | tuple[list[list[int]], list[float]]:
     """Exact Eq. 2 greedy token ids (no <sos>/<eos>, blanks dropped) of a padded batch of encoder outputs
     (``eq2_search``). ``return_scores``: also each hypothesis' score, the sum of its steps' weighted scores up to
     and including the step that chose <eos> (ESPnet's hypothesis score). The CTC differences telescope, so for a
@@ -370,8 +372,9 @@ class Eq2GreedyDecoder:
         return enc, enc_lens
 
     @torch.no_grad()
-    def search(self, waves: Sequence[np.ndarray | torch.Tensor], batch_size: int = 1,
-               track: bool = False) -> list[Hypothesis]:
+    def search(
+        self, waves: Sequence[np.ndarray | torch.Tensor], batch_size: int = 1, track: bool = False
+    ) -> list[Hypothesis]:
         """One ``Hypothesis`` per wave, in the order given. ``batch_size`` 1: each wave encoded and decoded alone
         (no padding, no hooks: ESPnet's own arithmetic); larger: padded batches of that many, longest first (to pad
         least), encoded under ``batch_invariant(model)`` (see the module docstring). ``track``: ``eq2_search``'s."""
@@ -391,7 +394,7 @@ class Eq2GreedyDecoder:
         order = sorted(range(len(flat)), key=lambda k: -len(flat[k]))
         with batch_invariant(self.model):
             for start in range(0, len(order), batch_size):
-                rows = order[start:start + batch_size]
+                rows = order[start : start + batch_size]
                 enc, enc_lens = self._encode_grouped([flat[k] for k in rows])
                 for k, h in zip(rows, eq2_search(self.model, enc, enc_lens, self.lambda_c, track)):
                     out[k] = h
@@ -458,8 +461,9 @@ def mismatches(single: Sequence[Hypothesis], batched: Sequence[Hypothesis]) -> l
     return found
 
 
-def make_decoder(model: torch.nn.Module, lambda_c: float,
-                 mode: str = DEFAULT_MODE) -> Callable[[np.ndarray], list[int]]:
+def make_decoder(
+    model: torch.nn.Module, lambda_c: float, mode: str = DEFAULT_MODE
+) -> Callable[[np.ndarray], list[int]]:
     """A ``wave -> token ids`` greedy decoder of ``model`` at λC(i) in ``mode`` (see ``DECODING_MODES``)."""
     if check_mode(mode) == "exact":
         return Eq2GreedyDecoder(model, lambda_c)

@@ -39,8 +39,9 @@ def lock_dir() -> Path:
     return Path(os.environ.get("HNE_GPU_LOCK_DIR") or Path(tempfile.gettempdir()) / "hne-gpu-locks")
 
 
-def claim_gpus(n: int, count: int | None = None, directory: str | Path | None = None,
-               timeout_s: float = 3600.0) -> list[int]:
+def claim_gpus(
+    n: int, count: int | None = None, directory: str | Path | None = None, timeout_s: float = 3600.0
+) -> list[int]:
     """Claim ``n`` free devices of ``count`` (default: ``visible_gpu_count()``) for this process and make them its
     ``CUDA_VISIBLE_DEVICES``; returns their indices ([] when nothing was chosen). Waits (polling each second) while
     fewer than ``n`` are free, which happens only when something besides this workflow's Snakemake holds them,

@@ -6,7 +6,6 @@ import contextlib
 import logging
 import os
 import socket
-import sys
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,8 +20,11 @@ def logged_to(path: str | Path | None) -> Iterator[logging.Logger]:
         yield logging.getLogger("hne")
         return
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8", buffering=1) as fh, \
-            contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
+    with (
+        open(path, "w", encoding="utf-8", buffering=1) as fh,
+        contextlib.redirect_stdout(fh),
+        contextlib.redirect_stderr(fh),
+    ):
         handler = logging.StreamHandler(fh)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root = logging.getLogger()
@@ -30,8 +32,12 @@ def logged_to(path: str | Path | None) -> Iterator[logging.Logger]:
         root.setLevel(logging.INFO)
         log = logging.getLogger("hne")
         if os.environ.get("SLURM_JOB_ID"):  # a cluster job: say which one, so its log can be matched to SLURM's
-            log.info("SLURM job %s (partition %s) on %s", os.environ["SLURM_JOB_ID"],
-                     os.environ.get("SLURM_JOB_PARTITION", "?"), socket.gethostname())
+            log.info(
+                "SLURM job %s (partition %s) on %s",
+                os.environ["SLURM_JOB_ID"],
+                os.environ.get("SLURM_JOB_PARTITION", "?"),
+                socket.gethostname(),
+            )
         try:
             yield log
         except BaseException:

@@ -36,11 +36,15 @@ def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
 def verify_sha256(path: str | Path, expected: str | None, key: str = "pretrained.sha256") -> None:
     actual = sha256_of(path)
     if not expected:
-        raise PretrainedError(f"config key '{key}' is not set; refusing to use {path} unverified. "
-                              f"Its sha256 is {actual}: check it against a trusted source, then set {key}.")
+        raise PretrainedError(
+            f"config key '{key}' is not set; refusing to use {path} unverified. "
+            f"Its sha256 is {actual}: check it against a trusted source, then set {key}."
+        )
     if actual != expected.lower():
-        raise PretrainedError(f"{path}: sha256 {actual} does not match config key '{key}' = {expected}; "
-                              "the download is corrupt or not the pinned model")
+        raise PretrainedError(
+            f"{path}: sha256 {actual} does not match config key '{key}' = {expected}; "
+            "the download is corrupt or not the pinned model"
+        )
 
 
 def _layout_from_unpacked(info: dict, out_dir: Path) -> None:

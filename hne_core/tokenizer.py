@@ -39,10 +39,17 @@ def train_sentencepiece(text_file: str | Path, model_out: str | Path, model_type
         corpus.write_text("\n".join(sentences) + "\n", encoding="utf-8")
         prefix = Path(tmp) / "spm"
         spm.SentencePieceTrainer.train(
-            input=str(corpus), model_prefix=str(prefix), model_type=model_type, vocab_size=vocab_size,
-            character_coverage=1.0, input_sentence_size=0, shuffle_input_sentence=False, num_threads=1,
+            input=str(corpus),
+            model_prefix=str(prefix),
+            model_type=model_type,
+            vocab_size=vocab_size,
+            character_coverage=1.0,
+            input_sentence_size=0,
+            shuffle_input_sentence=False,
+            num_threads=1,
             # A char model's size is the alphabet's: let sentencepiece stop there instead of failing.
-            hard_vocab_limit=model_type != "char", minloglevel=2,
+            hard_vocab_limit=model_type != "char",
+            minloglevel=2,
         )
         with atomic_path(model_out) as out:
             shutil.copyfile(f"{prefix}.model", out)
@@ -56,16 +63,30 @@ def write_token_list(text_file: str | Path, bpe_model: str | Path, tokens_out: s
         plain = Path(tmp) / "text.txt"
         plain.write_text("\n".join(read_kaldi_text(text_file)) + "\n", encoding="utf-8")
         with atomic_path(tokens_out) as out:
-            tokenize(input=str(plain), output=str(out), field=None, delimiter=None, token_type="bpe",
-                     space_symbol="<space>", non_linguistic_symbols=None, bpemodel=str(bpe_model),
-                     log_level="WARNING", write_vocabulary=True, vocabulary_size=0,
-                     remove_non_linguistic_symbols=False, cutoff=0,
-                     add_symbol=["<blank>:0", "<unk>:1", "<sos/eos>:-1"], cleaner=None, g2p=None,
-                     add_nonsplit_symbol=[])
+            tokenize(
+                input=str(plain),
+                output=str(out),
+                field=None,
+                delimiter=None,
+                token_type="bpe",
+                space_symbol="<space>",
+                non_linguistic_symbols=None,
+                bpemodel=str(bpe_model),
+                log_level="WARNING",
+                write_vocabulary=True,
+                vocabulary_size=0,
+                remove_non_linguistic_symbols=False,
+                cutoff=0,
+                add_symbol=["<blank>:0", "<unk>:1", "<sos/eos>:-1"],
+                cleaner=None,
+                g2p=None,
+                add_nonsplit_symbol=[],
+            )
 
 
-def copy_pretrained_tokenizer(bpe_model: str | Path, tokens: str | Path, model_out: str | Path,
-                              tokens_out: str | Path) -> None:
+def copy_pretrained_tokenizer(
+    bpe_model: str | Path, tokens: str | Path, model_out: str | Path, tokens_out: str | Path
+) -> None:
     for src, dst in ((bpe_model, model_out), (tokens, tokens_out)):
         if not Path(src).is_file():
             raise DataError(f"pre-trained model lacks its tokenizer file {src}")

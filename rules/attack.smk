@@ -11,14 +11,14 @@ rule attack_targets:
         utterances=f"{R}/attacks/utterances.txt",
     log:
         f"{R}/logs/attacks/attack_targets.log",
+    conda:
+        "../envs/hne.yaml"
     params:
         n_targets=config["attack"]["n_targets"],
         n_utterances=config["attack"]["n_utterances"],
         composition=config["attack"]["composition"],
         seed=config["seed"],
         text_case=config["data"]["text_case"],
-    conda:
-        "../envs/hne.yaml"
     script:
         "../workflow_scripts/attack_targets.py"
 
@@ -41,6 +41,11 @@ rule attack:
         f"{R}/logs/attacks/{{model}}_infer{{lci}}_pgd{{steps}}.log",
     benchmark:
         f"{R}/benchmarks/attacks/{{model}}_infer{{lci}}_pgd{{steps}}.tsv"
+    conda:
+        "../envs/hne.yaml"
+    threads: config["attack"]["threads"]
+    resources:
+        **job_resources("attack"),
     params:
         model_dir=input_dir("model"),
         test_dir=input_dir("test"),
@@ -50,10 +55,5 @@ rule attack:
         settings=attack_settings(),
         # in-job checkpoint: not an output, so a killed job's progress survives for --rerun-incomplete
         checkpoint=lambda wc: attack_checkpoint(R, wc.model, wc.lci, wc.steps),
-    threads: config["attack"]["threads"]
-    resources:
-        **job_resources("attack"),
-    conda:
-        "../envs/hne.yaml"
     script:
         "../workflow_scripts/attack.py"

@@ -69,8 +69,10 @@ def _check_experiment(cfg):
     for section in ("pretrain", "finetune"):
         train = cfg[section]
         if train.get("scheduler") == "constant" and train.get("warmup_steps"):
-            raise WorkflowError(f"Invalid config key '{section}.warmup_steps': {section}.scheduler is constant, so "
-                                "the warm-up would be ignored; remove warmup_steps or set scheduler: warmuplr")
+            raise WorkflowError(
+                f"Invalid config key '{section}.warmup_steps': {section}.scheduler is constant, so "
+                "the warm-up would be ignored; remove warmup_steps or set scheduler: warmuplr"
+            )
     if cfg["tokenizer"]["source"] == "pretrained" and cfg["pretrained"]["source"] != "zenodo":
         raise WorkflowError(
             "Invalid config key 'tokenizer.source': 'pretrained' reuses a downloaded model's BPE, "
@@ -94,18 +96,23 @@ def _check_results(cfg):
 
     for t, table in enumerate(cfg["tables"]):
         labels = [c["label"] for c in table["columns"]]
-        if (table["name"] in RESULT_FILES or table["name"].endswith(REFWER_SUFFIX)
-                or len(set(labels)) != len(labels)):
-            raise WorkflowError(f"Invalid config key 'tables.{t}' ({table['name']}): the name must not be one of "
-                                f"{list(RESULT_FILES)} nor end in {REFWER_SUFFIX!r}, and column labels must not "
-                                "repeat")
+        if table["name"] in RESULT_FILES or table["name"].endswith(REFWER_SUFFIX) or len(set(labels)) != len(labels):
+            raise WorkflowError(
+                f"Invalid config key 'tables.{t}' ({table['name']}): the name must not be one of "
+                f"{list(RESULT_FILES)} nor end in {REFWER_SUFFIX!r}, and column labels must not "
+                "repeat"
+            )
     attacked = {setting(c) for table in cfg["tables"] for c in table["columns"]}
-    evaluated = attacked | {setting({"lambda_a": p["lambda_a"], "lambda_c_train": p["lambda_c"],
-                                     "lambda_c_infer": p["lambda_c"]}) for p in cfg["finetune"]["grid"]}
+    evaluated = attacked | {
+        setting({"lambda_a": p["lambda_a"], "lambda_c_train": p["lambda_c"], "lambda_c_infer": p["lambda_c"]})
+        for p in cfg["finetune"]["grid"]
+    }
     for i, series in enumerate(cfg["figure1"]["series"]):
         if setting(series) not in attacked:
-            raise WorkflowError(f"Invalid config key 'figure1.series.{i}': {setting(series)} (λA, λC(t), λC(i)) "
-                                "is not a column of any table, so it is not attacked")
+            raise WorkflowError(
+                f"Invalid config key 'figure1.series.{i}': {setting(series)} (λA, λC(t), λC(i)) "
+                "is not a column of any table, so it is not attacked"
+            )
     for i, finding in enumerate(cfg["findings"]):
         adv = finding["metric"] == "adv_twer"
         if "best" in finding and not adv:
@@ -113,8 +120,10 @@ def _check_results(cfg):
         refs = [finding["best"]] if "best" in finding else [r for pair in finding["comparisons"] for r in pair]
         missing = [r for r in refs if parse_setting(r) not in (attacked if adv else evaluated)]
         if missing:
-            raise WorkflowError(f"Invalid config key 'findings.{i}': {missing} (λA/λC(t)/λC(i)) "
-                                f"{'not attacked (no table column)' if adv else 'not evaluated'}")
+            raise WorkflowError(
+                f"Invalid config key 'findings.{i}': {missing} (λA/λC(t)/λC(i)) "
+                f"{'not attacked (no table column)' if adv else 'not evaluated'}"
+            )
 
 
 _check_results(config)
@@ -152,11 +161,15 @@ def _check_sample_sizes(cfg):
     for section in ("attack", "evaluation"):
         n = cfg[section]["n_utterances"]
         if n is not None and n > held:
-            hint = (" (if the data stage is to rewrite that split after a config change, remove the file first)"
-                    if exact else "")
+            hint = (
+                " (if the data stage is to rewrite that split after a config change, remove the file first)"
+                if exact
+                else ""
+            )
             raise WorkflowError(
                 f"Invalid config key '{section}.n_utterances': it asks for {n} test utterances, but the test split "
-                f"holds {'only ' if exact else 'at most '}{held} ({where}){hint}")
+                f"holds {'only ' if exact else 'at most '}{held} ({where}){hint}"
+            )
 
 
 _check_sample_sizes(config)
@@ -179,8 +192,11 @@ def source_inputs(wildcards):
 def source_params():
     """What the prepare job receives: the source's own settings and the data-wide settings it reads, and
     nothing else, so that a change reruns it only when it matters to this source."""
-    return {"source": DATA_SOURCE, "settings": SOURCE.settings(config[DATA_SOURCE]),
-            "data": data_sources.data_settings(SOURCE, config)}
+    return {
+        "source": DATA_SOURCE,
+        "settings": SOURCE.settings(config[DATA_SOURCE]),
+        "data": data_sources.data_settings(SOURCE, config),
+    }
 
 
 # ---------------------------------------------------------------- tokenizer and pre-trained model
@@ -325,7 +341,6 @@ def attacked_cells():
 
 def attack_files(name):
     return [f"{attack_dir(R, m, lci, steps)}/{name}" for m, lci, steps in attacked_cells()]
-
 
 
 def eval_files(name, pairs=None):

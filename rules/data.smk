@@ -23,11 +23,11 @@ rule prepare_data:
         f"{R}/logs/data/{SOURCE.RULE}.log",
     benchmark:
         f"{R}/benchmarks/data/{SOURCE.RULE}.tsv"
-    params:
-        **source_params(),
-    threads: config["data"]["threads"]
     conda:
         "../envs/hne.yaml"
+    threads: config["data"]["threads"]
+    params:
+        **source_params(),
     script:
         "../workflow_scripts/prepare_data.py"
 
@@ -39,10 +39,10 @@ rule espnet_data_dir:
         multiext(data_path("{split}/"), *ESPNET_FILES),
     log:
         f"{R}/logs/data/espnet_data_dir_{{split}}.log",
-    params:
-        out_dir=lambda wc, output: os.path.dirname(output[0]),
     conda:
         "../envs/hne.yaml"
+    params:
+        out_dir=lambda wc, output: os.path.dirname(output[0]),
     script:
         "../workflow_scripts/espnet_data_dir.py"
 
@@ -57,11 +57,11 @@ rule data_report:
         classes=data_path("accent_classes.txt"),
     log:
         f"{R}/logs/data/data_report.log",
+    conda:
+        "../envs/hne.yaml"
     params:
         title=f"{DATA_SOURCE} corpus",
         classes=accent_classes(),
-    conda:
-        "../envs/hne.yaml"
     script:
         "../workflow_scripts/data_report.py"
 
@@ -76,11 +76,11 @@ if config["tokenizer"]["source"] == "train":
             tokens=TOKENIZER["tokens"],
         log:
             f"{R}/logs/tokenizer/train_tokenizer.log",
+        conda:
+            "../envs/hne.yaml"
         params:
             model_type=config["tokenizer"]["model_type"],
             vocab_size=config["tokenizer"]["vocab_size"],
-        conda:
-            "../envs/hne.yaml"
         script:
             "../workflow_scripts/train_tokenizer.py"
 

@@ -14,18 +14,18 @@ rule collect_stats:
         f"{R}/logs/model/collect_stats.log",
     benchmark:
         f"{R}/benchmarks/model/collect_stats.tsv"
+    conda:
+        "../envs/hne.yaml"
+    threads: config["pretrain"]["threads"]
+    resources:
+        mem_mb=config["pretrain"]["mem_mb"],
+        runtime=30,
     params:
         model=config["model"],
         pretrain=trainer_settings("pretrain"),
         train_dir=input_dir("train"),
         dev_dir=input_dir("dev"),
         out_dir=output_dir("train", up=2),
-    threads: config["pretrain"]["threads"]
-    resources:
-        mem_mb=config["pretrain"]["mem_mb"],
-        runtime=30,
-    conda:
-        "../envs/hne.yaml"
     script:
         "../workflow_scripts/collect_stats.py"
 
@@ -37,13 +37,13 @@ if config["pretrained"]["source"] == "zenodo":
             expand("{dir}/{f}", dir=pretrained_dir(), f=PRETRAINED_FILES),
         log:
             f"{R}/logs/model/fetch_pretrained.log",
+        conda:
+            "../envs/hne.yaml"
         params:
             url=config["pretrained"]["url"],
             sha256=config["pretrained"]["sha256"],
             cache=f"{RES}/model_zoo_cache",
             out_dir=pretrained_dir(),
-        conda:
-            "../envs/hne.yaml"
         script:
             "../workflow_scripts/fetch_pretrained.py"
 
@@ -64,6 +64,11 @@ else:
             f"{R}/logs/model/pretrain.log",
         benchmark:
             f"{R}/benchmarks/model/pretrain.tsv"
+        conda:
+            "../envs/hne.yaml"
+        threads: config["pretrain"]["threads"]
+        resources:
+            **job_resources("pretrain"),
         params:
             model=config["model"],
             train=trainer_settings("pretrain"),
@@ -73,11 +78,6 @@ else:
             stats_dir=input_dir("stats", up=2),
             exp_dir=f"{R}/training/pretrain",
             out_dir=output_dir("curve"),
-        threads: config["pretrain"]["threads"]
-        resources:
-            **job_resources("pretrain"),
-        conda:
-            "../envs/hne.yaml"
         script:
             "../workflow_scripts/pretrain.py"
 
@@ -97,6 +97,11 @@ rule finetune:
         f"{R}/logs/model/finetune_{{model}}.log",
     benchmark:
         f"{R}/benchmarks/model/finetune_{{model}}.tsv"
+    conda:
+        "../envs/hne.yaml"
+    threads: config["finetune"]["threads"]
+    resources:
+        **job_resources("finetune"),
     params:
         weights=lambda wc: model_weights(wc.model),
         num_accents=len(accent_classes()),
@@ -109,11 +114,6 @@ rule finetune:
         stats_dir=input_dir("stats", up=2),
         exp_dir=lambda wc: f"{R}/training/{wc.model}",
         out_dir=output_dir("curve"),
-    threads: config["finetune"]["threads"]
-    resources:
-        **job_resources("finetune"),
-    conda:
-        "../envs/hne.yaml"
     script:
         "../workflow_scripts/finetune.py"
 
@@ -129,6 +129,11 @@ rule evaluate:
         f"{R}/logs/eval/{{model}}_infer{{lci}}.log",
     benchmark:
         f"{R}/benchmarks/eval/{{model}}_infer{{lci}}.tsv"
+    conda:
+        "../envs/hne.yaml"
+    threads: config["evaluation"]["threads"]
+    resources:
+        **job_resources("evaluation"),
     params:
         weights=lambda wc: model_weights(wc.model),
         lambda_c_infer=lambda wc: float(wc.lci),
@@ -140,11 +145,6 @@ rule evaluate:
         decoding_batch_size=config["decoding"]["batch_size"],
         seed=config["seed"],
         text_case=config["data"]["text_case"],
-    threads: config["evaluation"]["threads"]
-    resources:
-        **job_resources("evaluation"),
-    conda:
-        "../envs/hne.yaml"
     script:
         "../workflow_scripts/evaluate.py"
 
@@ -158,6 +158,11 @@ rule evaluate_base:
         summary=f"{eval_dir(R, 'pretrained', '{lci}')}/summary.json",
     log:
         f"{R}/logs/eval/pretrained_infer{{lci}}.log",
+    conda:
+        "../envs/hne.yaml"
+    threads: config["evaluation"]["threads"]
+    resources:
+        **job_resources("evaluation"),
     params:
         weights={"lambda_a": 1.0, "lambda_c": config["model"]["ctc_weight"]},
         lambda_c_infer=lambda wc: float(wc.lci),
@@ -169,10 +174,5 @@ rule evaluate_base:
         decoding_batch_size=config["decoding"]["batch_size"],
         seed=config["seed"],
         text_case=config["data"]["text_case"],
-    threads: config["evaluation"]["threads"]
-    resources:
-        **job_resources("evaluation"),
-    conda:
-        "../envs/hne.yaml"
     script:
         "../workflow_scripts/evaluate.py"

@@ -18,15 +18,15 @@ rule results_advtwer:
         f"{R}/logs/results/advtwer.log",
     benchmark:
         f"{R}/benchmarks/results/advtwer.tsv"
+    conda:
+        "../envs/hne.yaml"
+    resources:
+        mem_mb=config["results"]["mem_mb"],
+        runtime=config["results"]["runtime"],
     params:
         bootstrap_samples=config["results"]["bootstrap_samples"],
         ci_level=config["results"]["ci_level"],
         seed=config["seed"],
-    resources:
-        mem_mb=config["results"]["mem_mb"],
-        runtime=config["results"]["runtime"],
-    conda:
-        "../envs/hne.yaml"
     script:
         "../workflow_scripts/results_advtwer.py"
 
@@ -70,14 +70,14 @@ rule results_table:
         f"{R}/benchmarks/results/table_{{table}}.tsv"
     wildcard_constraints:
         table="|".join(TABLE_NAMES),
-    params:
-        table=lambda wc: next(t for t in config["tables"] if t["name"] == wc.table),
-        steps=MILESTONES,
+    conda:
+        "../envs/hne.yaml"
     resources:
         mem_mb=config["results"]["mem_mb"],
         runtime=config["results"]["runtime"],
-    conda:
-        "../envs/hne.yaml"
+    params:
+        table=lambda wc: next(t for t in config["tables"] if t["name"] == wc.table),
+        steps=MILESTONES,
     script:
         "../workflow_scripts/results_table.py"
 
@@ -105,11 +105,11 @@ rule results_benign:
         f"{R}/logs/results/benign.log",
     benchmark:
         f"{R}/benchmarks/results/benign.tsv"
+    conda:
+        "../envs/hne.yaml"
     resources:
         mem_mb=config["results"]["mem_mb"],
         runtime=config["results"]["runtime"],
-    conda:
-        "../envs/hne.yaml"
     script:
         "../workflow_scripts/results_benign.py"
 
@@ -135,6 +135,11 @@ rule results_comparison:
         f"{R}/logs/results/paper_comparison.log",
     benchmark:
         f"{R}/benchmarks/results/paper_comparison.tsv"
+    conda:
+        "../envs/hne.yaml"
+    resources:
+        mem_mb=config["results"]["mem_mb"],
+        runtime=config["results"]["runtime"],
     params:
         tables=config["tables"],
         findings=config["findings"],
@@ -142,11 +147,6 @@ rule results_comparison:
         bootstrap_samples=config["results"]["bootstrap_samples"],
         ci_level=config["results"]["ci_level"],
         seed=config["seed"],
-    resources:
-        mem_mb=config["results"]["mem_mb"],
-        runtime=config["results"]["runtime"],
-    conda:
-        "../envs/hne.yaml"
     script:
         "../workflow_scripts/results_comparison.py"
 
@@ -167,15 +167,15 @@ rule results_figure1:
         f"{R}/logs/results/figure1.log",
     benchmark:
         f"{R}/benchmarks/results/figure1.tsv"
+    conda:
+        "../envs/hne.yaml"
+    resources:
+        mem_mb=config["results"]["mem_mb"],
+        runtime=config["results"]["runtime"],
     params:
         series=config["figure1"]["series"],
         overlay_paper=config["figure1"]["overlay_paper"],
         steps=MILESTONES,
-    resources:
-        mem_mb=config["results"]["mem_mb"],
-        runtime=config["results"]["runtime"],
-    conda:
-        "../envs/hne.yaml"
     script:
         "../workflow_scripts/results_figure1.py"
 
@@ -194,10 +194,10 @@ rule results_training_curves:
         f"{R}/logs/results/training_curves.log",
     benchmark:
         f"{R}/benchmarks/results/training_curves.tsv"
+    conda:
+        "../envs/hne.yaml"
     resources:
         mem_mb=config["results"]["mem_mb"],
         runtime=config["results"]["runtime"],
-    conda:
-        "../envs/hne.yaml"
     script:
         "../workflow_scripts/results_training_curves.py"

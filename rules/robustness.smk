@@ -1,8 +1,15 @@
 # Is the robustness real? (issue 17) Transfer of final perturbations between the models of a table, an ε budget
 # sweep, a random-noise floor and an untargeted attack, then one aggregate job with every verdict. Planned only
 # when robustness.enabled (configs/robustness.yaml); see README "Robustness checks".
-from hne_core.naming import (noise_dir, seed_attack_dir, seed_dir, seed_model_dir, sweep_dir, transfer_file,
-                             untargeted_dir)
+from hne_core.naming import (
+    noise_dir,
+    seed_attack_dir,
+    seed_dir,
+    seed_model_dir,
+    sweep_dir,
+    transfer_file,
+    untargeted_dir,
+)
 
 ROB = config["robustness"]
 LAST = MILESTONES[-1]
@@ -11,15 +18,20 @@ LAST = MILESTONES[-1]
 def _robustness_settings():
     """(model, λC(i)) pairs given the sweep, noise and untargeted checks: robustness.settings, every one a table
     column, or every table column."""
-    pairs = {parse_setting(f"{a}/{t}/{i}"): (m, i) for m, i in table_pairs()
-             for a, t in [(model_weights(m)["lambda_a"], model_weights(m)["lambda_c"])]}
+    pairs = {
+        parse_setting(f"{a}/{t}/{i}"): (m, i)
+        for m, i in table_pairs()
+        for a, t in [(model_weights(m)["lambda_a"], model_weights(m)["lambda_c"])]
+    }
     if ROB["settings"] is None:
         return sorted(pairs.values())
     chosen = []
     for k, text in enumerate(ROB["settings"]):
         if parse_setting(text) not in pairs:
-            raise WorkflowError(f"Invalid config key 'robustness.settings.{k}': {text} (λA/λC(t)/λC(i)) is not a "
-                                "column of any table, so it is not attacked")
+            raise WorkflowError(
+                f"Invalid config key 'robustness.settings.{k}': {text} (λA/λC(t)/λC(i)) is not a "
+                "column of any table, so it is not attacked"
+            )
         chosen.append(pairs[parse_setting(text)])
     return sorted(chosen)
 
@@ -33,8 +45,10 @@ def _seed_pairs():
     """(model, λC(i)) of robustness.seed_settings (table columns), retrained with every robustness.seeds."""
     if config["seed"] in ROB["seeds"]:
         raise WorkflowError(f"Invalid config key 'robustness.seeds': {config['seed']} is the run's own `seed`")
-    columns = {parse_setting(f"{model_weights(m)['lambda_a']}/{model_weights(m)['lambda_c']}/{i}"): (m, i)
-               for m, i in table_pairs()}
+    columns = {
+        parse_setting(f"{model_weights(m)['lambda_a']}/{model_weights(m)['lambda_c']}/{i}"): (m, i)
+        for m, i in table_pairs()
+    }
     out = []
     for k, text in enumerate(ROB["seed_settings"]):
         if parse_setting(text) not in columns:
@@ -47,8 +61,10 @@ SEED_PAIRS = _seed_pairs()
 
 
 def _table_pair_sets():
-    return [{(model_id(c["lambda_a"], c["lambda_c_train"]), fmt_weight(c["lambda_c_infer"])) for c in t["columns"]}
-            for t in config["tables"]]
+    return [
+        {(model_id(c["lambda_a"], c["lambda_c_train"]), fmt_weight(c["lambda_c_infer"])) for c in t["columns"]}
+        for t in config["tables"]
+    ]
 
 
 def transfer_victims():
@@ -60,8 +76,10 @@ def transfer_sources(wildcards):
     """The final state (and summary, for its setting) of every other column of the victim's tables."""
     victim = (wildcards.model, fmt_weight(wildcards.lci))
     sources = sorted({p for cols in _table_pair_sets() if victim in cols for p in cols} - {victim})
-    return {"states": [f"{attack_dir(R, m, l, LAST)}/state.npz" for m, l in sources],
-            "summaries": [f"{attack_dir(R, m, l, LAST)}/summary.json" for m, l in sources]}
+    return {
+        "states": [f"{attack_dir(R, m, l, LAST)}/state.npz" for m, l in sources],
+        "summaries": [f"{attack_dir(R, m, l, LAST)}/summary.json" for m, l in sources],
+    }
 
 
 def previous_untargeted_state(wildcards):
@@ -69,8 +87,11 @@ def previous_untargeted_state(wildcards):
     if steps not in MILESTONES:
         raise WorkflowError(f"PGD milestone {steps} is not in attack.steps {MILESTONES}")
     i = MILESTONES.index(steps)
-    return {} if i == 0 else {
-        "prev_state": f"{untargeted_dir(R, wildcards.model, wildcards.lci, MILESTONES[i - 1])}/state.npz"}
+    return (
+        {}
+        if i == 0
+        else {"prev_state": f"{untargeted_dir(R, wildcards.model, wildcards.lci, MILESTONES[i - 1])}/state.npz"}
+    )
 
 
 def robustness_tables():
@@ -114,6 +135,11 @@ rule robustness_transfer:
         f"{R}/logs/robustness/transfer_{{model}}_infer{{lci}}.log",
     benchmark:
         f"{R}/benchmarks/robustness/transfer_{{model}}_infer{{lci}}.tsv"
+    conda:
+        "../envs/hne.yaml"
+    threads: ROB["threads"]
+    resources:
+        **job_resources("robustness"),
     params:
         model_dir=input_dir("model"),
         test_dir=input_dir("test"),
@@ -123,11 +149,6 @@ rule robustness_transfer:
         clip=config["attack"]["clip"],
         decoding=config["decoding"]["mode"],
         text_case=config["data"]["text_case"],
-    threads: ROB["threads"]
-    resources:
-        **job_resources("robustness"),
-    conda:
-        "../envs/hne.yaml"
     script:
         "../workflow_scripts/robustness_transfer.py"
 
@@ -151,6 +172,11 @@ rule robustness_sweep:
         f"{R}/benchmarks/robustness/sweep_eps{{scale}}_{{model}}_infer{{lci}}_pgd{{steps}}.tsv"
     wildcard_constraints:
         scale=r"[0-9.]+",
+    conda:
+        "../envs/hne.yaml"
+    threads: config["attack"]["threads"]
+    resources:
+        **job_resources("attack"),
     params:
         model_dir=input_dir("model"),
         test_dir=input_dir("test"),
@@ -162,11 +188,6 @@ rule robustness_sweep:
             step_size=float(wc.scale) * config["attack"]["step_size"],
         ),
         checkpoint=lambda wc: f"{sweep_dir(R, wc.scale, wc.model, wc.lci, wc.steps)}.checkpoint",
-    threads: config["attack"]["threads"]
-    resources:
-        **job_resources("attack"),
-    conda:
-        "../envs/hne.yaml"
     script:
         "../workflow_scripts/robustness_sweep.py"
 
@@ -185,6 +206,11 @@ rule robustness_noise:
         f"{R}/logs/robustness/noise_{{model}}_infer{{lci}}.log",
     benchmark:
         f"{R}/benchmarks/robustness/noise_{{model}}_infer{{lci}}.tsv"
+    conda:
+        "../envs/hne.yaml"
+    threads: ROB["threads"]
+    resources:
+        **job_resources("robustness"),
     params:
         model_dir=input_dir("model"),
         test_dir=input_dir("test"),
@@ -196,11 +222,6 @@ rule robustness_noise:
         target_length=config["attack"]["target_length"],
         decoding=config["decoding"]["mode"],
         text_case=config["data"]["text_case"],
-    threads: ROB["threads"]
-    resources:
-        **job_resources("robustness"),
-    conda:
-        "../envs/hne.yaml"
     script:
         "../workflow_scripts/robustness_noise.py"
 
@@ -222,7 +243,13 @@ rule robustness_untargeted:
         f"{R}/logs/robustness/untargeted_{{model}}_infer{{lci}}_pgd{{steps}}.log",
     benchmark:
         f"{R}/benchmarks/robustness/untargeted_{{model}}_infer{{lci}}_pgd{{steps}}.tsv"
+    conda:
+        "../envs/hne.yaml"
+    threads: config["attack"]["threads"]
+    resources:
+        **job_resources("attack"),
     params:
+        **ATTACK_SETTINGS,
         model_dir=input_dir("model"),
         test_dir=input_dir("test"),
         weights=lambda wc: model_weights(wc.model),
@@ -231,12 +258,6 @@ rule robustness_untargeted:
         epsilon=config["attack"]["epsilon"],
         step_size=config["attack"]["step_size"],
         checkpoint=lambda wc: f"{untargeted_dir(R, wc.model, wc.lci, wc.steps)}.checkpoint",
-        **ATTACK_SETTINGS,
-    threads: config["attack"]["threads"]
-    resources:
-        **job_resources("attack"),
-    conda:
-        "../envs/hne.yaml"
     script:
         "../workflow_scripts/robustness_untargeted.py"
 
@@ -258,6 +279,11 @@ rule robustness_seed_finetune:
         f"{R}/benchmarks/robustness/finetune_seed{{seed}}_{{model}}.tsv"
     wildcard_constraints:
         seed=r"[0-9]+",
+    conda:
+        "../envs/hne.yaml"
+    threads: config["finetune"]["threads"]
+    resources:
+        **job_resources("finetune"),
     params:  # the fine-tuning rule's, but the seed (which also draws the training subset)
         weights=lambda wc: model_weights(wc.model),
         num_accents=len(accent_classes()),
@@ -270,11 +296,6 @@ rule robustness_seed_finetune:
         stats_dir=input_dir("stats", up=2),
         exp_dir=lambda wc: f"{seed_dir(R, wc.seed)}/training/{wc.model}",
         out_dir=output_dir("curve"),
-    threads: config["finetune"]["threads"]
-    resources:
-        **job_resources("finetune"),
-    conda:
-        "../envs/hne.yaml"
     script:
         "../workflow_scripts/finetune.py"
 
@@ -298,6 +319,11 @@ rule robustness_seed_attack:
         f"{R}/benchmarks/robustness/attack_seed{{seed}}_{{model}}_infer{{lci}}_pgd{{steps}}.tsv"
     wildcard_constraints:
         seed=r"[0-9]+",
+    conda:
+        "../envs/hne.yaml"
+    threads: config["attack"]["threads"]
+    resources:
+        **job_resources("attack"),
     params:  # the attack rule's, straight to the milestone (no chain: only the last one is judged)
         model_dir=input_dir("model"),
         test_dir=input_dir("test"),
@@ -306,11 +332,6 @@ rule robustness_seed_attack:
         steps=lambda wc: int(wc.steps),
         settings=attack_settings(),
         checkpoint=lambda wc: f"{seed_attack_dir(R, wc.seed, wc.model, wc.lci, wc.steps)}.checkpoint",
-    threads: config["attack"]["threads"]
-    resources:
-        **job_resources("attack"),
-    conda:
-        "../envs/hne.yaml"
     script:
         "../workflow_scripts/attack.py"
 
@@ -321,31 +342,51 @@ rule robustness_report:
         whitebox_summaries=[f"{attack_dir(R, m, l, LAST)}/summary.json" for m, l in table_pairs()],
         whitebox_csvs=[f"{attack_dir(R, m, l, LAST)}/utterances.csv" for m, l in table_pairs()],
         transfer=[transfer_file(R, m, l) for m, l in transfer_victims()],
-        sweep_summaries=[f"{sweep_dir(R, s, m, l, LAST)}/summary.json" for s in SWEEP_SCALES
-                         for m, l in ROBUSTNESS_PAIRS],
-        sweep_csvs=[f"{sweep_dir(R, s, m, l, LAST)}/utterances.csv" for s in SWEEP_SCALES
-                    for m, l in ROBUSTNESS_PAIRS],
+        sweep_summaries=[
+            f"{sweep_dir(R, s, m, l, LAST)}/summary.json" for s in SWEEP_SCALES for m, l in ROBUSTNESS_PAIRS
+        ],
+        sweep_csvs=[f"{sweep_dir(R, s, m, l, LAST)}/utterances.csv" for s in SWEEP_SCALES for m, l in ROBUSTNESS_PAIRS],
         noise=[f"{noise_dir(R, m, l)}/utterances.csv" for m, l in ROBUSTNESS_PAIRS],
-        untargeted_summaries=[f"{untargeted_dir(R, m, l, k)}/summary.json" for m, l in ROBUSTNESS_PAIRS
-                              for k in MILESTONES],
-        untargeted_csvs=[f"{untargeted_dir(R, m, l, k)}/utterances.csv" for m, l in ROBUSTNESS_PAIRS
-                         for k in MILESTONES],
-        seed_summaries=[f"{seed_attack_dir(R, s, m, l, LAST)}/summary.json" for s in ROB["seeds"]
-                        for m, l in SEED_PAIRS],
+        untargeted_summaries=[
+            f"{untargeted_dir(R, m, l, k)}/summary.json" for m, l in ROBUSTNESS_PAIRS for k in MILESTONES
+        ],
+        untargeted_csvs=[
+            f"{untargeted_dir(R, m, l, k)}/utterances.csv" for m, l in ROBUSTNESS_PAIRS for k in MILESTONES
+        ],
+        seed_summaries=[
+            f"{seed_attack_dir(R, s, m, l, LAST)}/summary.json" for s in ROB["seeds"] for m, l in SEED_PAIRS
+        ],
         seed_csvs=[f"{seed_attack_dir(R, s, m, l, LAST)}/utterances.csv" for s in ROB["seeds"] for m, l in SEED_PAIRS],
     output:
-        csv=report(results_path("tables", "robustness_checks.csv"), caption="../report/robustness.rst",
-                   category="Results", subcategory="Robustness checks"),
+        csv=report(
+            results_path("tables", "robustness_checks.csv"),
+            caption="../report/robustness.rst",
+            category="Results",
+            subcategory="Robustness checks",
+        ),
         md=results_path("tables", "robustness_checks.md"),
-        sweep_png=report(results_path("figures", "budget_sweep.png"), caption="../report/robustness.rst",
-                         category="Results", subcategory="Robustness checks"),
-        transfer_png=report(results_path("figures", "transfer.png"), caption="../report/robustness.rst",
-                            category="Results", subcategory="Robustness checks"),
+        sweep_png=report(
+            results_path("figures", "budget_sweep.png"),
+            caption="../report/robustness.rst",
+            category="Results",
+            subcategory="Robustness checks",
+        ),
+        transfer_png=report(
+            results_path("figures", "transfer.png"),
+            caption="../report/robustness.rst",
+            category="Results",
+            subcategory="Robustness checks",
+        ),
         matrices=[results_path("tables", f"transfer_{n}.{ext}") for n in robustness_tables() for ext in ("csv", "md")],
     log:
         f"{R}/logs/results/robustness.log",
     benchmark:
         f"{R}/benchmarks/results/robustness.tsv"
+    conda:
+        "../envs/hne.yaml"
+    resources:
+        mem_mb=config["results"]["mem_mb"],
+        runtime=config["results"]["runtime"],
     params:
         tables=config["tables"],
         settings=[f"{model_weights(m)['lambda_a']}/{model_weights(m)['lambda_c']}/{l}" for m, l in ROBUSTNESS_PAIRS],
@@ -361,10 +402,5 @@ rule robustness_report:
         bootstrap_samples=config["results"]["bootstrap_samples"],
         ci_level=config["results"]["ci_level"],
         seed=config["seed"],
-    resources:
-        mem_mb=config["results"]["mem_mb"],
-        runtime=config["results"]["runtime"],
-    conda:
-        "../envs/hne.yaml"
     script:
         "../workflow_scripts/robustness_report.py"

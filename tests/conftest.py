@@ -16,15 +16,16 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 SMOKE = REPO / "tests" / "configs" / "smoke.yaml"
 
 
-def run_snakemake(workdir: Path, *args: str, check: bool = True, env: dict | None = None,
-                  timeout: int = 1800) -> subprocess.CompletedProcess:
+def run_snakemake(
+    workdir: Path, *args: str, check: bool = True, env: dict | None = None, timeout: int = 1800
+) -> subprocess.CompletedProcess:
     """Run the real workflow in ``workdir`` (outputs land there, never in the repository)."""
     cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
     if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n"
-                             f"{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+        )
     return proc
 
 

@@ -11,17 +11,41 @@ TOKENS = ["<blank>", "<unk>", "\u2581", "A", "B", "C", "D", "E", "<sos/eos>"]
 
 def tiny_config(lambda_a: float, lambda_c: float, hidden=(8, 8, 8, 8)) -> dict:
     return {
-        "token_list": TOKENS, "input_size": None, "use_preprocessor": False, "token_type": "bpe",
-        "bpemodel": None, "frontend": "default", "frontend_conf": {"n_fft": 512, "hop_length": 160, "n_mels": 20},
-        "specaug": None, "normalize": "utterance_mvn", "normalize_conf": {},
-        "preencoder": None, "postencoder": None,
-        "encoder": "conformer", "encoder_conf": {"output_size": 16, "attention_heads": 2, "linear_units": 32,
-                                                 "num_blocks": 1, "cnn_module_kernel": 5, "input_layer": "conv2d"},
-        "decoder": "transformer", "decoder_conf": {"attention_heads": 2, "linear_units": 32, "num_blocks": 1},
-        "model": "mtl", "model_conf": {"lambda_a": lambda_a, "lambda_c": lambda_c, "num_accents": 2,
-                                       "dis_hidden": list(hidden), "dis_activation": "relu",
-                                       "report_cer": False, "report_wer": False},
-        "ctc_conf": {}, "init": None,
+        "token_list": TOKENS,
+        "input_size": None,
+        "use_preprocessor": False,
+        "token_type": "bpe",
+        "bpemodel": None,
+        "frontend": "default",
+        "frontend_conf": {"n_fft": 512, "hop_length": 160, "n_mels": 20},
+        "specaug": None,
+        "normalize": "utterance_mvn",
+        "normalize_conf": {},
+        "preencoder": None,
+        "postencoder": None,
+        "encoder": "conformer",
+        "encoder_conf": {
+            "output_size": 16,
+            "attention_heads": 2,
+            "linear_units": 32,
+            "num_blocks": 1,
+            "cnn_module_kernel": 5,
+            "input_layer": "conv2d",
+        },
+        "decoder": "transformer",
+        "decoder_conf": {"attention_heads": 2, "linear_units": 32, "num_blocks": 1},
+        "model": "mtl",
+        "model_conf": {
+            "lambda_a": lambda_a,
+            "lambda_c": lambda_c,
+            "num_accents": 2,
+            "dis_hidden": list(hidden),
+            "dis_activation": "relu",
+            "report_cer": False,
+            "report_wer": False,
+        },
+        "ctc_conf": {},
+        "init": None,
     }
 
 
@@ -45,8 +69,14 @@ def tiny_batch(batch: int = 2):
     text = torch.tensor([[3, 4, 5, 6], [4, 5, 6, -1]][:batch])
     text_lengths = torch.tensor([4, 3][:batch])
     accent = torch.tensor([[0], [1]][:batch])
-    return dict(speech=speech, speech_lengths=lengths, text=text, text_lengths=text_lengths, accent=accent,
-                accent_lengths=torch.ones(batch, dtype=torch.long))
+    return dict(
+        speech=speech,
+        speech_lengths=lengths,
+        text=text,
+        text_lengths=text_lengths,
+        accent=accent,
+        accent_lengths=torch.ones(batch, dtype=torch.long),
+    )
 
 
 def namespace(cfg: dict) -> argparse.Namespace:

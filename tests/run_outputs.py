@@ -36,8 +36,9 @@ VOLATILE_COLUMNS = ("time", "seconds", "elapsed")
 def result_files(workdir: Path) -> list[str]:
     files = set()
     for pattern in PATTERNS:
-        files |= {p.relative_to(workdir).as_posix() for p in workdir.glob(pattern)
-                  if p.is_file() and p.suffix != ".pdf"}
+        files |= {
+            p.relative_to(workdir).as_posix() for p in workdir.glob(pattern) if p.is_file() and p.suffix != ".pdf"
+        }
     return sorted(files)
 
 
@@ -55,8 +56,10 @@ def comparable(path: Path):
 def assert_same_results(run: Path, reference: Path, must_include: tuple[str, ...] = ()) -> list[str]:
     """Both runs wrote the same result files with equal contents; returns the compared paths."""
     files, ref_files = result_files(run), result_files(reference)
-    assert files == ref_files, f"different result files: only in run {sorted(set(files) - set(ref_files))}, " \
-                               f"only in reference {sorted(set(ref_files) - set(files))}"
+    assert files == ref_files, (
+        f"different result files: only in run {sorted(set(files) - set(ref_files))}, "
+        f"only in reference {sorted(set(ref_files) - set(files))}"
+    )
     for pattern in must_include:
         assert any(Path(f).match(pattern) for f in files), f"no result file matches {pattern}"
     differ = [f for f in files if comparable(run / f) != comparable(reference / f)]

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from hne_core.data.accents import (CV_ACCENT_CODES, AccentClasses, AccentSchema, detect_accent_schema,
-                                   split_accent_labels)
+from hne_core.data.accents import (
+    CV_ACCENT_CODES,
+    AccentClasses,
+    AccentSchema,
+    detect_accent_schema,
+    split_accent_labels,
+)
 from hne_core.data.corpus import DataError
 
 US = "United States English"
@@ -18,15 +23,18 @@ FREE = AccentSchema("accents", "free_text")
 REPACK = AccentSchema("accent", "free_text")
 
 
-@pytest.mark.parametrize("columns, values, expected", [
-    (["client_id", "accent"], ["us", "indian", "", "england"], CODES),            # CV <= 7.0
-    (["client_id", "accent"], ["us", "us", "martian"], CODES),                    # unknown code: still codes
-    (["client_id", "accent"], ["", ""], CODES),                                   # nothing to tell: codes
-    (["client_id", "accents"], [US, f"{US},{INDIA}"], FREE),                      # CV >= 8.0
-    (["client_id", "accents"], [], FREE),
-    (["client_id", "accent"], [US, INDIA, "", "us"], REPACK),                     # Hugging Face repack
-    (["client_id", "accent", "accents"], ["us"], FREE),                           # accents wins
-])
+@pytest.mark.parametrize(
+    "columns, values, expected",
+    [
+        (["client_id", "accent"], ["us", "indian", "", "england"], CODES),  # CV <= 7.0
+        (["client_id", "accent"], ["us", "us", "martian"], CODES),  # unknown code: still codes
+        (["client_id", "accent"], ["", ""], CODES),  # nothing to tell: codes
+        (["client_id", "accents"], [US, f"{US},{INDIA}"], FREE),  # CV >= 8.0
+        (["client_id", "accents"], [], FREE),
+        (["client_id", "accent"], [US, INDIA, "", "us"], REPACK),  # Hugging Face repack
+        (["client_id", "accent", "accents"], ["us"], FREE),  # accents wins
+    ],
+)
 def test_detect_accent_schema(columns, values, expected):
     assert detect_accent_schema(columns, values) == expected
 
@@ -36,20 +44,23 @@ def test_detect_accent_schema_without_column_names_the_file():
         detect_accent_schema(["client_id", "path", "sentence"], [], source="/data/train.tsv")
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("", []),
-    (US, [US]),
-    (f"{US},{INDIA}", [US, INDIA]),
-    (INDIA, [INDIA]),
-    (f"{INDIA},{AFRICA}", [INDIA, AFRICA]),
-    (f"{WEST_INDIES}, {US}", [WEST_INDIES, US]),
-    (f"  {US} ,, {US.lower()} ", [US]),                                      # trimmed, repeats counted once
-    ("india and south asia (india,  pakistan, sri lanka)", ["india and south asia (india, pakistan, sri lanka)"]),
-    ("German English,Non native speaker", ["German English", "Non native speaker"]),
-    ("Foo (a, b), bar", ["Foo (a, b)"] + ["bar"]),                            # unknown label: depth-0 split
-    ("Slight accent (Hindi, Tamil", ["Slight accent (Hindi, Tamil"]),        # unclosed: rest is one label
-    ("England English accent, Welsh English", ["England English accent", "Welsh English"]),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("", []),
+        (US, [US]),
+        (f"{US},{INDIA}", [US, INDIA]),
+        (INDIA, [INDIA]),
+        (f"{INDIA},{AFRICA}", [INDIA, AFRICA]),
+        (f"{WEST_INDIES}, {US}", [WEST_INDIES, US]),
+        (f"  {US} ,, {US.lower()} ", [US]),  # trimmed, repeats counted once
+        ("india and south asia (india,  pakistan, sri lanka)", ["india and south asia (india, pakistan, sri lanka)"]),
+        ("German English,Non native speaker", ["German English", "Non native speaker"]),
+        ("Foo (a, b), bar", ["Foo (a, b)"] + ["bar"]),  # unknown label: depth-0 split
+        ("Slight accent (Hindi, Tamil", ["Slight accent (Hindi, Tamil"]),  # unclosed: rest is one label
+        ("England English accent, Welsh English", ["England English accent", "Welsh English"]),
+    ],
+)
 def test_split_accent_labels(text, expected):
     assert split_accent_labels(text) == expected
 
@@ -72,31 +83,35 @@ CASES = [
     (CODES, "martian", "drop", None, "unknown_accent"),
     (CODES, "United States English", "drop", None, "unknown_accent"),
     # CV >= 8.0 free text (column accents) and HF repacks (column accent): same behaviour
-    *[(schema, value, policy, cls, reason) for schema in (FREE, REPACK) for value, policy, cls, reason in [
-        (US, "drop", "us", None),
-        (INDIA, "drop", "indian", None),
-        ("  united states ENGLISH ", "drop", "us", None),
-        ("England English", "drop", None, "other_accent"),
-        (AFRICA, "drop", None, "other_accent"),
-        ("", "drop", None, "no_accent"),
-        ("   ", "drop", None, "no_accent"),
-        ("us", "drop", None, "other_accent"),                      # a code is not a free-text label
-        # several labels, policy drop
-        (f"{US},{INDIA}", "drop", None, "multi_accent"),
-        (f"{US},England English", "drop", None, "multi_accent"),
-        (f"{US},{US}", "drop", "us", None),                         # a repeat is one label
-        # unique_class
-        (f"{US},{INDIA}", "unique_class", None, "multi_accent_conflict"),
-        (f"{INDIA},{AFRICA}", "unique_class", "indian", None),
-        (f"England English,{US}", "unique_class", "us", None),
-        (f"England English,{AFRICA}", "unique_class", None, "other_accent"),
-        (INDIA, "unique_class", "indian", None),
-        # first
-        (f"{US},{INDIA}", "first", "us", None),
-        (f"{INDIA},{US}", "first", "indian", None),
-        (f"{AFRICA},{US}", "first", None, "other_accent"),
-        (f"{INDIA},{AFRICA}", "first", "indian", None),
-    ]],
+    *[
+        (schema, value, policy, cls, reason)
+        for schema in (FREE, REPACK)
+        for value, policy, cls, reason in [
+            (US, "drop", "us", None),
+            (INDIA, "drop", "indian", None),
+            ("  united states ENGLISH ", "drop", "us", None),
+            ("England English", "drop", None, "other_accent"),
+            (AFRICA, "drop", None, "other_accent"),
+            ("", "drop", None, "no_accent"),
+            ("   ", "drop", None, "no_accent"),
+            ("us", "drop", None, "other_accent"),  # a code is not a free-text label
+            # several labels, policy drop
+            (f"{US},{INDIA}", "drop", None, "multi_accent"),
+            (f"{US},England English", "drop", None, "multi_accent"),
+            (f"{US},{US}", "drop", "us", None),  # a repeat is one label
+            # unique_class
+            (f"{US},{INDIA}", "unique_class", None, "multi_accent_conflict"),
+            (f"{INDIA},{AFRICA}", "unique_class", "indian", None),
+            (f"England English,{US}", "unique_class", "us", None),
+            (f"England English,{AFRICA}", "unique_class", None, "other_accent"),
+            (INDIA, "unique_class", "indian", None),
+            # first
+            (f"{US},{INDIA}", "first", "us", None),
+            (f"{INDIA},{US}", "first", "indian", None),
+            (f"{AFRICA},{US}", "first", None, "other_accent"),
+            (f"{INDIA},{AFRICA}", "first", "indian", None),
+        ]
+    ],
 ]
 
 
@@ -122,14 +137,21 @@ def test_classes_may_merge_several_codes_and_labels():
     assert classes.classify("England English,Scottish English", FREE).accent == "british"
 
 
-@pytest.mark.parametrize("classes, policy, message", [
-    (CLASSES, "sometimes", r"commonvoice\.multi_accent: 'sometimes'"),
-    ({}, "drop", r"commonvoice\.classes: expected a non-empty mapping"),
-    ({"us": {"codes": ["usa"]}}, "drop", r"commonvoice\.classes\.us\.codes: 'usa' is not a Common Voice"),
-    ({"us": {}}, "drop", r"commonvoice\.classes\.us: give at least one"),
-    ({"us": {"code": ["us"]}}, "drop", r"commonvoice\.classes\.us: expected a mapping with keys"),
-    ({"a": {"labels": [US]}, "b": {"labels": [US.upper()]}}, "drop", r"commonvoice\.classes\.b\.labels: .* class 'a'"),
-])
+@pytest.mark.parametrize(
+    "classes, policy, message",
+    [
+        (CLASSES, "sometimes", r"commonvoice\.multi_accent: 'sometimes'"),
+        ({}, "drop", r"commonvoice\.classes: expected a non-empty mapping"),
+        ({"us": {"codes": ["usa"]}}, "drop", r"commonvoice\.classes\.us\.codes: 'usa' is not a Common Voice"),
+        ({"us": {}}, "drop", r"commonvoice\.classes\.us: give at least one"),
+        ({"us": {"code": ["us"]}}, "drop", r"commonvoice\.classes\.us: expected a mapping with keys"),
+        (
+            {"a": {"labels": [US]}, "b": {"labels": [US.upper()]}},
+            "drop",
+            r"commonvoice\.classes\.b\.labels: .* class 'a'",
+        ),
+    ],
+)
 def test_bad_config_names_the_key(classes, policy, message):
     with pytest.raises(DataError, match=message):
         AccentClasses.from_config(classes, policy)

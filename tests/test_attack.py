@@ -29,6 +29,7 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
+from model_utils import TOKENS, build_tiny, tiny_config
 
 from hne_core.attack.art_engine import ESPnetARTRecognizer, make_art_pgd, object_array
 from hne_core.attack.batching import batch_invariant
@@ -37,9 +38,17 @@ from hne_core.attack.job import AttackOutputs, AttackSettings, attack_job, dequa
 from hne_core.attack.loss import AttackSetupError, adversarial_losses, decoder_losses, pad_targets, pad_waves
 from hne_core.attack.pgd import CLIP_TOL, FLOAT32_U, NORM_RTOL, NaNGradientError, frozen, length_batches
 from hne_core.attack.run import run_attack
-from hne_core.attack.targets import (LOREM_WORDS, SpellingError, TargetEncoder, assign_targets, check_spellable,
-                                     make_targets, read_targets, spellable_words, write_targets)
-from model_utils import TOKENS, build_tiny, tiny_config
+from hne_core.attack.targets import (
+    LOREM_WORDS,
+    SpellingError,
+    TargetEncoder,
+    assign_targets,
+    check_spellable,
+    make_targets,
+    read_targets,
+    spellable_words,
+    write_targets,
+)
 
 pytestmark = pytest.mark.numeric
 
@@ -137,8 +146,13 @@ def test_loss_is_eq4_per_utterance_as_espnet_computes_it(model, waves):
     # λA = 1: the model's own loss is λC L_CTC + (1-λC) L_DEC, so a batch of one must agree with it
     for w, t in zip(waves, TARGETS):
         ours = grads(model, [w], [t])[0][0]
-        loss, _, _ = model(torch.from_numpy(w)[None], torch.tensor([len(w)]), torch.tensor([t]),
-                           torch.tensor([len(t)]), accent=torch.zeros(1, 1, dtype=torch.long))
+        loss, _, _ = model(
+            torch.from_numpy(w)[None],
+            torch.tensor([len(w)]),
+            torch.tensor([t]),
+            torch.tensor([len(t)]),
+            accent=torch.zeros(1, 1, dtype=torch.long),
+        )
         # the same CTC and attention ops; only the final sums over ≤ 45 terms are ordered differently
         assert float(ours) == pytest.approx(float(loss.detach()), rel=2 * 45 * FLOAT32_U)
     with batch_invariant(model):
@@ -163,8 +177,9 @@ def test_decoder_losses_are_criterion_att_row_by_row(model, waves, normalize_len
             ours = decoder_losses(model, enc, enc_lens, ys, ys_lens)
             ys_in, ys_out = add_sos_eos(ys, model.sos, model.eos, model.ignore_id)
             dec_out, _ = model.decoder(enc, enc_lens, ys_in, ys_lens + 1)
-            rows = [crit(dec_out[i: i + 1, : n + 1], ys_out[i: i + 1, : n + 1])
-                    for i, n in enumerate(ys_lens.tolist())]
+            rows = [
+                crit(dec_out[i : i + 1, : n + 1], ys_out[i : i + 1, : n + 1]) for i, n in enumerate(ys_lens.tolist())
+            ]
     finally:
         crit.normalize_length = saved
     # one reduction over vocabulary x (target length + 1) terms in another order: ≤ 2·γ_n relative
@@ -204,8 +219,11 @@ def test_batched_gradients_equal_one_at_a_time_and_padding_gets_none(model, wave
 # ------------------------------------------------------------------------------------------------ engines
 @pytest.fixture(scope="module")
 def five_steps(model, waves):
-    return {"art": attack("art", model, waves, 5), "native1": attack("native", model, waves, 5, batch_size=1),
-            "native": attack("native", model, waves, 5, batch_size=3)}
+    return {
+        "art": attack("art", model, waves, 5),
+        "native1": attack("native", model, waves, 5, batch_size=1),
+        "native": attack("native", model, waves, 5, batch_size=3),
+    }
 
 
 def test_constraints_hold_and_bind(five_steps, model, waves):
@@ -220,8 +238,14 @@ def test_constraints_hold_and_bind(five_steps, model, waves):
     assert np.abs(waves[1] + unclipped.deltas[1]).max() > 1.0  # and clipping does
 
 
-def step_bound(x: np.ndarray, delta_in: np.ndarray, delta_out: np.ndarray, grad: np.ndarray,
-               grad_diff: float = 0.0, input_diff: float = 0.0) -> float:
+def step_bound(
+    x: np.ndarray,
+    delta_in: np.ndarray,
+    delta_out: np.ndarray,
+    grad: np.ndarray,
+    grad_diff: float = 0.0,
+    input_diff: float = 0.0,
+) -> float:
     """Largest |δ'_a - δ'_b| of two implementations of one step of ``pgd.l2_step`` from states ``delta_in`` whose
     inputs x + δ differ by at most ``input_diff`` per sample and whose gradients differ by ``grad_diff`` in L2
     (``grad`` is one of them; ``delta_out`` one of the results). Error analysis, u the float32 unit round-off:
@@ -239,8 +263,7 @@ def step_bound(x: np.ndarray, delta_in: np.ndarray, delta_out: np.ndarray, grad:
     ghat = float(np.abs(g).max()) / gnorm
     d_max = float(np.abs(delta_in).max()) + STEP * ghat
     xadv_max = float(np.abs(x.astype(np.float64) + delta_in).max()) + STEP * ghat
-    e = (STEP * ghat * (rho + 4 * u) + 2 * u * xadv_max + 2 * u * d_max + input_diff
-         + STEP * 2 * grad_diff / gnorm)
+    e = STEP * ghat * (rho + 4 * u) + 2 * u * xadv_max + 2 * u * d_max + input_diff + STEP * 2 * grad_diff / gnorm
     d_norm = max(float(np.linalg.norm(delta_out.astype(np.float64))), 1e-30)
     return e + float(np.abs(delta_out).max()) * (np.sqrt(T) * e / d_norm + rho + 2 * u)
 
@@ -265,8 +288,10 @@ def test_native_step_is_arts_step_at_every_step(model, waves):
     worst = {"native1": 0.0, "native": 0.0}
     for _ in range(5):
         art = attack("art", model, waves, 1, delta0=delta).deltas
-        runs = {"native1": attack("native", model, waves, 1, delta0=delta, batch_size=1).deltas,
-                "native": attack("native", model, waves, 1, delta0=delta, batch_size=3).deltas}
+        runs = {
+            "native1": attack("native", model, waves, 1, delta0=delta, batch_size=1).deltas,
+            "native": attack("native", model, waves, 1, delta0=delta, batch_size=3).deltas,
+        }
         x_adv = [w + d for w, d in zip(waves, delta)]
         single = grads_in_engine_order(model, x_adv, TARGETS, 1)
         batched = grads_in_engine_order(model, x_adv, TARGETS, 3)
@@ -294,8 +319,7 @@ def test_engines_decode_the_same_tokens_after_many_steps(five_steps, model, wave
 def test_art_run_step_by_step_is_art_generate(model, waves):
     est = ESPnetARTRecognizer(model, 0.3, clip_values=(-1.0, 1.0))
     pgd = make_art_pgd(est, EPS, STEP, 3)
-    adv = pgd.generate(object_array([w.reshape(1, -1) for w in waves]),
-                       object_array([np.array(t) for t in TARGETS]))
+    adv = pgd.generate(object_array([w.reshape(1, -1) for w in waves]), object_array([np.array(t) for t in TARGETS]))
     ours = attack("art", model, waves, 3)
     for a, w, d in zip(adv, waves, ours.deltas):
         np.testing.assert_array_equal(a.reshape(-1) - w, d)
@@ -345,8 +369,9 @@ def test_resume_from_the_in_job_checkpoint(model, waves, tmp_path, engine):
         attack(engine, model, waves, 5, batch_size=3, checkpoint_path=ckpt, checkpoint_every=2, callback=die_at_3)
     assert ckpt.is_file() and torch.load(ckpt, weights_only=True)["step"] == 2
     seen = []
-    resumed = attack(engine, model, waves, 5, batch_size=3, checkpoint_path=ckpt, checkpoint_every=2,
-                     callback=seen.append)
+    resumed = attack(
+        engine, model, waves, 5, batch_size=3, checkpoint_path=ckpt, checkpoint_every=2, callback=seen.append
+    )
     assert resumed.resumed_from == 2 and seen == [3, 4, 5]
     straight = attack(engine, model, waves, 5, batch_size=3)
     for r, s in zip(resumed.deltas, straight.deltas):
@@ -418,8 +443,19 @@ def test_attack_job_chains_milestones_and_writes_checked_outputs(exported, bpe, 
     elsewhere = AttackOutputs(tmp_path / "x.csv", tmp_path / "x.npz", tmp_path / "x.json")
 
     def job(steps, prev, csv, state, summary, **kw):
-        return attack_job(exported, data, ids, tmp_path / "targets.txt", 0.3, steps, SETTINGS,
-                          AttackOutputs(csv, state, summary, tmp_path / "ckpt"), prev_state=prev, device="cpu", **kw)
+        return attack_job(
+            exported,
+            data,
+            ids,
+            tmp_path / "targets.txt",
+            0.3,
+            steps,
+            SETTINGS,
+            AttackOutputs(csv, state, summary, tmp_path / "ckpt"),
+            prev_state=prev,
+            device="cpu",
+            **kw,
+        )
 
     job(2, None, out["c2.csv"], out["s2.npz"], out["j2.json"])
     summary = job(4, out["s2.npz"], out["c4.csv"], out["s4.npz"], out["j4.json"])
@@ -436,25 +472,46 @@ def test_attack_job_chains_milestones_and_writes_checked_outputs(exported, bpe, 
         assert np.abs(x.astype(np.float64) + d).max() <= 1.0 + CLIP_TOL
         assert norm == pytest.approx(float(np.linalg.norm(d.astype(np.float64))))
     # The 2-milestone is the 2-step attack as stored: int16 toward zero, so within two quanta (max|δ|/32767: the
-    # truncation, and one more where the float32 product rounded up) and never larger in magnitude. The 4-milestone continues exactly that stored state: the same 2 steps from it,
-    # quantised, bit for bit (round-off amplified over steps is never compared; see the module docstring).
+    # truncation, and one more where the float32 product rounded up) and never larger in magnitude. The 4-milestone
+    # continues exactly that stored state: the same 2 steps from it, quantised, bit for bit (round-off amplified
+    # over steps is never compared; see the module docstring).
     model, encoder = build_tiny(1.0, 0.3), TargetEncoder(TOKENS, bpe)
     stored2 = load_state(out["s2.npz"])["deltas"]
     two = run_attack("native", model, waves, list(frame.target), 0.3, EPS, STEP, 2, batch_size=2, encoder=encoder)
     for d, s in zip(stored2, two.deltas):
         quantum = float(np.abs(s).max()) / 32767
         assert np.abs(d - s).max() <= 2 * quantum and np.all(np.abs(d) <= np.abs(s))
-    more = run_attack("native", model, waves, list(frame.target), 0.3, EPS, STEP, 2, delta0=stored2, batch_size=2,
-                      encoder=encoder)
+    more = run_attack(
+        "native", model, waves, list(frame.target), 0.3, EPS, STEP, 2, delta0=stored2, batch_size=2, encoder=encoder
+    )
     for d, s in zip(state["deltas"], more.deltas):
         np.testing.assert_array_equal(d, dequantize(*quantize(s)))
     with pytest.raises(AttackSetupError, match="different attack"):
-        attack_job(exported, data, ids, tmp_path / "targets.txt", 0.5, 4, SETTINGS, elsewhere,
-                   prev_state=out["s2.npz"], device="cpu")
+        attack_job(
+            exported,
+            data,
+            ids,
+            tmp_path / "targets.txt",
+            0.5,
+            4,
+            SETTINGS,
+            elsewhere,
+            prev_state=out["s2.npz"],
+            device="cpu",
+        )
     write_targets(tmp_path / "bad.txt", ["FAB"])
     with pytest.raises(SpellingError, match="'FAB'"):
-        attack_job(exported, data, ids, tmp_path / "bad.txt", 0.3, 1, replace(SETTINGS, engine="art", batch_size=1),
-                   elsewhere, device="cpu")
+        attack_job(
+            exported,
+            data,
+            ids,
+            tmp_path / "bad.txt",
+            0.3,
+            1,
+            replace(SETTINGS, engine="art", batch_size=1),
+            elsewhere,
+            device="cpu",
+        )
     with pytest.raises(AttackSetupError, match="engine must be one of"):
         replace(SETTINGS, engine="cleverhans")
 
@@ -466,25 +523,58 @@ def test_attack_benchmark_prints_consistent_figures_and_a_summary_line():
     from pathlib import Path
 
     repo = Path(__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, "-m", "hne_core.bench", "attack", "--utts", "2", "--steps", "1",
-                          "--repeat", "1", "--paper-device", "cpu", "--paper-utts", "1", "--paper-steps", "1",
-                          "--paper-seconds", "1.5"], cwd=repo, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hne_core.bench",
+            "attack",
+            "--utts",
+            "2",
+            "--steps",
+            "1",
+            "--repeat",
+            "1",
+            "--paper-device",
+            "cpu",
+            "--paper-utts",
+            "1",
+            "--paper-steps",
+            "1",
+            "--paper-seconds",
+            "1.5",
+        ],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     last = out.stdout.strip().splitlines()[-1]
     assert last.startswith("summary: ")
     f = dict(kv.split("=", 1) for kv in last.split()[1:])
     num = {k: float(v) for k, v in f.items() if k not in ("device", "paper_device")}
-    for key in ("art_b1_utt_steps_per_s", "native_b1_utt_steps_per_s", "native_batched_utt_steps_per_s",
-                "native_step_over_fwd_bwd", "sweep_native_over_art", "sweep_native_over_art_config_milestones",
-                "sweep_ceiling", "paper_utt_step_ms", "paper_grid_device_hours"):
+    for key in (
+        "art_b1_utt_steps_per_s",
+        "native_b1_utt_steps_per_s",
+        "native_batched_utt_steps_per_s",
+        "native_step_over_fwd_bwd",
+        "sweep_native_over_art",
+        "sweep_native_over_art_config_milestones",
+        "sweep_ceiling",
+        "paper_utt_step_ms",
+        "paper_grid_device_hours",
+    ):
         assert num[key] > 0, key
     assert num["native_batched_over_art"] == pytest.approx(
-        num["native_batched_utt_steps_per_s"] / num["art_b1_utt_steps_per_s"], abs=0.011)
+        num["native_batched_utt_steps_per_s"] / num["art_b1_utt_steps_per_s"], abs=0.011
+    )
     # the paper's sweep: 2000 chained steps against 5000, decoding the same four times in each
     assert num["sweep_native_over_art"] == pytest.approx(num["sweep_art_s"] / num["sweep_chained_s"], rel=0.01)
     assert num["sweep_independent_s"] > num["sweep_chained_s"]
     assert num["paper_grid_device_hours"] == pytest.approx(
-        16 * 1000 * 2000 * num["paper_utt_step_ms"] / 1000 / 3600, rel=0.01)
+        16 * 1000 * 2000 * num["paper_utt_step_ms"] / 1000 / 3600, rel=0.01
+    )
     assert "paper sweep [500, 1000, 1500, 2000]" in out.stdout and "config sweep [50, 100, 150, 200]" in out.stdout
 
 
@@ -528,10 +618,12 @@ def test_sample_budget_batches_change_a_step_only_by_round_off(model, waves):
     g_fixed = grads_in_groups(model, x_adv, TARGETS, [[0, 2, 1]])
     for i, x in enumerate(waves):
         diff = float(np.linalg.norm(g_budget[i].astype(np.float64) - g_fixed[i]))
-        assert float(np.abs(budget[i] - fixed[i]).max()) <= step_bound(x, delta[i], fixed[i], g_fixed[i],
-                                                                       grad_diff=diff)
-    np.testing.assert_array_equal(budget[0], attack("native", model, waves[:1], 1, delta0=delta[:1],
-                                                    batch_size=1).deltas[0])  # alone in its batch: batch 1
+        assert float(np.abs(budget[i] - fixed[i]).max()) <= step_bound(
+            x, delta[i], fixed[i], g_fixed[i], grad_diff=diff
+        )
+    np.testing.assert_array_equal(
+        budget[0], attack("native", model, waves[:1], 1, delta0=delta[:1], batch_size=1).deltas[0]
+    )  # alone in its batch: batch 1
 
 
 class HostReads(torch.utils._python_dispatch.TorchDispatchMode):
@@ -564,8 +656,18 @@ def test_native_step_loop_reads_nothing_back_after_the_first_step(waves, batch_s
     m = build_tiny(1.0, lambda_c)
     seen: list[int] = []
     with HostReads() as reads:
-        run_attack("native", m, waves, TARGETS, lambda_c, EPS, STEP, 4, batch_size=batch_size,
-                   callback=lambda step: seen.append(reads.n))
+        run_attack(
+            "native",
+            m,
+            waves,
+            TARGETS,
+            lambda_c,
+            EPS,
+            STEP,
+            4,
+            batch_size=batch_size,
+            callback=lambda step: seen.append(reads.n),
+        )
     per_step = [b - a for a, b in zip(seen, seen[1:])]
     assert seen[0] > 0 and per_step == [0, 0, 0]
 
@@ -616,7 +718,7 @@ def test_nan_error_names_the_utterance_and_its_first_step(model, waves):
 # rounding stages (GRAD_RTOL's count) and its backward as many, each a relative error ≤ u16 of well-conditioned
 # values, so ‖g_bf16 - g‖ ≤ r‖g‖ with r = 60·u16 ≈ 0.23; two vectors that close have cos ≥ √(1 - r²) ≈ 0.97.
 # Measured on this model: 0.9926-0.99997 (relative difference 0.8-12 %).
-BF16_GRAD_REL = 60 * 2.0 ** -8
+BF16_GRAD_REL = 60 * 2.0**-8
 
 
 def test_bf16_autocast_gradient_agrees_with_float32(waves):
@@ -644,7 +746,7 @@ def test_bf16_autocast_gradient_agrees_with_float32(waves):
             cos = float(a @ b / (a.norm() * b.norm()))
             assert float((a - b).norm() / a.norm()) > 0  # autocast changed the arithmetic
             worst = min(worst, cos)
-    assert worst >= np.sqrt(1 - BF16_GRAD_REL ** 2)
+    assert worst >= np.sqrt(1 - BF16_GRAD_REL**2)
     amp_run = attack("native", m, waves, 3, batch_size=3, autocast="bf16")
     for x, d, d32 in zip(waves, amp_run.deltas, three):
         assert d.dtype == np.float32 and not np.array_equal(d, d32)
@@ -664,16 +766,43 @@ def test_paper_benchmark_adds_up():
     from pathlib import Path
 
     repo = Path(__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, "-m", "hne_core.bench", "paper", "--device", "cpu", "--train-hours", "2.5",
-                          "--steps", "1", "--utts", "1", "--seconds", "1.0", "--peak-tflops", "2"], cwd=repo,
-                         capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hne_core.bench",
+            "paper",
+            "--device",
+            "cpu",
+            "--train-hours",
+            "2.5",
+            "--steps",
+            "1",
+            "--utts",
+            "1",
+            "--seconds",
+            "1.0",
+            "--peak-tflops",
+            "2",
+        ],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     f = dict(kv.split("=", 1) for kv in out.stdout.strip().splitlines()[-1].split())
     n = {k: float(v) for k, v in f.items() if k != "device"}
     paper = yaml.safe_load((repo / "configs" / "paper.yaml").read_text())
     assert (n["models"], n["epochs"]) == (len(paper["finetune"]["grid"]), paper["finetune"]["epochs"]) == (13, 30)
     assert (n["pairs"], n["attacked"], n["max_steps"], n["milestones"], n["evaluations"], n["test_utts"]) == (
-        16, 1000, 2000, 4, 19, 1000)
+        16,
+        1000,
+        2000,
+        4,
+        19,
+        1000,
+    )
     for key in ("train_step_s", "attack_step_s", "decode_utt_s", "train_tflop", "attack_tflop"):
         assert n[key] > 0, key
     rel = 6e-5
@@ -684,7 +813,8 @@ def test_paper_benchmark_adds_up():
     assert n["decodes"] == 19 * 1000 + 16 * 4 * 1000
     assert n["decode_gpu_hours"] == pytest.approx(n["decodes"] * n["decode_utt_s"] / 3600, rel=rel)
     assert n["total_gpu_hours"] == pytest.approx(
-        n["finetune_gpu_hours"] + n["attack_gpu_hours"] + n["decode_gpu_hours"], rel=rel)
+        n["finetune_gpu_hours"] + n["attack_gpu_hours"] + n["decode_gpu_hours"], rel=rel
+    )
     assert n["attack_tflops_achieved"] == pytest.approx(n["attack_tflop"] / n["attack_step_s"], rel=rel)
     assert n["train_peak_fraction"] == pytest.approx(n["train_tflops_achieved"] / 2, rel=rel)
     # forward+backward with weight gradients against forward+backward to the input only, same model, ~same audio

@@ -14,24 +14,50 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import soundfile as sf
+from cv_fixture import (  # noqa: F401
+    CLASSES,
+    EXPECTED_DROPS,
+    EXPECTED_KEPT,
+    MIN_SAMPLES,
+    RELEASE,
+    ROWS,
+    clip_name,
+    cv_clips,
+    cv_corpus,
+    make_corpus,
+)
 
-from cv_fixture import (CLASSES, EXPECTED_DROPS, EXPECTED_KEPT, MIN_SAMPLES, RELEASE, ROWS, clip_name,  # noqa: F401
-                        cv_clips, cv_corpus, make_corpus)
-from hne_core.data.commonvoice import (EXTRA_COLUMNS, download_mdc, extract_archive, find_language_dir,
-                                       prepare_commonvoice, speakers_in_several_splits)
+from hne_core.data.commonvoice import (
+    EXTRA_COLUMNS,
+    download_mdc,
+    extract_archive,
+    find_language_dir,
+    prepare_commonvoice,
+    speakers_in_several_splits,
+)
 from hne_core.data.corpus import MANIFEST_COLUMNS, DataError, validate_manifest
 
 
 def prepare(lang: Path, wav_dir: Path, **kw):
-    args = dict(classes=CLASSES, multi_accent="drop", splits_subsample={}, seed=7, on_bad_row="skip",
-                text_case="upper", processes=2, min_samples=MIN_SAMPLES)
+    args = dict(
+        classes=CLASSES,
+        multi_accent="drop",
+        splits_subsample={},
+        seed=7,
+        on_bad_row="skip",
+        text_case="upper",
+        processes=2,
+        min_samples=MIN_SAMPLES,
+    )
     args.update(kw)
     return prepare_commonvoice(lang, wav_dir, **args)
 
 
 def counts(manifest: pd.DataFrame, drops: pd.DataFrame) -> tuple[dict, dict]:
-    return (dict(Counter(zip(manifest["split"], manifest["accent"]))),
-            dict(Counter(zip(drops["split"], drops["reason"]))))
+    return (
+        dict(Counter(zip(manifest["split"], manifest["accent"]))),
+        dict(Counter(zip(drops["split"], drops["reason"]))),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +77,11 @@ def test_counts_per_split_accent_and_reason(prepared):
 def test_every_row_is_kept_or_logged_once(prepared):
     _, lang, manifest, drops = prepared
     seen = list(zip(manifest["source_tsv"], manifest["source_row"])) + list(zip(drops["source_file"], drops["row"]))
-    expected = [(str(lang / f"{split}.tsv"), i + 1)
-                for split in ("train", "dev", "test") for i in range(sum(r[0] == split for r in ROWS))]
+    expected = [
+        (str(lang / f"{split}.tsv"), i + 1)
+        for split in ("train", "dev", "test")
+        for i in range(sum(r[0] == split for r in ROWS))
+    ]
     assert sorted(seen) == sorted(expected)
 
 
@@ -84,10 +113,13 @@ def test_speaker_in_two_cv_splits_is_counted(prepared):
     assert info["in_several_splits"] == 1 and info["pairs"] == {"train+test": 1}
 
 
-@pytest.mark.parametrize("policy, kept_train, reasons", [
-    ("unique_class", {("train", "us"): 1, ("train", "indian"): 2}, {"multi_accent_conflict": 1}),
-    ("first", {("train", "us"): 2, ("train", "indian"): 2}, {}),
-])
+@pytest.mark.parametrize(
+    "policy, kept_train, reasons",
+    [
+        ("unique_class", {("train", "us"): 1, ("train", "indian"): 2}, {"multi_accent_conflict": 1}),
+        ("first", {("train", "us"): 2, ("train", "indian"): 2}, {}),
+    ],
+)
 def test_multi_accent_policies_on_free_text(policy, kept_train, reasons, tmp_path, cv_clips):
     lang = make_corpus(tmp_path / "corpus", "free_text", cv_clips)
     manifest, drops = prepare(lang, tmp_path / "wav", multi_accent=policy)
@@ -98,8 +130,9 @@ def test_multi_accent_policies_on_free_text(policy, kept_train, reasons, tmp_pat
 
 def test_subsample_is_seeded_and_independent_of_processes(tmp_path, cv_clips):
     lang = make_corpus(tmp_path / "corpus", "free_text", cv_clips)
-    runs = [prepare(lang, tmp_path / f"wav{p}", splits_subsample={"train": 1, "dev": None}, processes=p)
-            for p in (1, 3)]
+    runs = [
+        prepare(lang, tmp_path / f"wav{p}", splits_subsample={"train": 1, "dev": None}, processes=p) for p in (1, 3)
+    ]
     (m1, d1), (m3, d3) = runs
     assert m1["utt_id"].tolist() == m3["utt_id"].tolist()
     assert d1.frame().drop(columns="detail").equals(d3.frame().drop(columns="detail"))
@@ -115,11 +148,14 @@ def test_subsample_must_be_positive(tmp_path, cv_clips):
 
 
 @pytest.mark.parametrize("schema", ["codes", "free_text"])
-@pytest.mark.parametrize("drop, row, clip, reason", [
-    ({}, 7, 7, "empty_sentence"),                      # found while reading, before any audio work
-    ({7, 9}, 6, 6, "missing_clip"),
-    ({6, 7, 9}, 6, 8, "unreadable_audio"),             # rows 6, 7 left out: clip 8 is now data row 6
-])
+@pytest.mark.parametrize(
+    "drop, row, clip, reason",
+    [
+        ({}, 7, 7, "empty_sentence"),  # found while reading, before any audio work
+        ({7, 9}, 6, 6, "missing_clip"),
+        ({6, 7, 9}, 6, 8, "unreadable_audio"),  # rows 6, 7 left out: clip 8 is now data row 6
+    ],
+)
 def test_on_bad_row_error_names_file_row_and_clip(schema, drop, row, clip, reason, tmp_path, cv_clips):
     lang = make_corpus(tmp_path / "corpus", schema, cv_clips, drop_rows={"train": drop})
     with pytest.raises(DataError) as err:
@@ -148,8 +184,10 @@ def test_blank_lines_are_logged_and_rows_keep_their_numbers(tmp_path, cv_clips):
     dev.write_text(f"{header}\n{first}\n\n{second}\n")
     manifest, drops = prepare(lang, tmp_path / "wav", classes={"indian": CLASSES["indian"]})
     frame = drops.frame()
-    assert frame.loc[frame["split"] == "dev", ["row", "reason"]].values.tolist() == [[1, "other_accent"],
-                                                                                    [2, "blank_line"]]
+    assert frame.loc[frame["split"] == "dev", ["row", "reason"]].values.tolist() == [
+        [1, "other_accent"],
+        [2, "blank_line"],
+    ]
     assert manifest.loc[manifest["split"] == "dev", "source_row"].tolist() == [3]
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from model_utils import TOKENS, build_tiny
 
 from hne_core.attack.decode import GreedyDecoder
 from hne_core.decoding import (
@@ -42,11 +43,10 @@ from hne_core.decoding import (
     make_decoder,
     mismatches,
 )
-from model_utils import TOKENS, build_tiny
 
 V = len(TOKENS)
 BLANK, EOS = 0, V - 1
-U32 = 2.0 ** -24
+U32 = 2.0**-24
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -371,10 +371,10 @@ def test_batched_hypotheses_score_as_one_at_a_time_and_need_their_lengths(speech
 def exported(tmp_path_factory) -> Path:
     """The tiny model exported by the project's own export step, with a char sentencepiece over its tokens."""
     import yaml
+    from model_utils import tiny_config
 
     from hne_core.model.export import export_model
     from hne_core.tokenizer import train_sentencepiece
-    from model_utils import tiny_config
 
     d = tmp_path_factory.mktemp("export")
     (d / "text").write_text("".join(f"u{i} {s}\n" for i, s in enumerate(["ABC DE", "EDCBA", "BAD CAB", "DEAD BEE"])))
@@ -425,9 +425,28 @@ def test_decode_benchmark_prints_both_timings_and_the_summary_line():
     import sys
 
     repo = Path(__file__).resolve().parent.parent
-    proc = subprocess.run([sys.executable, "-m", "hne_core.bench", "decode", "--utts", "3", "--batch", "3",
-                           "--repeat", "1", "--threads", "1", "--trained", "no-such-dir"],
-                          capture_output=True, text=True, cwd=repo, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hne_core.bench",
+            "decode",
+            "--utts",
+            "3",
+            "--batch",
+            "3",
+            "--repeat",
+            "1",
+            "--threads",
+            "1",
+            "--trained",
+            "no-such-dir",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=repo,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
     assert "1 torch thread(s)" in lines[-7]
@@ -440,8 +459,7 @@ def test_decode_benchmark_prints_both_timings_and_the_summary_line():
     # all three are printed to 3 decimals (each off by at most h = 0.0005): the ratio of the printed timings is
     # within h·(1/batched + single/batched²) of the true ratio, and the printed ratio within h of that
     h = 0.0005
-    assert float(summary.group(1)) == pytest.approx(single / batched,
-                                                    abs=h + h * (1 / batched + single / batched ** 2))
+    assert float(summary.group(1)) == pytest.approx(single / batched, abs=h + h * (1 / batched + single / batched**2))
     assert float(summary.group(2)) == 1.0
 
 
@@ -528,10 +546,11 @@ def test_decoder_projections_once_project_each_position_once_and_give_espnets_lo
             rows.clear()
             ys = torch.full((B, 1), EOS, dtype=torch.long)
             cache, logps = None, []
-            with torch.no_grad(), (decoder_projections_once(m.decoder) if memo else contextlib.nullcontext()):
+            with torch.no_grad(), decoder_projections_once(m.decoder) if memo else contextlib.nullcontext():
                 for i in range(steps):
-                    logp, cache = m.decoder.forward_one_step(ys, subsequent_mask(i + 1).unsqueeze(0), enc, mask,
-                                                             cache=cache)
+                    logp, cache = m.decoder.forward_one_step(
+                        ys, subsequent_mask(i + 1).unsqueeze(0), enc, mask, cache=cache
+                    )
                     logps.append(logp)
                     ys = torch.cat([ys, logp[:, 1:EOS].argmax(-1)[:, None] + 1], 1)
             outs[memo] = (torch.stack(logps), list(rows))
@@ -548,8 +567,7 @@ def _adversarial(model, waves: list[np.ndarray], lam: float) -> list[np.ndarray]
     from hne_core.attack.run import run_attack
 
     targets = [[TOKENS.index(c) for c in t] for t in ["ABBA", "DEAD", "CAB", "BEAD"]][: len(waves)]
-    result = run_attack("native", model, waves, targets, lam, 2.0, 0.05, 5, True, batch_size=len(waves),
-                        device="cpu")
+    result = run_attack("native", model, waves, targets, lam, 2.0, 0.05, 5, True, batch_size=len(waves), device="cpu")
     assert all(float(np.abs(d).max()) > 0 for d in result.deltas)
     return [(w + d).astype(np.float32) for w, d in zip(waves, result.deltas)]
 

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 import soundfile as sf
 import yaml
-
 from conftest import REPO, SMOKE, planned_jobs, run_snakemake
+
 from hne_core.data import sources
 from hne_core.data.corpus import MANIFEST_COLUMNS, DataError, validate_manifest
 from hne_core.data.errors import ConfigError
@@ -28,28 +28,42 @@ MIN_SAMPLES = 4000  # 0.25 s at 16 kHz: the 50 ms tone falls below it, speech do
 
 # path, sentence, accent, split, speaker, audio kind (how the recording is made; None: no file)
 ROWS: list[tuple[str, str, str, str, str, str | None]] = [
-    ("us/a1.wav", "Hello world, this is a test.", "US", "train", "amy", "espeak"),             # 1
-    ("in/r1.wav", 'She said "yes"; didn\'t she?', "Indian", "train", "ravi", "stereo44k"),     # 2
+    ("us/a1.wav", "Hello world, this is a test.", "US", "train", "amy", "espeak"),  # 1
+    ("in/r1.wav", 'She said "yes"; didn\'t she?', "Indian", "train", "ravi", "stereo44k"),  # 2
     ("us/a2.wav", "The rain in Spain stays mainly.", "  united   STATES ", "train", "amy", "mono16k"),  # 3
-    ("sc/i1.wav", "Nobody knows where I come from.", "Scottish", "train", "ian", "espeak"),   # 4 other_accent
-    ("us/gone.wav", "This recording went missing.", "US", "train", "amy", None),             # 5 missing_clip
-    ("us/a3.wav", "... !!! ?", "US", "train", "amy", "espeak"),                              # 6 empty_sentence
-    ("us/noise.wav", "This one is only noise.", "US", "train", "dan", "garbage"),            # 7 unreadable_audio
-    ("in/r2.wav", "Which accent is this?", "", "train", "ravi", "espeak"),                   # 8 no_accent
-    ("us/b1.flac", "Good morning, everyone!", "US", "dev", "ben", "flac"),                   # 9
-    ("in/s1.wav", "It's a fine day, isn't it?", "indian", "dev", "sita", "espeak"),          # 10
-    ("us/c1.wav", "See you again tomorrow.", "US", "test", "cal", "espeak"),                 # 11
-    ("in/k1.wav", "Thank you very much.", "Indian", "test", "kiran", "espeak"),              # 12
-    ("us/tiny.wav", "Hi.", "US", "test", "noor", "tone"),                                    # 13 empty_audio
-    ("us/c1.wav", "See you again tomorrow.", "US", "test", "cal", None),                     # 14 duplicate_clip
-    ("us/v1.wav", "Where does this row go?", "US", "validation", "vic", "espeak"),           # 15 unknown_split
+    ("sc/i1.wav", "Nobody knows where I come from.", "Scottish", "train", "ian", "espeak"),  # 4 other_accent
+    ("us/gone.wav", "This recording went missing.", "US", "train", "amy", None),  # 5 missing_clip
+    ("us/a3.wav", "... !!! ?", "US", "train", "amy", "espeak"),  # 6 empty_sentence
+    ("us/noise.wav", "This one is only noise.", "US", "train", "dan", "garbage"),  # 7 unreadable_audio
+    ("in/r2.wav", "Which accent is this?", "", "train", "ravi", "espeak"),  # 8 no_accent
+    ("us/b1.flac", "Good morning, everyone!", "US", "dev", "ben", "flac"),  # 9
+    ("in/s1.wav", "It's a fine day, isn't it?", "indian", "dev", "sita", "espeak"),  # 10
+    ("us/c1.wav", "See you again tomorrow.", "US", "test", "cal", "espeak"),  # 11
+    ("in/k1.wav", "Thank you very much.", "Indian", "test", "kiran", "espeak"),  # 12
+    ("us/tiny.wav", "Hi.", "US", "test", "noor", "tone"),  # 13 empty_audio
+    ("us/c1.wav", "See you again tomorrow.", "US", "test", "cal", None),  # 14 duplicate_clip
+    ("us/v1.wav", "Where does this row go?", "US", "validation", "vic", "espeak"),  # 15 unknown_split
 ]
-KEPT = {("train", "us"): 2, ("train", "indian"): 1, ("dev", "us"): 1, ("dev", "indian"): 1, ("test", "us"): 1,
-        ("test", "indian"): 1}
-DROPS = {("train", "other_accent"): 1, ("train", "missing_clip"): 1, ("train", "empty_sentence"): 1,
-         ("train", "unreadable_audio"): 1, ("train", "no_accent"): 1, ("test", "empty_audio"): 1,
-         ("test", "duplicate_clip"): 1, ("validation", "unknown_split"): 1, ("", "malformed_row"): 1,
-         ("", "blank_line"): 1}
+KEPT = {
+    ("train", "us"): 2,
+    ("train", "indian"): 1,
+    ("dev", "us"): 1,
+    ("dev", "indian"): 1,
+    ("test", "us"): 1,
+    ("test", "indian"): 1,
+}
+DROPS = {
+    ("train", "other_accent"): 1,
+    ("train", "missing_clip"): 1,
+    ("train", "empty_sentence"): 1,
+    ("train", "unreadable_audio"): 1,
+    ("train", "no_accent"): 1,
+    ("test", "empty_audio"): 1,
+    ("test", "duplicate_clip"): 1,
+    ("validation", "unknown_split"): 1,
+    ("", "malformed_row"): 1,
+    ("", "blank_line"): 1,
+}
 GOOD = [1, 2, 3, 9, 10, 11, 12]  # row numbers (1-based) of the rows that are kept
 HEADER = ["path", "sentence", "accent", "split", "speaker"]
 
@@ -76,8 +90,11 @@ def make_recording(path: Path, sentence: str, kind: str, voice: str) -> None:
     if kind == "espeak":  # espeak-ng's own 22.05 kHz mono
         raw.rename(path)
         return
-    conversion = {"stereo44k": ["-ac", "2", "-ar", "44100"], "mono16k": ["-ac", "1", "-ar", "16000"],
-                  "flac": ["-ac", "1", "-ar", "22050", "-c:a", "flac"]}[kind]
+    conversion = {
+        "stereo44k": ["-ac", "2", "-ar", "44100"],
+        "mono16k": ["-ac", "1", "-ar", "16000"],
+        "flac": ["-ac", "1", "-ar", "22050", "-c:a", "flac"],
+    }[kind]
     _ffmpeg("-i", str(raw), *conversion, str(path))
     raw.unlink()
 
@@ -122,8 +139,10 @@ def prepared(recordings, tmp_path_factory):
 
 
 def counts(manifest: pd.DataFrame, drops: pd.DataFrame) -> tuple[dict, dict]:
-    return (dict(Counter(zip(manifest["split"], manifest["accent"]))),
-            dict(Counter(zip(drops["split"], drops["reason"]))))
+    return (
+        dict(Counter(zip(manifest["split"], manifest["accent"]))),
+        dict(Counter(zip(drops["split"], drops["reason"]))),
+    )
 
 
 # ---------------------------------------------------------------------------------------------- the source
@@ -173,8 +192,10 @@ def test_one_tsv_per_split_gives_the_same_corpus(prepared, recordings, tmp_path)
     _, manifest, _ = prepared
     kept = [r for i, r in enumerate(ROWS, 1) if i in GOOD]
     header = [c for c in HEADER if c != "split"]
-    tsvs = {s: str(write_tsv(recordings / f"{s}.tsv", [r for r in kept if r[3] == s], header)) for s in
-            ("train", "dev", "test")}
+    tsvs = {
+        s: str(write_tsv(recordings / f"{s}.tsv", [r for r in kept if r[3] == s], header))
+        for s in ("train", "dev", "test")
+    }
     again, drops = prepare(tsvs, tmp_path / "wav", on_bad_row="error")
     assert drops.rows == []
     same = ["utt_id", "split", "speaker", "accent", "accent_id", "text", "num_samples"]
@@ -205,8 +226,14 @@ def test_without_a_speaker_column_each_recording_is_its_own_speaker(recordings, 
     assert (manifest["speaker"] == manifest["utt_id"]).all()
 
 
-BAD_ROWS = [(5, "missing_clip"), (6, "empty_sentence"), (7, "unreadable_audio"), (13, "empty_audio"),
-            (14, "duplicate_clip"), (15, "unknown_split")]
+BAD_ROWS = [
+    (5, "missing_clip"),
+    (6, "empty_sentence"),
+    (7, "unreadable_audio"),
+    (13, "empty_audio"),
+    (14, "duplicate_clip"),
+    (15, "unknown_split"),
+]
 
 
 @pytest.mark.parametrize("bad, reason", BAD_ROWS)
@@ -242,14 +269,17 @@ def test_missing_file_column_or_class(recordings, tmp_path):
         prepare(only_us, tmp_path / "wav")
 
 
-@pytest.mark.parametrize("section, key", [
-    ({"tsv": None, "classes": CLASSES}, "folder.tsv"),
-    ({"tsv": {"train": "a.tsv", "dev": "b.tsv"}, "classes": CLASSES}, "folder.tsv"),
-    ({"tsv": "a.tsv", "classes": {"us": CLASSES["us"]}}, "folder.classes"),
-    ({"tsv": "a.tsv", "classes": {**CLASSES, "other": {"labels": ["us"]}}}, "folder.classes.other.labels"),
-    ({"tsv": "a.tsv", "classes": {**CLASSES, "other": {"codes": ["x"]}}}, "folder.classes.other"),
-    ({"tsv": "a.tsv", "classes": {**CLASSES, "other": "x"}}, "folder.classes.other"),
-])
+@pytest.mark.parametrize(
+    "section, key",
+    [
+        ({"tsv": None, "classes": CLASSES}, "folder.tsv"),
+        ({"tsv": {"train": "a.tsv", "dev": "b.tsv"}, "classes": CLASSES}, "folder.tsv"),
+        ({"tsv": "a.tsv", "classes": {"us": CLASSES["us"]}}, "folder.classes"),
+        ({"tsv": "a.tsv", "classes": {**CLASSES, "other": {"labels": ["us"]}}}, "folder.classes.other.labels"),
+        ({"tsv": "a.tsv", "classes": {**CLASSES, "other": {"codes": ["x"]}}}, "folder.classes.other"),
+        ({"tsv": "a.tsv", "classes": {**CLASSES, "other": "x"}}, "folder.classes.other"),
+    ],
+)
 def test_config_errors_name_the_key(section, key):
     with pytest.raises(ConfigError) as err:
         sources.get("folder").check(section)
@@ -264,8 +294,7 @@ def test_every_source_exposes_the_interface_and_has_its_config_section():
     default = yaml.safe_load((REPO / "config.yaml").read_text())
     for name in sources.SOURCES:
         module = sources.get(name)
-        for attr in ("RULE", "DATA_KEYS", "class_names", "check", "settings", "inputs", "test_split_bound",
-                     "prepare"):
+        for attr in ("RULE", "DATA_KEYS", "class_names", "check", "settings", "inputs", "test_split_bound", "prepare"):
             assert hasattr(module, attr), f"{name} lacks {attr}"
         assert set(module.DATA_KEYS) <= set(sources.DATA_SETTINGS)
         assert name in schema["properties"] and name in schema["required"] and name in default
@@ -290,24 +319,36 @@ def test_every_source_has_one_classes_shape():
 
 def test_the_registry_and_every_source_import_light():
     """The workflow imports them while it parses: no pandas, numpy or torch may come along."""
-    code = ("import sys; from hne_core.data import sources; [sources.get(n) for n in sources.SOURCES]; "
-            "print(sorted(m for m in ('pandas', 'numpy', 'torch', 'soundfile') if m in sys.modules))")
+    code = (
+        "import sys; from hne_core.data import sources; [sources.get(n) for n in sources.SOURCES]; "
+        "print(sorted(m for m in ('pandas', 'numpy', 'torch', 'soundfile') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
 
 # ---------------------------------------------------------------------------------------------- the workflow
 
-DATA_TARGETS = ["results/data/report.json",
-                *(f"results/data/{s}/{f}" for s in ("train", "dev", "test") for f in ("wav.scp", "accent", "text"))]
+DATA_TARGETS = [
+    "results/data/report.json",
+    *(f"results/data/{s}/{f}" for s in ("train", "dev", "test") for f in ("wav.scp", "accent", "text")),
+]
 
 
 def overlay(tmp_path: Path, tsv: Path, on_bad_row: str) -> str:
     path = tmp_path / "folder.yaml"
-    path.write_text(yaml.safe_dump({
-        "data": {"source": "folder", "on_bad_row": on_bad_row, "min_samples": MIN_SAMPLES, "threads": 2},
-        "attack": {"n_utterances": 2},  # the folder's test split holds 2 (smoke.yaml's 4 would stop the planning)
-        "folder": {"tsv": str(tsv), "classes": CLASSES}}, sort_keys=False))  # class index = position: keep it
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "data": {"source": "folder", "on_bad_row": on_bad_row, "min_samples": MIN_SAMPLES, "threads": 2},
+                "attack": {
+                    "n_utterances": 2
+                },  # the folder's test split holds 2 (smoke.yaml's 4 would stop the planning)
+                "folder": {"tsv": str(tsv), "classes": CLASSES},
+            },
+            sort_keys=False,
+        )
+    )  # class index = position: keep it
     return str(path)
 
 
@@ -315,7 +356,10 @@ def test_workflow_data_stage_on_a_folder(recordings, tmp_path):
     tsv = full_tsv(recordings, "workflow.tsv")
     configs = ["--configfile", str(SMOKE), overlay(tmp_path, tsv, "skip")]
     assert planned_jobs(run_snakemake(tmp_path, *DATA_TARGETS, "-n", "--cores", "2", *configs)) == {
-        "prepare_folder": 1, "espnet_data_dir": 3, "data_report": 1}
+        "prepare_folder": 1,
+        "espnet_data_dir": 3,
+        "data_report": 1,
+    }
     run_snakemake(tmp_path, *DATA_TARGETS, "--cores", "2", *configs)
     data = tmp_path / "results/data"
     summary = json.loads((data / "report.json").read_text())
@@ -323,8 +367,11 @@ def test_workflow_data_stage_on_a_folder(recordings, tmp_path):
     dropped = pd.read_csv(data / "dropped.tsv", sep="\t", keep_default_na=False)
     assert dict(Counter(zip(dropped["split"], dropped["reason"]))) == DROPS
     assert (data / "accent_classes.txt").read_text() == "0 us\n1 indian\n"
-    for split, ids in {"train": ["amy-us_a1", "amy-us_a2", "ravi-in_r1"], "dev": ["ben-us_b1", "sita-in_s1"],
-                       "test": ["cal-us_c1", "kiran-in_k1"]}.items():
+    for split, ids in {
+        "train": ["amy-us_a1", "amy-us_a2", "ravi-in_r1"],
+        "dev": ["ben-us_b1", "sita-in_s1"],
+        "test": ["cal-us_c1", "kiran-in_k1"],
+    }.items():
         accent = dict(line.split() for line in (data / split / "accent").read_text().splitlines())
         assert sorted(accent) == ids
         assert accent == {u: "0" if "-us_" in u else "1" for u in ids}
@@ -332,13 +379,24 @@ def test_workflow_data_stage_on_a_folder(recordings, tmp_path):
     assert planned_jobs(run_snakemake(tmp_path, *DATA_TARGETS, "-n", "--cores", "2", *configs)) == {}
     tsv.write_text(tsv.read_text().replace("Thank you very much.", "Thank you so much."))  # one sentence edited
     assert planned_jobs(run_snakemake(tmp_path, *DATA_TARGETS, "-n", "--cores", "2", *configs)) == {
-        "prepare_folder": 1, "espnet_data_dir": 3, "data_report": 1}
+        "prepare_folder": 1,
+        "espnet_data_dir": 3,
+        "data_report": 1,
+    }
 
 
 def test_workflow_bad_row_stops_the_job_naming_file_and_row(recordings, tmp_path):
     tsv = full_tsv(recordings, "workflow_error.tsv")
-    proc = run_snakemake(tmp_path, *DATA_TARGETS, "--cores", "2", "--configfile", str(SMOKE),
-                         overlay(tmp_path, tsv, "error"), check=False)
+    proc = run_snakemake(
+        tmp_path,
+        *DATA_TARGETS,
+        "--cores",
+        "2",
+        "--configfile",
+        str(SMOKE),
+        overlay(tmp_path, tsv, "error"),
+        check=False,
+    )
     assert proc.returncode != 0
     log = (tmp_path / "results/logs/data/prepare_folder.log").read_text()
     assert f"{tsv}: row 6 (data row, header excluded), clip us/a3.wav: empty_sentence" in log

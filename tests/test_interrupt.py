@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO, SMOKE, SNAKEMAKE, planned_jobs, run_snakemake
 from run_outputs import assert_same_results
 
@@ -26,8 +25,13 @@ pytestmark = pytest.mark.slow  # real workflow runs (minutes each)
 # Long enough to be caught in the act on a fast machine: 6 epochs of about a second, a 200-step milestone
 # checkpointed every 10 steps.
 OVERLAY = {"finetune": {"epochs": 6}, "attack": {"steps": [2, 200], "checkpoint_every": 10}}
-UPSTREAM = ("results/data/manifest.tsv", "results/data/train/text", "results/tokenizer/tokens.txt",
-            "results/stats/train/feats_stats.npz", "results/pretrained/model.pth")
+UPSTREAM = (
+    "results/data/manifest.tsv",
+    "results/data/train/text",
+    "results/tokenizer/tokens.txt",
+    "results/stats/train/feats_stats.npz",
+    "results/pretrained/model.pth",
+)
 
 
 def configs(tmp_path: Path) -> list[str]:
@@ -82,14 +86,18 @@ def test_interrupted_jobs_resume_and_the_results_equal_an_uninterrupted_run(tmp_
 
     # 1. SIGTERM while fine-tuning: some model has finished an epoch, not yet its last
     proc, out = start(work, cfg, "run1")
-    epoch_done = lambda: any(p.parent.name.startswith("la") and not (work / "results/models" / p.parent.name /
-                                                                     "train_curve.png").exists()
-                             for p in training.glob("*/1epoch.pth"))
+    epoch_done = lambda: any(
+        p.parent.name.startswith("la") and not (work / "results/models" / p.parent.name / "train_curve.png").exists()
+        for p in training.glob("*/1epoch.pth")
+    )
     interrupt_when(proc, out, epoch_done, signal.SIGTERM, "a fine-tuning epoch")
     upstream = mtimes(work, UPSTREAM)
     # interrupted models with a saved epoch (a finished model keeps its checkpoint.pth too)
-    resumable = sorted(p.parent.name for p in training.glob("la*/checkpoint.pth")
-                       if not (work / "results/models" / p.parent.name / "train_curve.png").exists())
+    resumable = sorted(
+        p.parent.name
+        for p in training.glob("la*/checkpoint.pth")
+        if not (work / "results/models" / p.parent.name / "train_curve.png").exists()
+    )
     assert resumable
 
     # 2. rerun; SIGKILL the resumed fine-tuning once it has saved another epoch
@@ -98,9 +106,15 @@ def test_interrupted_jobs_resume_and_the_results_equal_an_uninterrupted_run(tmp_
     before = ckpt.stat().st_mtime_ns
     log = work / f"results/logs/model/finetune_{model}.log"
     proc, out = start(work, [*cfg, "--rerun-incomplete"], "run2")
-    interrupt_when(proc, out, lambda: ckpt.stat().st_mtime_ns != before and not
-                   (work / "results/models" / model / "train_curve.png").exists(), signal.SIGKILL,
-                   "another epoch of the resumed fine-tuning")
+    interrupt_when(
+        proc,
+        out,
+        lambda: (
+            ckpt.stat().st_mtime_ns != before and not (work / "results/models" / model / "train_curve.png").exists()
+        ),
+        signal.SIGKILL,
+        "another epoch of the resumed fine-tuning",
+    )
     assert "resuming training in" in log.read_text()
     planned = planned_jobs(subprocess.CompletedProcess([], 0, out.read_text(), ""))
     assert planned and not {"synthetic_script", "synthesize_corpus", "pretrain", "collect_stats"} & set(planned)
@@ -113,15 +127,19 @@ def test_interrupted_jobs_resume_and_the_results_equal_an_uninterrupted_run(tmp_
     planned = planned_jobs(subprocess.CompletedProcess([], 0, out.read_text(), ""))
     assert planned and not {"synthetic_script", "synthesize_corpus", "pretrain", "collect_stats"} & set(planned)
     first = checkpoints()[0]
-    attack_log = work / "results/logs/attacks" / (
-        f"{first.parent.parent.name}_{first.parent.name}_pgd200.log")
+    attack_log = work / "results/logs/attacks" / (f"{first.parent.parent.name}_{first.parent.name}_pgd200.log")
     models_done = mtimes(work, sorted(p.relative_to(work) for p in (work / "results/models").rglob("*.pth")))
 
     # 4. rerun; SIGKILL the resumed attack once it has checkpointed again
     before = first.stat().st_mtime_ns
     proc, out = start(work, [*cfg, "--rerun-incomplete"], "run4")
-    interrupt_when(proc, out, lambda: first.exists() and first.stat().st_mtime_ns != before, signal.SIGKILL,
-                   "another checkpoint of the resumed attack")
+    interrupt_when(
+        proc,
+        out,
+        lambda: first.exists() and first.stat().st_mtime_ns != before,
+        signal.SIGKILL,
+        "another checkpoint of the resumed attack",
+    )
     assert "resuming the attack from step" in attack_log.read_text()
     run_snakemake(work, "--unlock", *cfg)
 
@@ -137,5 +155,12 @@ def test_interrupted_jobs_resume_and_the_results_equal_an_uninterrupted_run(tmp_
     assert mtimes(work, models_done) == models_done, "a finished model was redone"
     again = run_snakemake(work, "-n", *cfg)
     assert "Nothing to be done" in again.stdout + again.stderr
-    assert_same_results(work, reference, must_include=("results/models/*/model.pth", "results/tables/*.csv",
-                                                       "results/attacks/*/infer*/pgd200/state.npz"))
+    assert_same_results(
+        work,
+        reference,
+        must_include=(
+            "results/models/*/model.pth",
+            "results/tables/*.csv",
+            "results/attacks/*/infer*/pgd200/state.npz",
+        ),
+    )

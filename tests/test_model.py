@@ -10,25 +10,29 @@ import zipfile
 import pandas as pd
 import pytest
 import torch
+from model_utils import build_tiny, tiny_batch
 
 from hne_core.model.mtl import AccentDiscriminator, masked_mean, mtl_loss
-from model_utils import build_tiny, tiny_batch
 
 
 def t(x: float) -> torch.Tensor:
     return torch.tensor(x)
 
 
-@pytest.mark.parametrize("la, lc, ctc, att, dis, expected", [
-    (0.7, 0.3, 2.0, 4.0, 10.0, 0.7 * (0.3 * 2.0 + 0.7 * 4.0) + 0.3 * 10.0),
-    (1.0, 0.5, 2.0, 4.0, None, 3.0),
-    (1.0, 1.0, 2.0, None, None, 2.0),
-    (1.0, 0.0, None, 4.0, None, 4.0),
-    (0.5, 0.0, None, 4.0, 10.0, 7.0),
-])
+@pytest.mark.parametrize(
+    "la, lc, ctc, att, dis, expected",
+    [
+        (0.7, 0.3, 2.0, 4.0, 10.0, 0.7 * (0.3 * 2.0 + 0.7 * 4.0) + 0.3 * 10.0),
+        (1.0, 0.5, 2.0, 4.0, None, 3.0),
+        (1.0, 1.0, 2.0, None, None, 2.0),
+        (1.0, 0.0, None, 4.0, None, 4.0),
+        (0.5, 0.0, None, 4.0, 10.0, 7.0),
+    ],
+)
 def test_loss_is_eq_1_and_3(la, lc, ctc, att, dis, expected):
-    loss = mtl_loss(None if ctc is None else t(ctc), None if att is None else t(att),
-                    None if dis is None else t(dis), la, lc)
+    loss = mtl_loss(
+        None if ctc is None else t(ctc), None if att is None else t(att), None if dis is None else t(dis), la, lc
+    )
     assert loss.item() == pytest.approx(expected)
 
 
@@ -66,7 +70,7 @@ def test_standardised_discriminator_input_is_batch_independent_at_inference():
     assert standardised.std(0).mean() > 10 * x.std(0).mean(), "the deviations are scaled up"
     dis(x[:1])  # a one-utterance training batch uses the running statistics instead of failing
     dis.eval()
-    alone = torch.cat([dis(x[i:i + 1]) for i in range(4)])
+    alone = torch.cat([dis(x[i : i + 1]) for i in range(4)])
     # elementwise ops are the same for any batch; the 5 linear layers (inner sizes ≤ 16) may sum in another order
     # for another batch shape: ≤ 2·γ_16 of the layer's Σ|w·a| each, bounded here by the output's own scale
     batched = dis(x[:4])
@@ -76,13 +80,16 @@ def test_standardised_discriminator_input_is_batch_independent_at_inference():
         AccentDiscriminator(16, [8], 2, "relu", input_norm="layer")
 
 
-@pytest.mark.parametrize("la, lc, heads", [
-    (1.0, 0.0, {"decoder"}),            # STL decoder
-    (1.0, 1.0, {"ctc"}),                # STL CTC
-    (1.0, 0.3, {"ctc", "decoder"}),     # MTL CTC + decoder
-    (0.7, 0.0, {"decoder", "discriminator"}),
-    (0.7, 0.5, {"ctc", "decoder", "discriminator"}),
-])
+@pytest.mark.parametrize(
+    "la, lc, heads",
+    [
+        (1.0, 0.0, {"decoder"}),  # STL decoder
+        (1.0, 1.0, {"ctc"}),  # STL CTC
+        (1.0, 0.3, {"ctc", "decoder"}),  # MTL CTC + decoder
+        (0.7, 0.0, {"decoder", "discriminator"}),
+        (0.7, 0.5, {"ctc", "decoder", "discriminator"}),
+    ],
+)
 def test_lambda_edge_cases_build_only_the_weighted_heads(la, lc, heads):
     model = build_tiny(la, lc)
     built = {name for name in ("ctc", "decoder", "discriminator") if getattr(model, name) is not None}
@@ -119,11 +126,13 @@ def test_exported_model_decodes_in_stock_speech2text(smoke_run):
     whole vocabulary), which is ESPnet's own beam-1 search with its pre-beam turned off; ESPnet appends an
     <eos> after its last step's token even when that token is <eos>, which is removed."""
     model_dir = smoke_run / "results/models/la0.7_lc0.3"
-    hyps = pd.read_csv(smoke_run / "results/eval/la0.7_lc0.3/infer0.3/hypotheses.tsv", sep="\t",
-                       keep_default_na=False)
+    hyps = pd.read_csv(smoke_run / "results/eval/la0.7_lc0.3/infer0.3/hypotheses.tsv", sep="\t", keep_default_na=False)
     utt = hyps.iloc[0]
-    wav = next(line.split()[1] for line in (smoke_run / "results/data/test/wav.scp").read_text().splitlines()
-               if line.startswith(utt.utt_id + " "))
+    wav = next(
+        line.split()[1]
+        for line in (smoke_run / "results/data/test/wav.scp").read_text().splitlines()
+        if line.startswith(utt.utt_id + " ")
+    )
     code = f"""
 import soundfile as sf, sys
 from espnet2.bin.asr_inference import Speech2Text
@@ -136,6 +145,7 @@ print('HYP=' + s2t(sf.read('{wav}', dtype='float32')[0])[0][0].removesuffix('<so
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=smoke_run, check=True)
     hyp = next(line[4:] for line in out.stdout.splitlines() if line.startswith("HYP="))
     from hne_core.text import normalize_transcript
+
     assert normalize_transcript(hyp) == utt.hypothesis
 
 
@@ -145,14 +155,19 @@ def _espnet_zoo_zip(smoke_run, tmp_path):
 
     base = smoke_run / "results/pretrained"
     import yaml
+
     cfg = yaml.safe_load((base / "config.yaml").read_text())
     cfg["bpemodel"] = str(base / "bpe.model")
     cfg["normalize_conf"]["stats_file"] = str(base / "feats_stats.npz")
     cfg["token_list"] = (base / "tokens.txt").read_text().split()
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     out = tmp_path / "model.zip"
-    pack(files={"asr_model_file": base / "model.pth"}, yaml_files={"asr_train_config": tmp_path / "config.yaml"},
-         option=[base / "bpe.model", base / "feats_stats.npz"], outpath=out)
+    pack(
+        files={"asr_model_file": base / "model.pth"},
+        yaml_files={"asr_train_config": tmp_path / "config.yaml"},
+        option=[base / "bpe.model", base / "feats_stats.npz"],
+        outpath=out,
+    )
     return out
 
 

@@ -16,8 +16,11 @@ def test_weights_model_ids_and_settings_have_one_spelling():
     with pytest.raises(ValueError, match="not a model id"):
         naming.parse_model_id("la0.7-lc0.5")
     assert naming.format_setting(1, 0.5, 0) == "1.0/0.5/0.0"
-    assert naming.parse_setting("1.0/0.50/0") == naming.setting_of(
-        {"lambda_a": 1, "lambda_c_train": 0.5, "lambda_c_infer": 0.0}) == (1.0, 0.5, 0.0)
+    assert (
+        naming.parse_setting("1.0/0.50/0")
+        == naming.setting_of({"lambda_a": 1, "lambda_c_train": 0.5, "lambda_c_infer": 0.0})
+        == (1.0, 0.5, 0.0)
+    )
     with pytest.raises(ValueError, match="λA/λC"):
         naming.parse_setting("1.0/0.5")
     s = Setting.parse("0.7/0.3/0.0")
@@ -27,8 +30,9 @@ def test_weights_model_ids_and_settings_have_one_spelling():
 def test_templates_serve_rules_and_jobs_alike():
     pattern = naming.attack_dir("results", "{model}", "{lci}", "{steps}")
     assert pattern == "results/attacks/{model}/infer{lci}/pgd{steps}"
-    assert naming.attack_dir("results", "la1.0_lc0.0", 0, 200) == pattern.format(model="la1.0_lc0.0", lci="0.0",
-                                                                                  steps=200)
+    assert naming.attack_dir("results", "la1.0_lc0.0", 0, 200) == pattern.format(
+        model="la1.0_lc0.0", lci="0.0", steps=200
+    )
     assert naming.attack_checkpoint("r", "m", 0.3, 50) == "r/attacks/m/infer0.3/pgd50.checkpoint"
     assert naming.eval_dir("r", "pretrained", 0.0) == "r/eval/pretrained/infer0.0"
 
@@ -44,12 +48,15 @@ def test_attack_cells_match_by_the_settings_the_summaries_carry(tmp_path):
         d = tmp_path / naming.attack_dir("results", model, lci, steps)
         (d / "utterances.csv").parent.mkdir(parents=True, exist_ok=True)
         (d / "utterances.csv").write_text("")
-        return _write(d / "summary.json", {"lambda_a": la, "lambda_c_train": lc, "lambda_c_infer": lci,
-                                           "steps": steps}), str(d / "utterances.csv")
+        return _write(
+            d / "summary.json", {"lambda_a": la, "lambda_c_train": lc, "lambda_c_infer": lci, "steps": steps}
+        ), str(d / "utterances.csv")
 
     def evaluation(model, la, lc, lci):
-        return _write(tmp_path / naming.eval_dir("results", model, lci) / "summary.json",
-                      {"lambda_a": la, "lambda_c_train": lc, "lambda_c_infer": lci})
+        return _write(
+            tmp_path / naming.eval_dir("results", model, lci) / "summary.json",
+            {"lambda_a": la, "lambda_c_train": lc, "lambda_c_infer": lci},
+        )
 
     a1, c1 = attack("la1.0_lc0.0", 1.0, 0.0, 0.0, 50)
     a2, c2 = attack("la0.7_lc0.5", 0.7, 0.5, 0.0, 50)

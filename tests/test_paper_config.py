@@ -16,12 +16,24 @@ import subprocess
 
 import pytest
 import yaml
-
 from conftest import REPO, SNAKEMAKE, planned_jobs, run_snakemake
 
 PAPER = REPO / "configs" / "paper.yaml"
-GRID = {(1.0, 0.0), (1.0, 0.3), (1.0, 0.5), (1.0, 0.7), (1.0, 1.0), (0.9, 0.0), (0.8, 0.0), (0.7, 0.0), (0.6, 0.0),
-        (0.5, 0.0), (0.7, 0.3), (0.7, 0.5), (0.7, 0.7)}
+GRID = {
+    (1.0, 0.0),
+    (1.0, 0.3),
+    (1.0, 0.5),
+    (1.0, 0.7),
+    (1.0, 1.0),
+    (0.9, 0.0),
+    (0.8, 0.0),
+    (0.7, 0.0),
+    (0.6, 0.0),
+    (0.5, 0.0),
+    (0.7, 0.3),
+    (0.7, 0.5),
+    (0.7, 0.7),
+}
 
 
 @pytest.fixture(scope="module")
@@ -30,12 +42,27 @@ def merged(tmp_path_factory) -> dict:
     by the paper config and given by an overlay, as a user does)."""
     tmp = tmp_path_factory.mktemp("paper_config")
     dump = tmp / "merged.json"
-    (tmp / "Snakefile").write_text(f'include: "{REPO / "Snakefile"}"\n\n'
-                                   f'import json\nwith open("{dump}", "w") as fh:\n    json.dump(config, fh)\n')
+    (tmp / "Snakefile").write_text(
+        f'include: "{REPO / "Snakefile"}"\n\nimport json\nwith open("{dump}", "w") as fh:\n    json.dump(config, fh)\n'
+    )
     overlay = tmp / "cv.yaml"
     overlay.write_text(yaml.safe_dump({"commonvoice": {"mdc_dataset_id": "stand-in"}}))
-    proc = subprocess.run([SNAKEMAKE, "-s", str(tmp / "Snakefile"), "--directory", str(tmp), "-n", "--configfile",
-                           str(PAPER), str(overlay)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            SNAKEMAKE,
+            "-s",
+            str(tmp / "Snakefile"),
+            "--directory",
+            str(tmp),
+            "-n",
+            "--configfile",
+            str(PAPER),
+            str(overlay),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads(dump.read_text())
 
@@ -61,10 +88,10 @@ def test_discriminator_is_5_fully_connected_layers_on_the_mean_embedding_without
     """Section 4.2: "passes the mean sequence embedding through 5 fully connected layers"; nothing about a
     normalisation, one learning rate. Checked on the recipe ESPnet gets and on the head that recipe builds."""
     import torch
+    from zenodo_fixture import ASR_RECIPE
 
     from hne_core.model.mtl import AccentDiscriminator, masked_mean
     from hne_core.model.recipe import finetune_config
-    from zenodo_fixture import ASR_RECIPE
 
     dis = merged["discriminator"]
     assert dis["input_norm"] == "none" and dis["lr_scale"] == 1.0 and len(dis["hidden"]) == 4
@@ -92,8 +119,9 @@ def test_fine_tuning_lr_epochs_and_the_best_validation_loss_kept(merged):
     """Section 4.2: "a learning rate of 1e-3 for 30 epochs, and we pick the model with the lowest validation
     loss from all the epochs". The recipe ESPnet trains with, on a base shaped like the Zenodo model (whose own
     warmuplr schedule and valid.acc criterion must not leak into fine-tuning)."""
-    from hne_core.model.recipe import finetune_config
     from zenodo_fixture import ASR_RECIPE
+
+    from hne_core.model.recipe import finetune_config
 
     ft = merged["finetune"]
     assert (ft["lr"], ft["epochs"], ft["scheduler"]) == (0.001, 30, "constant") and "warmup_steps" not in ft
@@ -121,13 +149,29 @@ def test_attack_setting(merged):
 
 def test_the_three_tables_columns(merged):
     """λA, λC(t), λC(i) of every column, in the paper's order."""
-    tables = {t["name"]: [(c["lambda_a"], c["lambda_c_train"], c["lambda_c_infer"]) for c in t["columns"]]
-              for t in merged["tables"]}
+    tables = {
+        t["name"]: [(c["lambda_a"], c["lambda_c_train"], c["lambda_c_infer"]) for c in t["columns"]]
+        for t in merged["tables"]
+    }
     assert tables == {
-        "table1": [(1.0, 0.0, 0.0), (1.0, 0.3, 0.3), (1.0, 0.5, 0.5), (1.0, 0.7, 0.7), (1.0, 1.0, 1.0),
-                   (1.0, 0.3, 0.0), (1.0, 0.5, 0.0), (1.0, 0.7, 0.0)],
-        "table2": [(1.0, 0.0, 0.0), (0.9, 0.0, 0.0), (0.8, 0.0, 0.0), (0.7, 0.0, 0.0), (0.6, 0.0, 0.0),
-                   (0.5, 0.0, 0.0)],
+        "table1": [
+            (1.0, 0.0, 0.0),
+            (1.0, 0.3, 0.3),
+            (1.0, 0.5, 0.5),
+            (1.0, 0.7, 0.7),
+            (1.0, 1.0, 1.0),
+            (1.0, 0.3, 0.0),
+            (1.0, 0.5, 0.0),
+            (1.0, 0.7, 0.0),
+        ],
+        "table2": [
+            (1.0, 0.0, 0.0),
+            (0.9, 0.0, 0.0),
+            (0.8, 0.0, 0.0),
+            (0.7, 0.0, 0.0),
+            (0.6, 0.0, 0.0),
+            (0.5, 0.0, 0.0),
+        ],
         "table3": [(0.7, 0.0, 0.0), (0.7, 0.3, 0.0), (0.7, 0.5, 0.0), (0.7, 0.7, 0.0)],
     }
     baselines = {t["name"]: [c["label"] for c in t["columns"] if c.get("baseline")] for t in merged["tables"]}
@@ -137,8 +181,9 @@ def test_the_three_tables_columns(merged):
 def test_the_pretrained_model_is_the_pinned_zenodo_record(merged):
     pre = merged["pretrained"]
     assert pre["source"] == "zenodo" and merged["tokenizer"]["source"] == "pretrained"
-    assert re.match(r"^https://zenodo\.org/record/4604011/files/asr_train_asr_conformer6_.*\.zip\?download=1$",
-                    pre["url"])
+    assert re.match(
+        r"^https://zenodo\.org/record/4604011/files/asr_train_asr_conformer6_.*\.zip\?download=1$", pre["url"]
+    )
 
 
 def _comment_of(path, dotted: str) -> str:
@@ -148,15 +193,23 @@ def _comment_of(path, dotted: str) -> str:
     start = next(i for i, ln in enumerate(lines) if re.match(rf"^{section}:", ln))
     i = next(j for j in range(start + 1, len(lines)) if re.match(rf"^  {key}:", lines[j]))
     text = lines[i].split("#", 1)[1] if "#" in lines[i] else ""
-    for ln in lines[i + 1:]:
+    for ln in lines[i + 1 :]:
         if not re.match(r"^\s+#", ln):
             break
         text += ln.split("#", 1)[1]
     return text
 
 
-SILENT = ["finetune.scheduler", "attack.target_length", "attack.label_smoothing", "attack.composition",
-          "attack.n_targets", "discriminator.hidden", "discriminator.activation", "finetune.batch_bins"]
+SILENT = [
+    "finetune.scheduler",
+    "attack.target_length",
+    "attack.label_smoothing",
+    "attack.composition",
+    "attack.n_targets",
+    "discriminator.hidden",
+    "discriminator.activation",
+    "finetune.batch_bins",
+]
 
 
 @pytest.mark.parametrize("dotted", SILENT)
@@ -191,12 +244,14 @@ def test_finetune_scheduler_key_is_what_espnet_gets(merged):
     """`finetune.scheduler` is honoured by the recipe: constant = no ESPnet scheduler, warmuplr = ESPnet's warmuplr
     over `warmup_steps`; a contradiction is an error naming it. The pre-training section, which has warm-up steps
     and no scheduler key, keeps warmuplr."""
-    from hne_core.model.recipe import finetune_config, pretrain_config, scheduler_of
     from zenodo_fixture import ASR_RECIPE
 
+    from hne_core.model.recipe import finetune_config, pretrain_config, scheduler_of
+
     ft = merged["finetune"]
-    warm = finetune_config(ASR_RECIPE, REPO, 1.0, 0.3, 2, merged["discriminator"],
-                           {**ft, "scheduler": "warmuplr", "warmup_steps": 500})
+    warm = finetune_config(
+        ASR_RECIPE, REPO, 1.0, 0.3, 2, merged["discriminator"], {**ft, "scheduler": "warmuplr", "warmup_steps": 500}
+    )
     assert warm["scheduler"] == "warmuplr" and warm["scheduler_conf"] == {"warmup_steps": 500}
     with pytest.raises(ValueError, match="warm-up would be ignored"):
         scheduler_of({**ft, "warmup_steps": 500})
@@ -211,9 +266,9 @@ def test_fine_tuning_amp_and_loader_workers_reach_espnet(merged):
     finetune.use_amp / num_workers, in the recipe YAML and on the command line); the default config's recipe and
     command line stay as they were (no use_amp key, --num_workers 0). ESPnet's own parser reads both."""
     from espnet2.tasks.asr import ASRTask
+    from zenodo_fixture import ASR_RECIPE
 
     from hne_core.model.recipe import finetune_config, train_args
-    from zenodo_fixture import ASR_RECIPE
 
     ft = merged["finetune"]
     assert (ft["use_amp"], ft["num_workers"]) == (True, 4)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import yaml
-
 from conftest import REPO
 
 
@@ -22,7 +21,14 @@ def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
     assert run.startswith("./install.sh && ") and "snakemake --cores all" in run
     assert test.startswith("./install.sh && ") and "pytest" in test
     ci = [ln for ln in (REPO / ".ci/run").read_text().splitlines() if ln and not ln.startswith(("#", "set ", "cd "))]
-    assert ci == [test]
+    # the lint and format checks first (after the install they need), the README's test command last
+    assert ci[-1] == test
+    assert ci[:-1] == [
+        "./install.sh",
+        ".venv/bin/ruff check .",
+        ".venv/bin/ruff format --check .",
+        ".venv/bin/snakefmt --check --line-length 120 Snakefile rules",
+    ]
 
 
 def pins(lines) -> dict[str, str]:
@@ -63,16 +69,24 @@ OUTSIDE = re.compile(r"FINDINGS(\.md)?\b|/work/|\.\./shared|shared/reference|\.l
 
 def test_nothing_cites_a_file_outside_the_repository():
     this = "tests/test_project.py"
-    hits = [f"{name}:{n}: {line.strip()}" for name, text in tracked_text_files().items() if name != this
-            for n, line in enumerate(text.splitlines(), 1) if OUTSIDE.search(line)]
+    hits = [
+        f"{name}:{n}: {line.strip()}"
+        for name, text in tracked_text_files().items()
+        if name != this
+        for n, line in enumerate(text.splitlines(), 1)
+        if OUTSIDE.search(line)
+    ]
     assert not hits, "cite docs/ instead:\n" + "\n".join(hits)
 
 
 def test_design_notes_sections_cited_exist():
     notes = (REPO / "docs" / "design-notes.md").read_text()
     sections = set(re.findall(r"^## (\d+)\. ", notes, flags=re.M))
-    cited = {(name, sec) for name, text in tracked_text_files().items()
-             for sec in re.findall(r"docs/design-notes\.md §(\d+)", text)}
+    cited = {
+        (name, sec)
+        for name, text in tracked_text_files().items()
+        for sec in re.findall(r"docs/design-notes\.md §(\d+)", text)
+    }
     assert cited, "the code cites the design notes"
     missing = sorted(f"{name}: §{sec}" for name, sec in cited if sec not in sections)
     assert not missing, missing
@@ -85,8 +99,10 @@ def test_package_declares_every_library_it_imports():
     import re
     import tomllib
 
-    declared = {re.split(r"[<>=!\[ ]", d)[0].lower().replace("_", "-")
-                for d in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]}
+    declared = {
+        re.split(r"[<>=!\[ ]", d)[0].lower().replace("_", "-")
+        for d in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    }
     dists = metadata.packages_distributions()
     imported = set()
     for path in (REPO / "hne_core").rglob("*.py"):
@@ -96,7 +112,8 @@ def test_package_declares_every_library_it_imports():
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 imported.add(node.module.split(".")[0])
     third_party = {name for name in imported if name in dists and name != "hne_core"}
-    missing = {name: dists[name] for name in third_party
-               if not {d.lower().replace("_", "-") for d in dists[name]} & declared}
+    missing = {
+        name: dists[name] for name in third_party if not {d.lower().replace("_", "-") for d in dists[name]} & declared
+    }
     assert not missing, f"imported by hne_core but not in pyproject.toml's dependencies: {missing}"
     assert {"art", "seaborn", "matplotlib", "espnet_model_zoo", "datacollective"} <= third_party

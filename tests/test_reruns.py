@@ -13,19 +13,30 @@ import shutil
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import SMOKE, planned_jobs, run_snakemake
 
 pytestmark = pytest.mark.slow  # real workflow runs (minutes each)
 
 # The aggregates (issue 5's results rules and `all`): one constant, shared by every case below.
-ATTACK_AGGREGATES = {"results_advtwer": 1, "results_table": 1, "results_comparison": 1, "results_figure1": 1,
-                     "all": 1}
+ATTACK_AGGREGATES = {"results_advtwer": 1, "results_table": 1, "results_comparison": 1, "results_figure1": 1, "all": 1}
 AGGREGATES = {**ATTACK_AGGREGATES, "results_benign": 1, "results_training_curves": 1}
 # Everything the smoke config builds (2 models, 3 evaluations, 2 attacked pairs x 2 milestones).
-SMOKE_JOBS = {"synthetic_script": 1, "synthesize_corpus": 1, "espnet_data_dir": 3, "data_report": 1,
-              "train_tokenizer": 1, "tokenizer_coverage": 1, "collect_stats": 1, "pretrain": 1, "evaluate_base": 1,
-              "finetune": 2, "evaluate": 3, "attack_targets": 1, "attack": 4, **AGGREGATES}
+SMOKE_JOBS = {
+    "synthetic_script": 1,
+    "synthesize_corpus": 1,
+    "espnet_data_dir": 3,
+    "data_report": 1,
+    "train_tokenizer": 1,
+    "tokenizer_coverage": 1,
+    "collect_stats": 1,
+    "pretrain": 1,
+    "evaluate_base": 1,
+    "finetune": 2,
+    "evaluate": 3,
+    "attack_targets": 1,
+    "attack": 4,
+    **AGGREGATES,
+}
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +96,11 @@ def test_step_size_changed_plans_all_attacks_and_no_training(finished, tmp_path)
 
 def test_resources_changed_plan_nothing(finished, tmp_path):
     """A longer time limit or a GPU (e.g. for a cluster rerun) is no reason to redo a finished job."""
-    planned = plan(finished, tmp_path, {"finetune": {"runtime": 999, "mem_mb": 999, "threads": 2},
-                                        "attack": {"runtime": 999, "gpu": 1}})
+    planned = plan(
+        finished,
+        tmp_path,
+        {"finetune": {"runtime": 999, "mem_mb": 999, "threads": 2}, "attack": {"runtime": 999, "gpu": 1}},
+    )
     assert planned == {}
 
 

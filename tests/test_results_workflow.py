@@ -9,17 +9,32 @@ import re
 import jiwer
 import pandas as pd
 import pytest
-
 from conftest import SMOKE, run_snakemake
 
 
 def test_smoke_advtwer_frame_matches_the_attacks(smoke_run):
     frame = pd.read_csv(smoke_run / "results/tables/advtwer.csv")
-    assert list(frame.columns) == ["lambda_a", "lambda_c_train", "lambda_c_infer", "steps", "adv_twer",
-                                   "adv_twer_ci_low", "adv_twer_ci_high", "ref_wer", "ref_wer_ci_low",
-                                   "ref_wer_ci_high", "benign_wer", "accent_acc", "n_utts"]
+    assert list(frame.columns) == [
+        "lambda_a",
+        "lambda_c_train",
+        "lambda_c_infer",
+        "steps",
+        "adv_twer",
+        "adv_twer_ci_low",
+        "adv_twer_ci_high",
+        "ref_wer",
+        "ref_wer_ci_low",
+        "ref_wer_ci_high",
+        "benign_wer",
+        "accent_acc",
+        "n_utts",
+    ]
     assert sorted(zip(frame.lambda_a, frame.lambda_c_train, frame.lambda_c_infer, frame.steps)) == [
-        (0.7, 0.3, 0.0, 2), (0.7, 0.3, 0.0, 4), (1.0, 0.0, 0.0, 2), (1.0, 0.0, 0.0, 4)]
+        (0.7, 0.3, 0.0, 2),
+        (0.7, 0.3, 0.0, 4),
+        (1.0, 0.0, 0.0, 2),
+        (1.0, 0.0, 0.0, 4),
+    ]
     assert (frame.n_utts == 4).all()
     assert ((frame.adv_twer_ci_low <= frame.adv_twer + 1e-4) & (frame.adv_twer <= frame.adv_twer_ci_high + 1e-4)).all()
     assert ((frame.ref_wer_ci_low <= frame.ref_wer + 1e-4) & (frame.ref_wer <= frame.ref_wer_ci_high + 1e-4)).all()
@@ -30,8 +45,9 @@ def test_smoke_advtwer_frame_matches_the_attacks(smoke_run):
         benign = json.loads((smoke_run / f"results/eval/{model}/infer0.0/summary.json").read_text())
         assert abs(row.adv_twer - attack["adv_twer"]) < 1e-3
         assert abs(row.ref_wer - attack["wer"]) < 1e-3  # the job's WER against the references, now in the frame
-        utts = pd.read_csv(smoke_run / f"results/attacks/{model}/infer0.0/pgd{row.steps}/utterances.csv",
-                           keep_default_na=False)
+        utts = pd.read_csv(
+            smoke_run / f"results/attacks/{model}/infer0.0/pgd{row.steps}/utterances.csv", keep_default_na=False
+        )
         assert abs(row.ref_wer - 100 * jiwer.wer(list(utts.reference), list(utts.hypothesis))) < 1e-3
         assert abs(row.benign_wer - 100 * benign["wer"]) < 1e-3
         assert pd.isna(row.accent_acc) == (benign["accent_acc"] is None)
@@ -47,8 +63,9 @@ def test_smoke_tables_comparison_and_figures(smoke_run):
         steps = int(row.steps.removeprefix("PGD-"))
         at = frame[frame.steps == steps].set_index("lambda_a").adv_twer.round(2)
         assert (float(row[1]), float(row[2])) == (at[1.0], at[0.7])
-        assert row.bold == ";".join(lab for lab, v in (("STL (Decoder)", at[1.0]), ("MTL + discriminator", at[0.7]))
-                                    if v == at.max())
+        assert row.bold == ";".join(
+            lab for lab, v in (("STL (Decoder)", at[1.0]), ("MTL + discriminator", at[0.7])) if v == at.max()
+        )
         assert row.highlighted == ("MTL + discriminator" if at[0.7] > at[1.0] else "")
     refwer = pd.read_csv(tables / "smoke_refwer.csv", keep_default_na=False)
     assert list(refwer.columns) == list(table.columns) and refwer.steps.tolist() == table.steps.tolist()
@@ -56,8 +73,9 @@ def test_smoke_tables_comparison_and_figures(smoke_run):
         steps = int(row.steps.removeprefix("PGD-"))
         rw = frame[frame.steps == steps].set_index("lambda_a").ref_wer.round(2)
         assert (float(row[1]), float(row[2])) == (rw[1.0], rw[0.7])
-        assert row.bold == ";".join(lab for lab, v in (("STL (Decoder)", rw[1.0]), ("MTL + discriminator", rw[0.7]))
-                                    if v == rw.min())  # lower is more robust
+        assert row.bold == ";".join(
+            lab for lab, v in (("STL (Decoder)", rw[1.0]), ("MTL + discriminator", rw[0.7])) if v == rw.min()
+        )  # lower is more robust
         assert row.highlighted == ("MTL + discriminator" if rw[0.7] < rw[1.0] else "")
     for ext in ("md", "tex", "html"):
         assert "against the references" in (tables / f"smoke_refwer.{ext}").read_text()
@@ -77,11 +95,21 @@ def test_smoke_tables_comparison_and_figures(smoke_run):
 def test_report_holds_the_tables(smoke_run):
     run_snakemake(smoke_run, "--configfile", str(SMOKE), "--report", "report.html")
     page = (smoke_run / "report.html").read_text()
-    embedded = {name: base64.b64decode(data).decode("utf-8", "replace") for name, data in
-                re.findall(r"data:[a-z/+.-]+;charset=[^;]+;filename=([^;]+);base64,([A-Za-z0-9+/=]+)", page)}
+    embedded = {
+        name: base64.b64decode(data).decode("utf-8", "replace")
+        for name, data in re.findall(r"data:[a-z/+.-]+;charset=[^;]+;filename=([^;]+);base64,([A-Za-z0-9+/=]+)", page)
+    }
     tables = smoke_run / "results/tables"
-    for name in ("smoke.csv", "smoke.html", "smoke_refwer.csv", "smoke_refwer.html", "advtwer.csv", "benign.csv",
-                 "benign.html", "paper_comparison.md"):
+    for name in (
+        "smoke.csv",
+        "smoke.html",
+        "smoke_refwer.csv",
+        "smoke_refwer.html",
+        "advtwer.csv",
+        "benign.csv",
+        "benign.html",
+        "paper_comparison.md",
+    ):
         assert embedded[name] == (tables / name).read_text(), name
     assert {"figure1.png", "training_curves.png"} <= set(embedded)
     assert "percentile bootstrap over the attacked utterances" in page  # a caption says how it was made
@@ -93,8 +121,12 @@ def test_decoding_effect_redecodes_a_finished_run_in_the_other_mode(smoke_run):
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "hne_core.results.decoding_effect", str(smoke_run / "results")],
-                         capture_output=True, text=True, timeout=900)
+    out = subprocess.run(
+        [sys.executable, "-m", "hne_core.results.decoding_effect", str(smoke_run / "results")],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     lines = out.stdout.strip().splitlines()
     assert lines[-1].startswith("benign_changed=") and lines[-1].endswith(" attacked_changed=0/0")

@@ -9,7 +9,6 @@ import time
 
 import pandas as pd
 import yaml
-
 from conftest import REPO, SMOKE, SNAKEMAKE, run_snakemake
 
 MODEL = "la0.7_lc0.3"

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import REPO, SMOKE, planned_jobs, run_snakemake
 
 from hne_core.attack.pgd import l2_step
 from hne_core.attack.run import run_attack
@@ -19,10 +20,18 @@ from hne_core.results.aggregate import Setting
 from hne_core.results.compare import Comparison, Difference, FindingResult, robustness_support
 from hne_core.robustness.noise import noise_direction, noisy
 from hne_core.robustness.report import pooled_scores, setting_verdicts
-from hne_core.robustness.verdicts import (FLAG, PASSES, Estimate, noise_verdict, overall, seeds_verdicts,
-                                          steps_verdicts, sweep_verdicts, transfer_verdicts, untargeted_verdicts)
-
-from conftest import REPO, SMOKE, planned_jobs, run_snakemake
+from hne_core.robustness.verdicts import (
+    FLAG,
+    PASSES,
+    Estimate,
+    noise_verdict,
+    overall,
+    seeds_verdicts,
+    steps_verdicts,
+    sweep_verdicts,
+    transfer_verdicts,
+    untargeted_verdicts,
+)
 
 SMOKE_ROBUSTNESS = REPO / "tests" / "configs" / "smoke_robustness.yaml"
 
@@ -35,7 +44,7 @@ def E(value: float, half: float = 5.0) -> Estimate:
 def test_steps_rule_flags_only_a_rise_beyond_the_earlier_interval():
     falling = steps_verdicts([(50, E(90)), (100, E(70)), (150, E(60))])
     assert [v.verdict for v in falling] == [PASSES, PASSES]
-    within = steps_verdicts([(50, E(70)), (100, E(74.9))])          # rises, but inside [65, 75]
+    within = steps_verdicts([(50, E(70)), (100, E(74.9))])  # rises, but inside [65, 75]
     assert within[0].verdict == PASSES
     beyond = steps_verdicts([(100, E(70)), (50, E(90)), (150, E(75.1))])  # unsorted in, 75.1 > CI-high 75
     assert [v.item for v in beyond] == ["PGD-100 vs PGD-50", "PGD-150 vs PGD-100"]
@@ -94,9 +103,22 @@ def test_seeds_rules_flag_a_spread_wider_than_the_bootstrap_and_an_unstable_rank
 
 
 def test_setting_verdicts_and_the_comparisons_support_line():
-    rows = [{"lambda_a": 0.7, "lambda_c_train": 0.3, "lambda_c_infer": 0.0, "check": c, "item": "x", "value": 1.0,
-             "ci_low": 0.0, "ci_high": 2.0, "reference": 1.0, "verdict": v, "rule": "r"}
-            for c, v in (("steps", PASSES), ("steps", FLAG), ("noise", PASSES))]
+    rows = [
+        {
+            "lambda_a": 0.7,
+            "lambda_c_train": 0.3,
+            "lambda_c_infer": 0.0,
+            "check": c,
+            "item": "x",
+            "value": 1.0,
+            "ci_low": 0.0,
+            "ci_high": 2.0,
+            "reference": 1.0,
+            "verdict": v,
+            "rule": "r",
+        }
+        for c, v in (("steps", PASSES), ("steps", FLAG), ("noise", PASSES))
+    ]
     checks = setting_verdicts(pd.DataFrame(rows))
     best, base = Setting(0.7, 0.3, 0.0), Setting(1.0, 0.0, 0.0)
     assert checks == {best: {"steps": FLAG, "noise": PASSES}}
@@ -111,17 +133,20 @@ def test_setting_verdicts_and_the_comparisons_support_line():
 def test_noise_has_the_attacks_norm_and_the_same_direction_for_every_model():
     x = np.linspace(-0.5, 0.5, 4000).astype(np.float32)
     d = noise_direction(7, 0, 3, len(x))
-    assert np.array_equal(d, noise_direction(7, 0, 3, len(x))) and not np.array_equal(d, noise_direction(7, 1, 3, len(x)))
+    assert np.array_equal(d, noise_direction(7, 0, 3, len(x))) and not np.array_equal(
+        d, noise_direction(7, 1, 3, len(x))
+    )
     out = noisy(x, 0.5, d, clip=True)
     # float64 sum rounded once to float32: |err| <= u·|x + n·d| <= u per sample, so the norm is off by <= u·sqrt(T)
-    assert abs(np.linalg.norm(out.astype(np.float64) - x) - 0.5) <= 2.0 ** -24 * math.sqrt(len(x)) * 2
+    assert abs(np.linalg.norm(out.astype(np.float64) - x) - 0.5) <= 2.0**-24 * math.sqrt(len(x)) * 2
     big = noisy(x, 100.0, d, clip=True)
     assert np.abs(big).max() <= 1.0 and np.linalg.norm(big.astype(np.float64) - x) < 100.0  # clipping shortens
 
 
 def test_pooled_scores_sum_the_draws_of_an_utterance():
-    frame = pd.DataFrame({"utt_id": ["b", "a", "b", "a"], "target": ["X Y", "Z", "X Y", "Z"],
-                          "hypothesis": ["X", "Z", "Q Y", "W"]})
+    frame = pd.DataFrame(
+        {"utt_id": ["b", "a", "b", "a"], "target": ["X Y", "Z", "X Y", "Z"], "hypothesis": ["X", "Z", "Q Y", "W"]}
+    )
     s = pooled_scores(frame, "target")
     assert s.utt_ids == ("a", "b") and s.edits.tolist() == [1, 2] and s.words.tolist() == [2, 4]
     assert s.wer == pytest.approx(50.0)
@@ -145,6 +170,7 @@ def test_untargeted_attack_raises_the_loss_in_both_engines_and_they_agree():
     the native engine's step within test_attack's derived bound."""
     from model_utils import build_tiny
     from test_attack import TARGETS, step_bound
+
     from hne_core.attack.loss import adversarial_losses, pad_targets
 
     torch.set_num_threads(1)
@@ -158,8 +184,13 @@ def test_untargeted_attack_raises_the_loss_in_both_engines_and_they_agree():
             out = []
             for w, d, t in zip(waves, deltas, targets):
                 ys, ys_lens = pad_targets([t], "cpu")
-                out.append(float(adversarial_losses(model, torch.from_numpy(w + d)[None], torch.tensor([len(w)]), ys,
-                                                    ys_lens, 0.3)[0]))
+                out.append(
+                    float(
+                        adversarial_losses(
+                            model, torch.from_numpy(w + d)[None], torch.tensor([len(w)]), ys, ys_lens, 0.3
+                        )[0]
+                    )
+                )
             return np.array(out)
 
     base = losses([np.zeros_like(w) for w in waves])
@@ -173,10 +204,11 @@ def test_untargeted_attack_raises_the_loss_in_both_engines_and_they_agree():
         xt = torch.from_numpy(x)[None].requires_grad_(True)
         ys, ys_lens = pad_targets([targets[i]], "cpu")
         with torch.enable_grad():
-            (g,) = torch.autograd.grad(adversarial_losses(model, xt, torch.tensor([len(x)]), ys, ys_lens, 0.3).sum(), xt)
+            (g,) = torch.autograd.grad(
+                adversarial_losses(model, xt, torch.tensor([len(x)]), ys, ys_lens, 0.3).sum(), xt
+            )
         bound = step_bound(x, np.zeros_like(x), a, g[0].numpy())
         assert float(np.abs(a - n).max()) <= bound
-
 
 
 def test_untargeted_resumes_from_its_own_checkpoint_only(tmp_path):
@@ -203,13 +235,24 @@ def test_untargeted_resumes_from_its_own_checkpoint_only(tmp_path):
         run_attack("native", model, waves, targets, 0.3, 0.05, 0.02, 4, targeted=False, callback=kill_after_two, **kw)
     assert ckpt.is_file()
     targeted = run_attack("native", model, waves, targets, 0.3, 0.05, 0.02, 4, **{**kw, "checkpoint_path": None})
-    other = run_attack("native", model, waves, targets, 0.3, 0.05, 0.02, 4, checkpoint_path=ckpt,
-                       checkpoint_every=100, clip=True, batch_size=2)
+    other = run_attack(
+        "native",
+        model,
+        waves,
+        targets,
+        0.3,
+        0.05,
+        0.02,
+        4,
+        checkpoint_path=ckpt,
+        checkpoint_every=100,
+        clip=True,
+        batch_size=2,
+    )
     assert other.resumed_from == 0  # the targeted attack ignored the untargeted checkpoint
     assert all(np.array_equal(a, b) for a, b in zip(other.deltas, targeted.deltas))
     resumed = run_attack("native", model, waves, targets, 0.3, 0.05, 0.02, 4, targeted=False, **kw)
-    straight = run_attack("native", model, waves, targets, 0.3, 0.05, 0.02, 4, targeted=False, clip=True,
-                          batch_size=2)
+    straight = run_attack("native", model, waves, targets, 0.3, 0.05, 0.02, 4, targeted=False, clip=True, batch_size=2)
     assert resumed.resumed_from == 2  # the checkpoint written after step 2, just before the kill
     assert all(np.array_equal(a, b) for a, b in zip(resumed.deltas, straight.deltas))
 
@@ -250,7 +293,7 @@ def test_every_check_runs_on_the_smoke_config_with_a_verdict_per_model(robustnes
         for summary in (robustness_run / "results/robustness/sweep" / f"eps{scale}").glob("*/*/pgd4/summary.json"):
             s = yaml.safe_load(summary.read_text())
             assert s["eps"] == pytest.approx(2.0 * scale) and s["step_size"] == pytest.approx(0.05 * scale)
-            assert s["max_l2_norm"] <= s["eps"] * (1 + 64 * 2.0 ** -24)
+            assert s["max_l2_norm"] <= s["eps"] * (1 + 64 * 2.0**-24)
     # transfer matrix: the diagonal is the white-box AdvTWER of advtwer.csv's last milestone
     matrix = pd.read_csv(tables / "transfer_smoke.csv", index_col=0)
     adv = pd.read_csv(tables / "advtwer.csv")
@@ -264,14 +307,14 @@ def test_every_check_runs_on_the_smoke_config_with_a_verdict_per_model(robustnes
     noisy_rows = noise[noise["draw"] >= 0]
     norms = attack.loc[noisy_rows["utt_id"], "l2_norm"].to_numpy()
     # x + n·d rounded once to float32: per sample at most u·|x + n·d| <= u, so the norm moves by <= u·sqrt(T)
-    slack = 2.0 ** -24 * np.sqrt(attack.loc[noisy_rows["utt_id"], "n_samples"].to_numpy())
+    slack = 2.0**-24 * np.sqrt(attack.loc[noisy_rows["utt_id"], "n_samples"].to_numpy())
     assert (noisy_rows["l2_norm"].to_numpy() <= norms + slack).all()
     assert (noisy_rows["l2_norm"].to_numpy() >= 0.5 * norms).all()  # clipping shortens only where x nears ±1
     assert (noise[noise["draw"] == -1]["l2_norm"] == 0).all()
     # untargeted: a bounded perturbation at every milestone
     for summary in (robustness_run / "results/robustness/untargeted").glob("*/*/pgd*/summary.json"):
         s = yaml.safe_load(summary.read_text())
-        assert s["targeted"] is False and s["max_l2_norm"] <= 2.0 * (1 + 64 * 2.0 ** -24)
+        assert s["targeted"] is False and s["max_l2_norm"] <= 2.0 * (1 + 64 * 2.0**-24)
     # training noise: both columns retrained with seed 8 and attacked; the MTL column judged against the baseline
     seeds = frame[frame["check"] == "seeds"]
     assert len(seeds) == 3 and seeds["item"].str.startswith("minus baseline 1.0/0.0/0.0").sum() == 1
@@ -294,8 +337,9 @@ def test_nothing_changed_plans_nothing_with_the_checks_on(robustness_run, tmp_pa
 @pytest.mark.slow
 def test_one_epsilon_added_plans_only_its_sweep_jobs_and_the_aggregates(robustness_run, tmp_path):
     scales = yaml.safe_load(SMOKE_ROBUSTNESS.read_text())["robustness"]["epsilon_scales"]
-    planned = overlay_plan(robustness_run, tmp_path, {"robustness": {"enabled": True,
-                                                                     "epsilon_scales": [*scales, 2.0]}})
+    planned = overlay_plan(
+        robustness_run, tmp_path, {"robustness": {"enabled": True, "epsilon_scales": [*scales, 2.0]}}
+    )
     # ε×2 for the 2 attacked settings, the report, and the comparison that reads its verdicts
     assert planned == {"robustness_sweep": 2, "robustness_report": 1, "results_comparison": 1, "all": 1}
 
@@ -304,14 +348,20 @@ def test_one_epsilon_added_plans_only_its_sweep_jobs_and_the_aggregates(robustne
 def test_one_training_seed_added_plans_its_fine_tunes_attacks_and_the_aggregates(robustness_run, tmp_path):
     rob = yaml.safe_load(SMOKE_ROBUSTNESS.read_text())["robustness"]
     planned = overlay_plan(robustness_run, tmp_path, {"robustness": {**rob, "seeds": [*rob["seeds"], 9]}})
-    assert planned == {"robustness_seed_finetune": 2, "robustness_seed_attack": 2, "robustness_report": 1,
-                       "results_comparison": 1, "all": 1}
+    assert planned == {
+        "robustness_seed_finetune": 2,
+        "robustness_seed_attack": 2,
+        "robustness_report": 1,
+        "results_comparison": 1,
+        "all": 1,
+    }
 
 
 @pytest.mark.slow
 def test_the_checks_are_off_by_default_and_a_bad_setting_is_refused(tmp_path):
-    assert "robustness_report" not in planned_jobs(run_snakemake(tmp_path, "-n", "--cores", "1", "--configfile",
-                                                                 str(SMOKE)))
+    assert "robustness_report" not in planned_jobs(
+        run_snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(SMOKE))
+    )
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"robustness": {"enabled": True, "settings": ["0.9/0.0/0.0"]}}))
     proc = run_snakemake(tmp_path, "-n", "--configfile", str(SMOKE), str(bad), check=False)

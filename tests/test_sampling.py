@@ -89,8 +89,7 @@ def test_natural_follows_the_split_mix_and_is_seeded(tmp_path):
     assert first != sample_utterances(accent, 200, seed=5, composition="balanced")
     # in expectation the sample's mix is the split's (70 % of class a): the mean over 200 seeds of 200 ids
     # (sd of the mean ~0.23 percentage points) lies within 1 point of 70 %, while balanced gives 50 %
-    shares = [classes(sample_utterances(accent, 200, seed=s, composition="natural"))["a"] / 200
-              for s in range(200)]
+    shares = [classes(sample_utterances(accent, 200, seed=s, composition="natural"))["a"] / 200 for s in range(200)]
     assert abs(sum(shares) / len(shares) - 0.7) < 0.01
     assert len(set(shares)) > 5, "a sample that always has the same mix is not a random sample"
     assert classes(sample_utterances(accent, 200, seed=5, composition="balanced"))["a"] == 100
@@ -98,8 +97,11 @@ def test_natural_follows_the_split_mix_and_is_seeded(tmp_path):
 
 @pytest.mark.parametrize("composition", ["balanced", "natural"])
 def test_asking_for_more_than_the_split_holds_names_both_numbers(accent_file, composition):
-    with pytest.raises(SampleSizeError, match=r"attack\.n_utterances asks for 30 utterances, but the split "
-                                              r"holds only 21") as err:
+    with pytest.raises(
+        SampleSizeError,
+        match=r"attack\.n_utterances asks for 30 utterances, but the split "
+        r"holds only 21",
+    ) as err:
         select_utterances(accent_file, 30, seed=1, composition=composition)
     assert str(accent_file) in str(err.value)
     assert len(select_utterances(accent_file, 21, seed=1, composition=composition)) == 21
@@ -150,8 +152,11 @@ def test_evaluation_subset_composition_and_size_error(accent_file):
     natural = read_data_dir(d, limit=8, seed=5, composition="natural")
     assert [u.utt_id for u in natural] == sample_utterances(accent_file, 8, 5, "natural")
     assert len(read_data_dir(d, limit=21, seed=5, composition="balanced")) == 21
-    with pytest.raises(SampleSizeError, match=r"evaluation\.n_utterances asks for 22 utterances, but the split "
-                                              r"holds only 21") as err:
+    with pytest.raises(
+        SampleSizeError,
+        match=r"evaluation\.n_utterances asks for 22 utterances, but the split "
+        r"holds only 21",
+    ) as err:
         read_data_dir(d, limit=22, seed=5)
     assert str(d / "accent") in str(err.value)
 
@@ -160,7 +165,6 @@ def test_planning_stops_when_the_test_split_is_smaller_than_asked(tmp_path):
     """With the data stage's test `accent` file already there, `snakemake -n` knows the split's size: asking for
     more is refused before any job runs, naming the key, both numbers and the file."""
     import yaml
-
     from conftest import run_snakemake
 
     accent = tmp_path / "results" / "data" / "test" / "accent"
@@ -171,7 +175,9 @@ def test_planning_stops_when_the_test_split_is_smaller_than_asked(tmp_path):
     proc = run_snakemake(tmp_path, "-n", "--configfile", str(overlay), check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert "Invalid config key 'attack.n_utterances': it asks for 8 test utterances, but the test split holds " \
-           "only 7 (results/data/test/accent)" in out
+    assert (
+        "Invalid config key 'attack.n_utterances': it asks for 8 test utterances, but the test split holds "
+        "only 7 (results/data/test/accent)" in out
+    )
     overlay.write_text(yaml.safe_dump({"attack": {"n_utterances": 7}, "evaluation": {"n_utterances": 7}}))
     assert run_snakemake(tmp_path, "-n", "--configfile", str(overlay), check=False).returncode == 0

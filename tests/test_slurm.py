@@ -15,7 +15,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import REPO, SMOKE, planned_jobs, run_snakemake
 from run_outputs import assert_same_results
 
@@ -41,8 +40,11 @@ def slurm_cluster():
     was_up = _cluster_is_up()
     proc = subprocess.run(["bash", str(START)], capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
-        pytest.fail(f"the SLURM cluster did not start ({START}, exit {proc.returncode}):\n"
-                    f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}", pytrace=False)
+        pytest.fail(
+            f"the SLURM cluster did not start ({START}, exit {proc.returncode}):\n"
+            f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}",
+            pytrace=False,
+        )
     yield proc.stdout
     if not was_up:
         subprocess.run(["bash", str(STOP)], capture_output=True, text=True, timeout=120)
@@ -71,7 +73,7 @@ def test_every_job_ran_as_a_slurm_job(slurm_run):
     rules = {}
     for _, sid, slurm_log in subs:
         log = Path(slurm_log)
-        assert log.is_file() and log.name == f"{sid}.log", log           # SLURM's own log of the job
+        assert log.is_file() and log.name == f"{sid}.log", log  # SLURM's own log of the job
         rule = log.relative_to(workdir / ".snakemake/slurm_logs").parts[0].removeprefix("rule_")
         rules[rule] = rules.get(rule, 0) + 1
     assert rules == {r: n for r, n in planned.items() if r != "all"}
@@ -86,9 +88,16 @@ def test_every_job_ran_as_a_slurm_job(slurm_run):
 
 def test_slurm_outputs_equal_a_local_runs(slurm_run, smoke_run):
     workdir, _, _ = slurm_run
-    compared = assert_same_results(workdir, smoke_run, must_include=(
-        "results/attacks/*/infer*/pgd*/summary.json", "results/eval/*/infer*/summary.json",
-        "results/models/*/model.pth", "results/tables/*.csv"))
+    compared = assert_same_results(
+        workdir,
+        smoke_run,
+        must_include=(
+            "results/attacks/*/infer*/pgd*/summary.json",
+            "results/eval/*/infer*/summary.json",
+            "results/models/*/model.pth",
+            "results/tables/*.csv",
+        ),
+    )
     assert len(compared) > 30
 
 
@@ -97,8 +106,9 @@ def test_a_job_past_its_time_limit_is_retried_and_resumes(slurm_run, tmp_path):
     Snakemake's `retries` (profiles/slurm) and resumes from its last epoch instead of starting over."""
     workdir, _, _ = slurm_run
     run = tmp_path / "run"
-    shutil.copytree(workdir, run, symlinks=True, copy_function=shutil.copy2,
-                    ignore=shutil.ignore_patterns("slurm_logs"))
+    shutil.copytree(
+        workdir, run, symlinks=True, copy_function=shutil.copy2, ignore=shutil.ignore_patterns("slurm_logs")
+    )
     model = "la1.0_lc0.0"
     target = f"results/models/{model}/train_curve.csv"
     # A smoke epoch takes about 0.3 s: 400 epochs outlast the first attempt, which SLURM ends 60-90 s in
@@ -106,8 +116,9 @@ def test_a_job_past_its_time_limit_is_retried_and_resumes(slurm_run, tmp_path):
     epochs = 400
     overlay = tmp_path / "long.yaml"
     overlay.write_text(yaml.safe_dump({"finetune": {"epochs": epochs, "runtime": 1}}))
-    proc = run_snakemake(run, target, *PROFILES, "--configfile", str(SMOKE), str(overlay), "--retries", "8",
-                         timeout=1800)
+    proc = run_snakemake(
+        run, target, *PROFILES, "--configfile", str(SMOKE), str(overlay), "--retries", "8", timeout=1800
+    )
     subs = [s for s in submissions(proc) if "rule_finetune" in s[2]]
     assert len(subs) >= 2, f"the job did not hit its time limit: {subs}\n{proc.stdout[-3000:]}"
     # every attempt but the last ended at its time limit (the plugin reports the state squeue gave it)

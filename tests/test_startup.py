@@ -7,10 +7,12 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-PROBE = ("import typeguard; original = typeguard.typechecked; import hne_core, hne_core.atomic, hne_core.data; "
-         "assert typeguard.typechecked is original, 'importing hne_core changed typeguard'; "
-         "from hne_core.startup import skip_typeguard_instrumentation as skip; skip(); "
-         "f = lambda: 1; print(typeguard.typechecked is not original and typeguard.typechecked(f) is f)")
+PROBE = (
+    "import typeguard; original = typeguard.typechecked; import hne_core, hne_core.atomic, hne_core.data; "
+    "assert typeguard.typechecked is original, 'importing hne_core changed typeguard'; "
+    "from hne_core.startup import skip_typeguard_instrumentation as skip; skip(); "
+    "f = lambda: 1; print(typeguard.typechecked is not original and typeguard.typechecked(f) is f)"
+)
 
 
 def test_import_changes_nothing_and_the_explicit_call_skips_typeguard():

@@ -18,9 +18,15 @@ CLASSES = {"us_english": {"voice": "en-us"}, "scottish_english": {"voice": "en-g
 
 
 def small_spec(seed: int = 3, **over) -> SyntheticSpec:
-    cfg = dict(classes=CLASSES, variants=["m1", "m2", "m3", "f1", "f2", "f3"],
-               speakers_per_split={"train": 2, "dev": 1, "test": 1},
-               utterances={"train": 12, "dev": 4, "test": 4}, rate=[140, 190], pitch=[30, 70], pitch_jitter=6)
+    cfg = dict(
+        classes=CLASSES,
+        variants=["m1", "m2", "m3", "f1", "f2", "f3"],
+        speakers_per_split={"train": 2, "dev": 1, "test": 1},
+        utterances={"train": 12, "dev": 4, "test": 4},
+        rate=[140, 190],
+        pitch=[30, 70],
+        pitch_jitter=6,
+    )
     cfg.update(over)
     return SyntheticSpec.from_config(cfg, seed=seed)
 
@@ -69,8 +75,9 @@ def test_balanced_and_split_by_speaker(corpus):
     variants = manifest.groupby("split")["variant"].apply(set)
     assert not variants["train"] & variants["test"], "a test voice variant is unseen in every class"
     assert variants["train"] == set(manifest[(manifest.split == "train") & (manifest.accent == "us_english")].variant)
-    assert variants["train"] == set(manifest[(manifest.split == "train") &
-                                             (manifest.accent == "scottish_english")].variant)
+    assert variants["train"] == set(
+        manifest[(manifest.split == "train") & (manifest.accent == "scottish_english")].variant
+    )
     per_speaker = manifest[manifest.split == "train"].groupby("speaker").size()
     assert per_speaker.nunique() == 1, "utterances are spread evenly over a split's speakers"
     assert manifest["text"].is_unique
@@ -101,8 +108,14 @@ def test_espnet_data_dir_and_tokenizer_load_with_espnet(corpus, tmp_path):
     assert token_list[:2] == ["<blank>", "<unk>"] and token_list[-1] == "<sos/eos>"
     assert unknown_token_rate(out / "text", bpe, tokens)[0] == 0.0
     preprocess = CommonPreprocessor(train=False, token_type="bpe", token_list=str(tokens), bpemodel=str(bpe))
-    dataset = ESPnetDataset([(str(out / "wav.scp"), "speech", "sound"), (str(out / "text"), "text", "text"),
-                             (str(out / "accent"), "accent", "text_int")], preprocess=preprocess)
+    dataset = ESPnetDataset(
+        [
+            (str(out / "wav.scp"), "speech", "sound"),
+            (str(out / "text"), "text", "text"),
+            (str(out / "accent"), "accent", "text_int"),
+        ],
+        preprocess=preprocess,
+    )
     rows = manifest[manifest.split == "train"].set_index("utt_id")
     for uid in rows.index:
         _, item = dataset[uid]

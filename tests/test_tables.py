@@ -13,15 +13,32 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import REPO
-from hne_core.results.aggregate import (ResultsError, Setting, UtteranceScores, advtwer_frame, bootstrap_indices,
-                                        edit_counts, percentile_interval, resampled_wer)
+
+from hne_core.results.aggregate import (
+    ResultsError,
+    Setting,
+    UtteranceScores,
+    advtwer_frame,
+    bootstrap_indices,
+    edit_counts,
+    percentile_interval,
+    resampled_wer,
+)
 from hne_core.results.compare import evaluate_findings, paired_difference, parse_setting
 from hne_core.results.paper import PAPER_STEPS, describe_mapping, load_paper_results, milestone_map
-from hne_core.results.tables import (PaperTable, benign_frame, benign_layout, escape_md, escape_tex, refwer_table,
-                                     row_marks,
-                                     to_html, to_latex, to_markdown)
+from hne_core.results.tables import (
+    PaperTable,
+    benign_frame,
+    benign_layout,
+    escape_md,
+    escape_tex,
+    refwer_table,
+    row_marks,
+    to_html,
+    to_latex,
+    to_markdown,
+)
 
 CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
 TABLES = {t["name"]: t for t in CONFIG["tables"]}
@@ -86,21 +103,36 @@ def test_lower_is_better_marks_the_minimum_and_cells_below_every_baseline():
 
 # ------------------------------------------------------------------------------------------------ layout
 def _frame(cells: dict[tuple[float, float, float, int], float]) -> pd.DataFrame:
-    return pd.DataFrame([{"lambda_a": a, "lambda_c_train": c, "lambda_c_infer": i, "steps": s, "adv_twer": v}
-                         for (a, c, i, s), v in cells.items()])
+    return pd.DataFrame(
+        [
+            {"lambda_a": a, "lambda_c_train": c, "lambda_c_infer": i, "steps": s, "adv_twer": v}
+            for (a, c, i, s), v in cells.items()
+        ]
+    )
 
 
-TOY = {"name": "toy", "title": "Toy | table with 100% & more_λ",
-       "columns": [{"lambda_a": 1.0, "lambda_c_train": 0.0, "lambda_c_infer": 0.0, "label": "STL *dec*",
-                    "baseline": True},
-                   {"lambda_a": 0.7, "lambda_c_train": 0.5, "lambda_c_infer": 0.0, "label": "a|b_c & 50%"},
-                   {"lambda_a": 0.7, "lambda_c_train": 0.3, "lambda_c_infer": 0.0, "label": "<x>"}]}
+TOY = {
+    "name": "toy",
+    "title": "Toy | table with 100% & more_λ",
+    "columns": [
+        {"lambda_a": 1.0, "lambda_c_train": 0.0, "lambda_c_infer": 0.0, "label": "STL *dec*", "baseline": True},
+        {"lambda_a": 0.7, "lambda_c_train": 0.5, "lambda_c_infer": 0.0, "label": "a|b_c & 50%"},
+        {"lambda_a": 0.7, "lambda_c_train": 0.3, "lambda_c_infer": 0.0, "label": "<x>"},
+    ],
+}
 
 
 def _toy_table() -> PaperTable:
-    frame = _frame({(1.0, 0.0, 0.0, 50): 99.95, (0.7, 0.5, 0.0, 50): 100.65, (0.7, 0.3, 0.0, 50): 101.04,
-                    (1.0, 0.0, 0.0, 100): 80.0, (0.7, 0.5, 0.0, 100): 80.0,
-                    (1.0, 0.0, 0.0, 200): 1.0})  # (0.7, 0.3) missing at 100; steps 200 not requested
+    frame = _frame(
+        {
+            (1.0, 0.0, 0.0, 50): 99.95,
+            (0.7, 0.5, 0.0, 50): 100.65,
+            (0.7, 0.3, 0.0, 50): 101.04,
+            (1.0, 0.0, 0.0, 100): 80.0,
+            (0.7, 0.5, 0.0, 100): 80.0,
+            (1.0, 0.0, 0.0, 200): 1.0,
+        }
+    )  # (0.7, 0.3) missing at 100; steps 200 not requested
     return PaperTable.from_frame(frame, TOY, [50, 100])
 
 
@@ -139,7 +171,10 @@ def test_latex_marks_and_escapes():
     tex = to_latex(_toy_table().grid())
     assert r"\caption{Toy | table with 100\% \& more\_$\lambda$}" in tex
     assert r"\cellcolor{gray!20}STL *dec* & a|b\_c \& 50\% & <x> \\" in tex
-    assert r"PGD-50 & \cellcolor{gray!20}99.95 & \cellcolor{yellow!35}100.65 & \cellcolor{yellow!35}\textbf{101.04} \\" in tex
+    assert (
+        r"PGD-50 & \cellcolor{gray!20}99.95 & \cellcolor{yellow!35}100.65 & \cellcolor{yellow!35}\textbf{101.04} \\"
+        in tex
+    )
     assert r"PGD-100 & \cellcolor{gray!20}\textbf{80.00} & \textbf{80.00} & -- \\" in tex
     assert escape_tex("a_b#c$d{e}~^\\") == r"a\_b\#c\$d\{e\}\textasciitilde{}\textasciicircum{}\textbackslash{}"
 
@@ -171,8 +206,12 @@ def test_escape_md_covers_cell_breakers():
 
 # ------------------------------------------------------------------------------------------------ the paper itself
 PAPER_BOLD = {  # the bold cell of each row as printed in the paper, by column label
-    "table1": ["MTL decoder inference 0.5", "MTL decoder inference 0.7", "MTL decoder inference 0.7",
-               "MTL decoder inference 0.5"],
+    "table1": [
+        "MTL decoder inference 0.5",
+        "MTL decoder inference 0.7",
+        "MTL decoder inference 0.7",
+        "MTL decoder inference 0.5",
+    ],
     "table2": ["0.7", "0.6", "0.7", "0.7"],
     "table3": ["0.7", "0.5", "0.5", "0.5"],
 }
@@ -228,14 +267,18 @@ def test_same_seed_same_interval_and_the_interval_holds_the_point():
 def _write_cell(folder, utt_ids, targets, hyps, accent_acc=None, summary_twer=None, refs=None, summary_wer=None):
     folder.mkdir(parents=True)
     refs = ["R"] * len(utt_ids) if refs is None else refs
-    pd.DataFrame({"utt_id": utt_ids, "reference": refs, "target": targets, "hypothesis": hyps}) \
-        .to_csv(folder / "utterances.csv", index=False)
+    pd.DataFrame({"utt_id": utt_ids, "reference": refs, "target": targets, "hypothesis": hyps}).to_csv(
+        folder / "utterances.csv", index=False
+    )
     twer = 100 * jiwer.wer(targets, hyps) if summary_twer is None else summary_twer
     wer = 100 * jiwer.wer(refs, hyps) if summary_wer is None else summary_wer
     (folder / "summary.json").write_text(json.dumps({"adv_twer": twer, "wer": wer}))
     (folder / "eval.json").write_text(json.dumps({"wer": 0.25, "accent_acc": accent_acc}))
-    return {"attack_csv": str(folder / "utterances.csv"), "attack_summary": str(folder / "summary.json"),
-            "eval_summary": str(folder / "eval.json")}
+    return {
+        "attack_csv": str(folder / "utterances.csv"),
+        "attack_summary": str(folder / "summary.json"),
+        "eval_summary": str(folder / "eval.json"),
+    }
 
 
 def test_advtwer_frame_is_tidy_and_checks_its_inputs(tmp_path):
@@ -243,25 +286,45 @@ def test_advtwer_frame_is_tidy_and_checks_its_inputs(tmp_path):
     targets = ["LOREM IPSUM", "DOLOR SIT AMET", "CONSECTETUR"]
     refs = ["THE CAT SAT", "A DOG", "RED HOUSE ON THE HILL"]
     a = _write_cell(tmp_path / "a", ids, targets, ["LOREM IPSUM", "DOLOR", ""], accent_acc=0.9, refs=refs)
-    b = _write_cell(tmp_path / "b", ids[::-1], targets[::-1], ["X Y Z W", "DOLOR SIT AMET", "CONSECTETUR"],
-                    refs=refs[::-1])
-    cells = [{"lambda_a": 1.0, "lambda_c_train": 0.0, "lambda_c_infer": 0.0, "steps": 100, **b},
-             {"lambda_a": 0.7, "lambda_c_train": 0.5, "lambda_c_infer": 0.0, "steps": 50, **a}]
+    b = _write_cell(
+        tmp_path / "b", ids[::-1], targets[::-1], ["X Y Z W", "DOLOR SIT AMET", "CONSECTETUR"], refs=refs[::-1]
+    )
+    cells = [
+        {"lambda_a": 1.0, "lambda_c_train": 0.0, "lambda_c_infer": 0.0, "steps": 100, **b},
+        {"lambda_a": 0.7, "lambda_c_train": 0.5, "lambda_c_infer": 0.0, "steps": 50, **a},
+    ]
     frame = advtwer_frame(cells, 300, 0.95, seed=3)
-    assert list(frame.columns) == ["lambda_a", "lambda_c_train", "lambda_c_infer", "steps", "adv_twer",
-                                   "adv_twer_ci_low", "adv_twer_ci_high", "ref_wer", "ref_wer_ci_low",
-                                   "ref_wer_ci_high", "benign_wer", "accent_acc", "n_utts"]
+    assert list(frame.columns) == [
+        "lambda_a",
+        "lambda_c_train",
+        "lambda_c_infer",
+        "steps",
+        "adv_twer",
+        "adv_twer_ci_low",
+        "adv_twer_ci_high",
+        "ref_wer",
+        "ref_wer_ci_low",
+        "ref_wer_ci_high",
+        "benign_wer",
+        "accent_acc",
+        "n_utts",
+    ]
     assert frame["lambda_a"].tolist() == [0.7, 1.0]  # sorted by setting
     # a: 0 + 2 + 1 edits over 6 target words; b: (1 sub + 3 insertions) + 0 + (1 sub + 1 deletion) over 6
     assert frame["adv_twer"].tolist() == pytest.approx([50.0, 100.0])
-    assert (frame["adv_twer_ci_low"] <= frame["adv_twer"]).all() and (frame["adv_twer"] <= frame["adv_twer_ci_high"]).all()
+    assert (frame["adv_twer_ci_low"] <= frame["adv_twer"]).all() and (
+        frame["adv_twer"] <= frame["adv_twer_ci_high"]
+    ).all()
     # against the 10 reference words: a: 3 + 2 + 5 edits (nothing right); b: 5 + 3 + 3 (X Y Z W for RED HOUSE ON
     # THE HILL: 4 substitutions + 1 deletion; DOLOR SIT AMET for A DOG: 2 + 1 insertion; CONSECTETUR for THE CAT
     # SAT: 1 + 2 deletions): 110 %, where its AdvTWER was 100
     assert frame["ref_wer"].tolist() == pytest.approx([100.0, 110.0])
-    assert frame["ref_wer"].tolist() == pytest.approx([100 * jiwer.wer(refs, ["LOREM IPSUM", "DOLOR", ""]),
-                                                       100 * jiwer.wer(refs[::-1], ["X Y Z W", "DOLOR SIT AMET",
-                                                                                    "CONSECTETUR"])])
+    assert frame["ref_wer"].tolist() == pytest.approx(
+        [
+            100 * jiwer.wer(refs, ["LOREM IPSUM", "DOLOR", ""]),
+            100 * jiwer.wer(refs[::-1], ["X Y Z W", "DOLOR SIT AMET", "CONSECTETUR"]),
+        ]
+    )
     assert ((frame["ref_wer_ci_low"] <= frame["ref_wer"]) & (frame["ref_wer"] <= frame["ref_wer_ci_high"])).all()
     assert frame["benign_wer"].tolist() == [25.0, 25.0]
     assert frame["accent_acc"].iloc[0] == pytest.approx(90.0) and math.isnan(frame["accent_acc"].iloc[1])
@@ -303,7 +366,9 @@ def test_the_configs_findings_hold_on_the_papers_own_numbers():
     fake = _scores([1, 2, 3], [4, 4, 4])
     steps = [50, 100, 150, 200]
     attack = {(s, n): fake for s in attacked for n in steps}
-    evaluated = set(attacked) | {Setting(p["lambda_a"], p["lambda_c"], p["lambda_c"]) for p in CONFIG["finetune"]["grid"]}
+    evaluated = set(attacked) | {
+        Setting(p["lambda_a"], p["lambda_c"], p["lambda_c"]) for p in CONFIG["finetune"]["grid"]
+    }
     results = evaluate_findings(CONFIG["findings"], attack, {s: fake for s in evaluated}, steps, 50, 0.95, seed=0)
     assert [r.paper_counts for r in results] == [(16, 16), (24, 24), (12, 12), (59, 60), (1, 1)]
     assert all(r.verdict == "does not hold" and r.n_hold == 0 for r in results)  # identical scores: ties
@@ -313,16 +378,51 @@ def test_the_configs_findings_hold_on_the_papers_own_numbers():
 # ------------------------------------------------------------------------------------------------ benign table
 def test_benign_table_puts_the_base_first_and_bolds_the_lowest_wer():
     summaries = [
-        {"model": "la1.0_lc0.3", "lambda_a": 1.0, "lambda_c_train": 0.3, "lambda_c_infer": 0.3, "wer": 0.2,
-         "accent_acc": None, "n_utts": 8},
-        {"model": "la1.0_lc0.3", "lambda_a": 1.0, "lambda_c_train": 0.3, "lambda_c_infer": 0.0, "wer": 0.15,
-         "accent_acc": None, "n_utts": 8},
-        {"model": "la1.0_lc0.0", "lambda_a": 1.0, "lambda_c_train": 0.0, "lambda_c_infer": 0.0, "wer": 0.15,
-         "accent_acc": None, "n_utts": 8},
-        {"model": "la0.7_lc0.0", "lambda_a": 0.7, "lambda_c_train": 0.0, "lambda_c_infer": 0.0, "wer": 1.25,
-         "accent_acc": 0.875, "n_utts": 8},
-        {"model": "pretrained", "lambda_a": 1.0, "lambda_c_train": 0.3, "lambda_c_infer": 0.0, "wer": 0.3,
-         "accent_acc": None, "n_utts": 8},
+        {
+            "model": "la1.0_lc0.3",
+            "lambda_a": 1.0,
+            "lambda_c_train": 0.3,
+            "lambda_c_infer": 0.3,
+            "wer": 0.2,
+            "accent_acc": None,
+            "n_utts": 8,
+        },
+        {
+            "model": "la1.0_lc0.3",
+            "lambda_a": 1.0,
+            "lambda_c_train": 0.3,
+            "lambda_c_infer": 0.0,
+            "wer": 0.15,
+            "accent_acc": None,
+            "n_utts": 8,
+        },
+        {
+            "model": "la1.0_lc0.0",
+            "lambda_a": 1.0,
+            "lambda_c_train": 0.0,
+            "lambda_c_infer": 0.0,
+            "wer": 0.15,
+            "accent_acc": None,
+            "n_utts": 8,
+        },
+        {
+            "model": "la0.7_lc0.0",
+            "lambda_a": 0.7,
+            "lambda_c_train": 0.0,
+            "lambda_c_infer": 0.0,
+            "wer": 1.25,
+            "accent_acc": 0.875,
+            "n_utts": 8,
+        },
+        {
+            "model": "pretrained",
+            "lambda_a": 1.0,
+            "lambda_c_train": 0.3,
+            "lambda_c_infer": 0.0,
+            "wer": 0.3,
+            "accent_acc": None,
+            "n_utts": 8,
+        },
     ]
     wide, grid = benign_layout(benign_frame(summaries))
     assert wide["model"].tolist() == ["pretrained", "la0.7_lc0.0", "la1.0_lc0.0", "la1.0_lc0.3"]

@@ -8,20 +8,36 @@ import re
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import REPO, SMOKE, planned_jobs, run_snakemake
 
 pytestmark = pytest.mark.slow  # real workflow runs (minutes each)
 
-DATA_JOBS = {"synthetic_script": 1, "synthesize_corpus": 1, "espnet_data_dir": 3, "data_report": 1,
-             "train_tokenizer": 1, "tokenizer_coverage": 1}
+DATA_JOBS = {
+    "synthetic_script": 1,
+    "synthesize_corpus": 1,
+    "espnet_data_dir": 3,
+    "data_report": 1,
+    "train_tokenizer": 1,
+    "tokenizer_coverage": 1,
+}
 # 13 models; evaluated at λC(i) = λC(t) (13) and at the tables' other inference weights (table 1: 3, table 3: 3).
 # 16 attacked (model, λC(i)) pairs (the tables' unique columns) x 4 milestones.
-MODEL_JOBS = {"collect_stats": 1, "finetune": 13, "evaluate": 19, "evaluate_base": 1, "attack_targets": 1, "attack": 64,
-              "all": 1,
-              # results: the tidy frame, one job per table (3), benign table, comparison, Figure 1, training curves
-              "results_advtwer": 1, "results_table": 3, "results_benign": 1, "results_comparison": 1,
-              "results_figure1": 1, "results_training_curves": 1}
+MODEL_JOBS = {
+    "collect_stats": 1,
+    "finetune": 13,
+    "evaluate": 19,
+    "evaluate_base": 1,
+    "attack_targets": 1,
+    "attack": 64,
+    "all": 1,
+    # results: the tidy frame, one job per table (3), benign table, comparison, Figure 1, training curves
+    "results_advtwer": 1,
+    "results_table": 3,
+    "results_benign": 1,
+    "results_comparison": 1,
+    "results_figure1": 1,
+    "results_training_curves": 1,
+}
 
 
 def write_config(path, data: dict):
@@ -39,9 +55,16 @@ def test_paper_dag_dry_run_with_a_fake_archive(tmp_path):
     archive.write_bytes(b"")
     overlay = write_config(tmp_path / "archive.yaml", {"commonvoice": {"archive": str(archive)}})
     proc = run_snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(REPO / "configs/paper.yaml"), overlay)
-    assert planned_jobs(proc) == {"fetch_commonvoice": 1, "prepare_commonvoice": 1, "espnet_data_dir": 3,
-                                  "data_report": 1, "fetch_pretrained": 1, "pretrained_tokenizer": 1,
-                                  "tokenizer_coverage": 1, **MODEL_JOBS}
+    assert planned_jobs(proc) == {
+        "fetch_commonvoice": 1,
+        "prepare_commonvoice": 1,
+        "espnet_data_dir": 3,
+        "data_report": 1,
+        "fetch_pretrained": 1,
+        "pretrained_tokenizer": 1,
+        "tokenizer_coverage": 1,
+        **MODEL_JOBS,
+    }
     assert "results/paper/data/train/wav.scp" in proc.stdout
 
 
@@ -57,7 +80,15 @@ def test_paper_config_holds_the_papers_experiment():
     assert 900 <= attack["n_utterances"] <= 1100
     tables = {t["name"]: t["columns"] for t in paper["tables"]}
     assert [(c["lambda_c_train"], c["lambda_c_infer"]) for c in tables["table1"]] == [
-        (0.0, 0.0), (0.3, 0.3), (0.5, 0.5), (0.7, 0.7), (1.0, 1.0), (0.3, 0.0), (0.5, 0.0), (0.7, 0.0)]
+        (0.0, 0.0),
+        (0.3, 0.3),
+        (0.5, 0.5),
+        (0.7, 0.7),
+        (1.0, 1.0),
+        (0.3, 0.0),
+        (0.5, 0.0),
+        (0.7, 0.0),
+    ]
     assert [c["lambda_a"] for c in tables["table2"]] == [1.0, 0.9, 0.8, 0.7, 0.6, 0.5]
     assert [c["lambda_c_train"] for c in tables["table3"]] == [0.0, 0.3, 0.5, 0.7]
     default = yaml.safe_load((REPO / "config.yaml").read_text())
@@ -71,31 +102,50 @@ def test_lint_is_clean(tmp_path):
     assert "Lints for" not in proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("overlay, key", [
-    ({"attack": {"epsilon": "large"}}, "attack.epsilon"),
-    ({"synthetic": {"utterances": {"train": -5}}}, "synthetic.utterances.train"),
-    ({"data": {"sorce": "synthetic"}}, "data"),  # a typo is rejected, not ignored
-    ({"data": {"source": "tape"}}, "data.source"),  # not a source of hne_core.data.sources.SOURCES
-    ({"synthetic": {"classes": {"a": "en-us"}}}, "synthetic.classes.a"),  # classes are {name: {voice: ...}}
-    ({"finetune": {"grid": [{"lambda_a": 1.5, "lambda_c": 0.0}]}}, "finetune.grid.0.lambda_a"),
-    ({"finetune": {"grid": [{"lambda_a": 1.0, "lambda_c": 0.3}]}}, "tables.0.columns.0"),
-    ({"figure1": {"series": [{"lambda_a": 0.9, "lambda_c_train": 0.0, "lambda_c_infer": 0.3, "label": "x"}]}},
-     "figure1.series.0"),
-    ({"findings": [{"claim": "x", "metric": "adv_twer", "comparisons": [["0.9/0.0/0.0", "0.9/0.0/0.3"]]}]},
-     "findings.0"),
-    ({"findings": [{"claim": "x", "metric": "adv_twer", "comparisons": [["0.9/0.0/0.0"]]}]},
-     "findings.0.comparisons.0"),
-    ({"attack": {"composition": "stratified"}}, "attack.composition"),
-    ({"evaluation": {"composition": "even"}}, "evaluation.composition"),
-    ({"attack": {"label_smoothing": 1.5}}, "attack.label_smoothing"),
-    ({"attack": {"target_length": "tokens"}}, "attack.target_length"),
-    ({"finetune": {"scheduler": "cosine"}}, "finetune.scheduler"),
-    ({"finetune": {"warmup_steps": 10}}, "finetune.warmup_steps"),  # with config.yaml's scheduler: constant
-    ({"attack": {"n_utterances": 201}}, "attack.n_utterances"),  # the test split holds at most 200
-    ({"evaluation": {"n_utterances": 500}}, "evaluation.n_utterances"),
-    ({"tables": [{"name": "t_refwer", "title": "x", "columns": [
-        {"lambda_a": 1.0, "lambda_c_train": 0.0, "lambda_c_infer": 0.0, "label": "a"}]}]}, "tables.0"),
-])
+@pytest.mark.parametrize(
+    "overlay, key",
+    [
+        ({"attack": {"epsilon": "large"}}, "attack.epsilon"),
+        ({"synthetic": {"utterances": {"train": -5}}}, "synthetic.utterances.train"),
+        ({"data": {"sorce": "synthetic"}}, "data"),  # a typo is rejected, not ignored
+        ({"data": {"source": "tape"}}, "data.source"),  # not a source of hne_core.data.sources.SOURCES
+        ({"synthetic": {"classes": {"a": "en-us"}}}, "synthetic.classes.a"),  # classes are {name: {voice: ...}}
+        ({"finetune": {"grid": [{"lambda_a": 1.5, "lambda_c": 0.0}]}}, "finetune.grid.0.lambda_a"),
+        ({"finetune": {"grid": [{"lambda_a": 1.0, "lambda_c": 0.3}]}}, "tables.0.columns.0"),
+        (
+            {"figure1": {"series": [{"lambda_a": 0.9, "lambda_c_train": 0.0, "lambda_c_infer": 0.3, "label": "x"}]}},
+            "figure1.series.0",
+        ),
+        (
+            {"findings": [{"claim": "x", "metric": "adv_twer", "comparisons": [["0.9/0.0/0.0", "0.9/0.0/0.3"]]}]},
+            "findings.0",
+        ),
+        (
+            {"findings": [{"claim": "x", "metric": "adv_twer", "comparisons": [["0.9/0.0/0.0"]]}]},
+            "findings.0.comparisons.0",
+        ),
+        ({"attack": {"composition": "stratified"}}, "attack.composition"),
+        ({"evaluation": {"composition": "even"}}, "evaluation.composition"),
+        ({"attack": {"label_smoothing": 1.5}}, "attack.label_smoothing"),
+        ({"attack": {"target_length": "tokens"}}, "attack.target_length"),
+        ({"finetune": {"scheduler": "cosine"}}, "finetune.scheduler"),
+        ({"finetune": {"warmup_steps": 10}}, "finetune.warmup_steps"),  # with config.yaml's scheduler: constant
+        ({"attack": {"n_utterances": 201}}, "attack.n_utterances"),  # the test split holds at most 200
+        ({"evaluation": {"n_utterances": 500}}, "evaluation.n_utterances"),
+        (
+            {
+                "tables": [
+                    {
+                        "name": "t_refwer",
+                        "title": "x",
+                        "columns": [{"lambda_a": 1.0, "lambda_c_train": 0.0, "lambda_c_infer": 0.0, "label": "a"}],
+                    }
+                ]
+            },
+            "tables.0",
+        ),
+    ],
+)
 def test_bad_config_is_rejected_naming_the_key(tmp_path, overlay, key):
     proc = run_snakemake(tmp_path, "-n", "--configfile", write_config(tmp_path / "bad.yaml", overlay), check=False)
     assert proc.returncode != 0
@@ -135,15 +185,18 @@ def test_no_op_rerun_does_nothing(smoke_run):
 
 def test_same_seed_same_data_tables(smoke_run, tmp_path):
     """A second run from nothing with the same config writes byte-identical data files."""
-    run_snakemake(tmp_path, "--configfile", str(SMOKE), "--cores", "1", "results/data/train/text",
-                  "results/data/manifest.tsv")
+    run_snakemake(
+        tmp_path, "--configfile", str(SMOKE), "--cores", "1", "results/data/train/text", "results/data/manifest.tsv"
+    )
     for rel in ("results/data/train/text", "results/data/manifest.tsv"):
         assert (tmp_path / rel).read_bytes() == (smoke_run / rel).read_bytes()
 
 
 def test_failed_synthesis_leaves_no_artifact_that_looks_complete(tmp_path):
-    bad = write_config(tmp_path / "bad_voice.yaml", {"synthetic": {"classes": {"a": {"voice": "en-us"},
-                                                                             "b": {"voice": "xx-nonexistent"}}}})
+    bad = write_config(
+        tmp_path / "bad_voice.yaml",
+        {"synthetic": {"classes": {"a": {"voice": "en-us"}, "b": {"voice": "xx-nonexistent"}}}},
+    )
     proc = run_snakemake(tmp_path, "--configfile", str(SMOKE), bad, "--cores", "2", check=False)
     assert proc.returncode != 0
     log = (tmp_path / "results/logs/data/synthesize_corpus.log").read_text()

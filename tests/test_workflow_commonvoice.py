@@ -8,22 +8,28 @@ import tarfile
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import REPO, run_snakemake
 from cv_fixture import EXPECTED_DROPS, MIN_SAMPLES, RELEASE, cv_clips, make_corpus  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow  # real workflow runs (minutes each)
 
 PAPER = str(REPO / "configs" / "paper.yaml")
-DATA_TARGETS = ["results/paper/data/report.json", *(f"results/paper/data/{s}/wav.scp" for s in ("train", "dev", "test"))]
+DATA_TARGETS = [
+    "results/paper/data/report.json",
+    *(f"results/paper/data/{s}/wav.scp" for s in ("train", "dev", "test")),
+]
 
 
 def overlay(tmp_path, archive, on_bad_row="skip") -> str:
     path = tmp_path / "cv.yaml"
-    path.write_text(yaml.safe_dump({
-        "commonvoice": {"archive": str(archive), "subsample": {"train": None, "dev": None, "test": None}},
-        "data": {"on_bad_row": on_bad_row, "min_samples": MIN_SAMPLES, "threads": 2},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "commonvoice": {"archive": str(archive), "subsample": {"train": None, "dev": None, "test": None}},
+                "data": {"on_bad_row": on_bad_row, "min_samples": MIN_SAMPLES, "threads": 2},
+            }
+        )
+    )
     return str(path)
 
 
@@ -63,8 +69,16 @@ def test_commonvoice_archive_is_extracted_then_prepared(tmp_path, cv_clips):
 def test_bad_row_stops_the_job_naming_file_and_row(tmp_path, cv_clips):
     root = tmp_path / "cv"
     lang = make_corpus(root, "codes", cv_clips)
-    proc = run_snakemake(tmp_path, *DATA_TARGETS, "--cores", "2", "--configfile", PAPER,
-                         overlay(tmp_path, root / RELEASE, on_bad_row="error"), check=False)
+    proc = run_snakemake(
+        tmp_path,
+        *DATA_TARGETS,
+        "--cores",
+        "2",
+        "--configfile",
+        PAPER,
+        overlay(tmp_path, root / RELEASE, on_bad_row="error"),
+        check=False,
+    )
     assert proc.returncode != 0
     log = (tmp_path / "results/paper/logs/data/prepare_commonvoice.log").read_text()
     assert f"{lang / 'train.tsv'}: row" in log

@@ -1,4 +1,5 @@
 """Lorem-ipsum target transcriptions (seeded, checked against the token set) and the attacked utterances."""
+
 from hne_core.startup import skip_typeguard_instrumentation
 
 skip_typeguard_instrumentation()  # before ESPnet is imported

@@ -1,4 +1,5 @@
 """manifest.tsv + dropped.tsv -> the data report (markdown + JSON) and the accent class index."""
+
 from hne_core.startup import skip_typeguard_instrumentation
 
 skip_typeguard_instrumentation()  # before ESPnet is imported

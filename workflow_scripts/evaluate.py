@@ -1,4 +1,5 @@
 """Benign greedy decoding (Eq. 2) of the test split by one (model, λC(i)): hypotheses, WER, accent accuracy."""
+
 from hne_core.startup import skip_typeguard_instrumentation
 
 skip_typeguard_instrumentation()  # before ESPnet is imported
@@ -18,8 +19,18 @@ with logged_to(snakemake.log[0]) as log:
 
     p = snakemake.params
     device = "cuda" if snakemake.resources.gpu else "cpu"
-    frame, summary = evaluate(p.model_dir, p.test_dir, p.lambda_c_infer, p.text_case, p.n_utterances, device,
-                              p.seed, p.composition, p.decoding, p.decoding_batch_size)
+    frame, summary = evaluate(
+        p.model_dir,
+        p.test_dir,
+        p.lambda_c_infer,
+        p.text_case,
+        p.n_utterances,
+        device,
+        p.seed,
+        p.composition,
+        p.decoding,
+        p.decoding_batch_size,
+    )
     summary = {"lambda_a": p.weights["lambda_a"], "lambda_c_train": p.weights["lambda_c"], **summary}
     write_tsv(frame, snakemake.output.hyps)
     write_text_atomic(snakemake.output.summary, json.dumps(summary, indent=2) + "\n")

@@ -1,4 +1,5 @@
 """Pre-train the small STL hybrid CTC/attention base on the self-made corpus, in the pre-trained layout."""
+
 from hne_core.startup import skip_typeguard_instrumentation
 
 skip_typeguard_instrumentation()  # before ESPnet is imported
@@ -13,6 +14,16 @@ with logged_to(snakemake.log[0]):
     from hne_core.model.stages import pretrain
 
     p = snakemake.params
-    pretrain(model=p.model, train=p.train, seed=p.seed, train_dir=p.train_dir, dev_dir=p.dev_dir,
-             stats_dir=p.stats_dir, bpe_model=snakemake.input.bpe, tokens=snakemake.input.tokens,
-             exp_dir=p.exp_dir, out_dir=p.out_dir, ngpu=snakemake.resources.gpu)
+    pretrain(
+        model=p.model,
+        train=p.train,
+        seed=p.seed,
+        train_dir=p.train_dir,
+        dev_dir=p.dev_dir,
+        stats_dir=p.stats_dir,
+        bpe_model=snakemake.input.bpe,
+        tokens=snakemake.input.tokens,
+        exp_dir=p.exp_dir,
+        out_dir=p.out_dir,
+        ngpu=snakemake.resources.gpu,
+    )

@@ -1,4 +1,5 @@
 """Attack and evaluation outputs -> results/tables/advtwer.csv (one row per setting and milestone, bootstrap CI)."""
+
 from hne_core.startup import skip_typeguard_instrumentation
 
 skip_typeguard_instrumentation()  # before ESPnet is imported
@@ -9,5 +10,6 @@ with logged_to(snakemake.log[0]) as log:
     i, p = snakemake.input, snakemake.params
     frame = advtwer_frame(attack_cells(i.summaries, i.attacks, i.evals), p.bootstrap_samples, p.ci_level, p.seed)
     write_frame(frame, snakemake.output.csv)
-    log.info("%d cells, %d utterances each, %d bootstrap resamples", len(frame), frame["n_utts"].max(),
-             p.bootstrap_samples)
+    log.info(
+        "%d cells, %d utterances each, %d bootstrap resamples", len(frame), frame["n_utts"].max(), p.bootstrap_samples
+    )

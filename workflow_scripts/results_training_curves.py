@@ -1,4 +1,5 @@
 """Every model's train_curve.csv -> one small-multiples figure of the fine-tuning curves."""
+
 from hne_core.startup import skip_typeguard_instrumentation
 
 skip_typeguard_instrumentation()  # before ESPnet is imported

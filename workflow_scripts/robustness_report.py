@@ -1,4 +1,6 @@
-"""Every robustness job's outputs -> robustness_checks.{csv,md}, the transfer matrices, budget_sweep.png, transfer.png."""
+"""Every robustness job's outputs -> robustness_checks.{csv,md}, the transfer matrices, budget_sweep.png and
+transfer.png."""
+
 from hne_core.startup import skip_typeguard_instrumentation
 
 skip_typeguard_instrumentation()  # before ESPnet is imported
@@ -9,17 +11,50 @@ from hne_core.robustness.report import check_frame, checks_markdown, read_inputs
 
 with logged_to(snakemake.log[0]) as log:
     i, p, o = snakemake.input, snakemake.params, snakemake.output
-    got = read_inputs(i.whitebox_summaries, i.whitebox_csvs, i.transfer, i.sweep_summaries, i.sweep_csvs, i.noise,
-                      i.untargeted_summaries, i.untargeted_csvs, p.epsilon, i.seed_summaries, i.seed_csvs)
+    got = read_inputs(
+        i.whitebox_summaries,
+        i.whitebox_csvs,
+        i.transfer,
+        i.sweep_summaries,
+        i.sweep_csvs,
+        i.noise,
+        i.untargeted_summaries,
+        i.untargeted_csvs,
+        p.epsilon,
+        i.seed_summaries,
+        i.seed_csvs,
+    )
     settings = [Setting.parse(s) for s in p.settings]
-    frame, matrices, sweeps = check_frame(p.tables, read_advtwer(i.advtwer), got, settings, p.scales, p.steps,
-                                          p.sweep_floor, p.noise_margin, p.bootstrap_samples, p.ci_level, p.seed,
-                                          p.run_seed)
+    frame, matrices, sweeps = check_frame(
+        p.tables,
+        read_advtwer(i.advtwer),
+        got,
+        settings,
+        p.scales,
+        p.steps,
+        p.sweep_floor,
+        p.noise_margin,
+        p.bootstrap_samples,
+        p.ci_level,
+        p.seed,
+        p.run_seed,
+    )
     n_utts = len(next(iter(got.whitebox.values())))
-    md = checks_markdown(frame, settings, p.scales, p.bootstrap_samples, p.ci_level, p.seed, n_utts,
-                         {"noise_draws": p.noise_draws, "sweep_floor": p.sweep_floor, "noise_margin": p.noise_margin})
-    paths = {n: (f, g) for n in p.matrix_tables for f, g in [
-        tuple(m for m in o.matrices if m.endswith((f"/transfer_{n}.csv", f"/transfer_{n}.md")))]}
+    md = checks_markdown(
+        frame,
+        settings,
+        p.scales,
+        p.bootstrap_samples,
+        p.ci_level,
+        p.seed,
+        n_utts,
+        {"noise_draws": p.noise_draws, "sweep_floor": p.sweep_floor, "noise_margin": p.noise_margin},
+    )
+    paths = {
+        n: (f, g)
+        for n in p.matrix_tables
+        for f, g in [tuple(m for m in o.matrices if m.endswith((f"/transfer_{n}.csv", f"/transfer_{n}.md")))]
+    }
     write_outputs(frame, matrices, md, o.csv, o.md, paths)
     budget_sweep(sweeps, p.epsilon, p.step_size, p.steps[-1], [o.sweep_png])
     transfer_heatmap(matrices, [o.transfer_png])

@@ -1,4 +1,5 @@
 """Every other column's final δ of the victim's tables, decoded by the victim (robustness check: transfer)."""
+
 from hne_core.startup import skip_typeguard_instrumentation
 
 skip_typeguard_instrumentation()  # before ESPnet is imported
@@ -10,9 +11,19 @@ with logged_to(snakemake.log[0]) as log:
     i, p = snakemake.input, snakemake.params
     utt_ids = open(i.utterances, encoding="utf-8").read().split()
     sources = [(read_summary(f), sibling(f, "state.npz", i.states)) for f in i.summaries]
-    frame = transfer_job(p.model_dir, p.test_dir, utt_ids, p.lambda_c_infer,
-                         {"lambda_a": p.weights["lambda_a"], "lambda_c_train": p.weights["lambda_c"]}, sources,
-                         snakemake.output.csv, eps=p.epsilon, clip=p.clip, text_case=p.text_case,
-                         decoding=p.decoding, device="cuda" if snakemake.resources.gpu else "cpu",
-                         threads=snakemake.threads)
+    frame = transfer_job(
+        p.model_dir,
+        p.test_dir,
+        utt_ids,
+        p.lambda_c_infer,
+        {"lambda_a": p.weights["lambda_a"], "lambda_c_train": p.weights["lambda_c"]},
+        sources,
+        snakemake.output.csv,
+        eps=p.epsilon,
+        clip=p.clip,
+        text_case=p.text_case,
+        decoding=p.decoding,
+        device="cuda" if snakemake.resources.gpu else "cpu",
+        threads=snakemake.threads,
+    )
     log.info("%d rows from %d sources", len(frame), len(sources))

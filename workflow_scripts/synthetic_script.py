@@ -1,4 +1,5 @@
 """Plan every utterance of the self-made corpus (seeded) -> synthetic_script.tsv."""
+
 from hne_core.startup import skip_typeguard_instrumentation
 
 skip_typeguard_instrumentation()  # before ESPnet is imported

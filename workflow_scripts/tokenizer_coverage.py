@@ -1,4 +1,5 @@
 """How much of each split's transcripts the token set cannot spell (<unk> rate) -> coverage.json."""
+
 from hne_core.startup import skip_typeguard_instrumentation
 
 skip_typeguard_instrumentation()  # before ESPnet is imported

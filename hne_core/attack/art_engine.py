@@ -31,8 +31,16 @@ import numpy as np
 import torch
 
 from hne_core.attack.loss import adversarial_losses, pad_targets, pad_waves
-from hne_core.attack.pgd import (AttackResult, AttackSetupError, AttackSpec, frozen, guard_gradient,
-                                 load_checkpoint, model_device, save_checkpoint)
+from hne_core.attack.pgd import (
+    AttackResult,
+    AttackSetupError,
+    AttackSpec,
+    frozen,
+    guard_gradient,
+    load_checkpoint,
+    model_device,
+    save_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +61,27 @@ class ESPnetARTRecognizer(_Mixin, _PyTorchEstimator):
 
     estimator_params = _PyTorchEstimator.estimator_params
 
-    def __init__(self, model, lambda_c: float, clip_values: tuple[float, float] | None = (-1.0, 1.0),
-                 device: str | torch.device | None = None, decoder: Callable | None = None, encoder=None,
-                 names: list[str] | None = None, on_nan: str = "error"):
+    def __init__(
+        self,
+        model,
+        lambda_c: float,
+        clip_values: tuple[float, float] | None = (-1.0, 1.0),
+        device: str | torch.device | None = None,
+        decoder: Callable | None = None,
+        encoder=None,
+        names: list[str] | None = None,
+        on_nan: str = "error",
+    ):
         dev = model_device(model, device)
-        super().__init__(model=model, clip_values=clip_values, channels_first=None, preprocessing_defences=None,
-                         postprocessing_defences=None, preprocessing=None,
-                         device_type="gpu" if dev.type == "cuda" else "cpu")
+        super().__init__(
+            model=model,
+            clip_values=clip_values,
+            channels_first=None,
+            preprocessing_defences=None,
+            postprocessing_defences=None,
+            preprocessing=None,
+            device_type="gpu" if dev.type == "cuda" else "cpu",
+        )
         self._torch_device = dev
         self._model.to(dev).eval()
         self.lambda_c = float(lambda_c)
@@ -67,7 +89,7 @@ class ESPnetARTRecognizer(_Mixin, _PyTorchEstimator):
         self.encoder = encoder
         self.names = names
         self.on_nan = on_nan
-        self.nan_rows: list[int] = []   # utterances whose gradient was zeroed by the last loss_gradient
+        self.nan_rows: list[int] = []  # utterances whose gradient was zeroed by the last loss_gradient
         self.current: list[int] | None = None  # indices (into names) of the entries of the next call
         self.step = 0
         self.n_grad_calls = 0
@@ -151,19 +173,40 @@ def object_array(arrays) -> np.ndarray:
 def make_art_pgd(estimator, eps: float, step_size: float, max_iter: int, targeted: bool = True):
     from art.attacks.evasion import ProjectedGradientDescent
 
-    return ProjectedGradientDescent(estimator, norm=2, eps=eps, eps_step=step_size, max_iter=max(1, max_iter),
-                                    targeted=targeted, num_random_init=0, batch_size=1, verbose=False)
+    return ProjectedGradientDescent(
+        estimator,
+        norm=2,
+        eps=eps,
+        eps_step=step_size,
+        max_iter=max(1, max_iter),
+        targeted=targeted,
+        num_random_init=0,
+        batch_size=1,
+        verbose=False,
+    )
 
 
-def pgd_art(model, spec: AttackSpec, device: str | torch.device | None = None,
-            checkpoint_path: str | Path | None = None, checkpoint_every: int = 100, on_nan: str = "error",
-            callback: Callable[[int], None] | None = None) -> AttackResult:
+def pgd_art(
+    model,
+    spec: AttackSpec,
+    device: str | torch.device | None = None,
+    checkpoint_path: str | Path | None = None,
+    checkpoint_every: int = 100,
+    on_nan: str = "error",
+    callback: Callable[[int], None] | None = None,
+) -> AttackResult:
     """Run ``spec.steps`` steps of ART's PGD from ``spec.delta0`` (see the module docstring)."""
     if on_nan not in ("error", "skip"):
         raise AttackSetupError(f"on_nan must be 'error' or 'skip', got {on_nan!r}")
     t0 = time.perf_counter()
-    est = ESPnetARTRecognizer(model, spec.lambda_c, clip_values=spec.clip_values if spec.clip else None,
-                              device=device, names=spec.names, on_nan=on_nan)
+    est = ESPnetARTRecognizer(
+        model,
+        spec.lambda_c,
+        clip_values=spec.clip_values if spec.clip else None,
+        device=device,
+        names=spec.names,
+        on_nan=on_nan,
+    )
     pgd = make_art_pgd(est, spec.eps, spec.step_size, spec.steps, spec.targeted)
     attack = pgd._attack  # ProjectedGradientDescentNumpy: the numpy path ART takes for speech estimators
     x_init = object_array([w.reshape(1, -1) for w in spec.waves])
@@ -198,19 +241,39 @@ def pgd_art(model, spec: AttackSpec, device: str | torch.device | None = None,
             tracked.next = 0
             est.step = step + 1
             attack._i_max_iter = step
-            x_adv = attack._compute(x_adv, x_init, y, None, spec.eps, spec.step_size, attack._project,
-                                    False, decay=attack.decay, momentum=momentum)
+            x_adv = attack._compute(
+                x_adv,
+                x_init,
+                y,
+                None,
+                spec.eps,
+                spec.step_size,
+                attack._project,
+                False,
+                decay=attack.decay,
+                momentum=momentum,
+            )
             done = step + 1
             if checkpoint_path and checkpoint_every > 0 and done % checkpoint_every == 0 and done < spec.steps:
-                save_checkpoint(checkpoint_path, fingerprint, done,
-                                [torch.from_numpy(np.asarray(a, dtype=np.float32).reshape(-1)) for a in x_adv],
-                                nan_skips, key="x_adv")
+                save_checkpoint(
+                    checkpoint_path,
+                    fingerprint,
+                    done,
+                    [torch.from_numpy(np.asarray(a, dtype=np.float32).reshape(-1)) for a in x_adv],
+                    nan_skips,
+                    key="x_adv",
+                )
             if callback is not None:
                 callback(done)
     finally:
         attack._compute_perturbation = compute_perturbation
-    return AttackResult(deltas=[_delta(a, w) for a, w in zip(x_adv, spec.waves)], steps=spec.steps,
-                        nan_skips=nan_skips, resumed_from=start, seconds=time.perf_counter() - t0)
+    return AttackResult(
+        deltas=[_delta(a, w) for a, w in zip(x_adv, spec.waves)],
+        steps=spec.steps,
+        nan_skips=nan_skips,
+        resumed_from=start,
+        seconds=time.perf_counter() - t0,
+    )
 
 
 def _delta(x_adv: np.ndarray, x: np.ndarray) -> np.ndarray:

@@ -72,8 +72,10 @@ class LengthReplay:
             return value
         sig, recorded, value = calls[i]
         if sig != signature or recorded.shape != lengths.shape or recorded.device != lengths.device:
-            raise RuntimeError(f"length replay: call {i} of batch {self._key!r} is {signature}, recorded {sig}; "
-                               "the forward pass changed between steps")
+            raise RuntimeError(
+                f"length replay: call {i} of batch {self._key!r} is {signature}, recorded {sig}; "
+                "the forward pass changed between steps"
+            )
         differs = (recorded != lengths).any()
         self._mismatch = differs if self._mismatch is None else self._mismatch | differs
         return value
@@ -112,8 +114,11 @@ def static_lengths() -> Iterator[LengthReplay]:
 
     original = nets_utils.make_pad_mask
     wrapped = _replayed_make_pad_mask(original)
-    patched = [m for name, m in list(sys.modules.items())
-               if name.startswith("espnet2") and m is not None and getattr(m, "make_pad_mask", None) is original]
+    patched = [
+        m
+        for name, m in list(sys.modules.items())
+        if name.startswith("espnet2") and m is not None and getattr(m, "make_pad_mask", None) is original
+    ]
     previous, _REPLAY = _REPLAY, LengthReplay()
     for m in patched:
         m.make_pad_mask = wrapped
@@ -168,8 +173,10 @@ def frontend_stft(model: torch.nn.Module) -> torch.nn.Module:
     """The model's ``Stft`` module, or a clear error for a frontend these hooks do not know."""
     stft = getattr(getattr(model, "frontend", None), "stft", None)
     if stft is None or not hasattr(stft, "n_fft") or not hasattr(stft, "center"):
-        raise ValueError("batched attacks need ESPnet's DefaultFrontend (model.frontend.stft): this model's "
-                         f"frontend is {type(getattr(model, 'frontend', None)).__name__}; use batch size 1")
+        raise ValueError(
+            "batched attacks need ESPnet's DefaultFrontend (model.frontend.stft): this model's "
+            f"frontend is {type(getattr(model, 'frontend', None)).__name__}; use batch size 1"
+        )
     return stft
 
 

@@ -22,8 +22,9 @@ import torch
 class GreedyDecoder:
     """``decoder(wave) -> token ids`` (no <sos>/<eos>, blanks removed), one utterance at a time."""
 
-    def __init__(self, model, lambda_c: float, maxlenratio: float = 0.0, minlenratio: float = 0.0,
-                 full_vocabulary: bool = False):
+    def __init__(
+        self, model, lambda_c: float, maxlenratio: float = 0.0, minlenratio: float = 0.0, full_vocabulary: bool = False
+    ):
         from espnet2.legacy.nets.batch_beam_search import BatchBeamSearch
         from espnet2.legacy.nets.beam_search import BeamSearch
         from espnet2.legacy.nets.scorers.ctc import CTCPrefixScorer
@@ -34,14 +35,23 @@ class GreedyDecoder:
         check_heads(model, lambda_c)
         self.model = model
         token_list = model.token_list
-        scorers = {"decoder": model.decoder,
-                   "ctc": CTCPrefixScorer(ctc=model.ctc, eos=model.eos) if model.ctc is not None else None,
-                   "length_bonus": LengthBonus(len(token_list))}
+        scorers = {
+            "decoder": model.decoder,
+            "ctc": CTCPrefixScorer(ctc=model.ctc, eos=model.eos) if model.ctc is not None else None,
+            "length_bonus": LengthBonus(len(token_list)),
+        }
         weights = {"decoder": 1.0 - lambda_c, "ctc": lambda_c, "lm": 0.0, "ngram": 0.0, "length_bonus": 0.0}
-        search = BeamSearch(beam_size=1, weights=weights, scorers=scorers, sos=model.sos, eos=model.eos,
-                            vocab_size=len(token_list), token_list=token_list,
-                            pre_beam_score_key=None if lambda_c == 1.0 or full_vocabulary else "full",
-                            normalize_length=False)
+        search = BeamSearch(
+            beam_size=1,
+            weights=weights,
+            scorers=scorers,
+            sos=model.sos,
+            eos=model.eos,
+            vocab_size=len(token_list),
+            token_list=token_list,
+            pre_beam_score_key=None if lambda_c == 1.0 or full_vocabulary else "full",
+            normalize_length=False,
+        )
         search.__class__ = BatchBeamSearch
         self.search = search.eval()
         self.maxlenratio, self.minlenratio = maxlenratio, minlenratio

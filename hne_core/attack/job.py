@@ -74,16 +74,28 @@ def dequantize(q: np.ndarray, scale: np.float32) -> np.ndarray:
     return q.astype(np.float32) * np.float32(scale)
 
 
-def save_state(path: str | Path, utt_ids: Sequence[str], targets: Sequence[str],
-               codes: Sequence[tuple[np.ndarray, np.float32]], meta: dict, nan_skips: Sequence[int]) -> None:
+def save_state(
+    path: str | Path,
+    utt_ids: Sequence[str],
+    targets: Sequence[str],
+    codes: Sequence[tuple[np.ndarray, np.float32]],
+    meta: dict,
+    nan_skips: Sequence[int],
+) -> None:
     """Write the quantised δ of every utterance (``quantize``'s codes and scales; one .npz, atomically)."""
     qs, scales = zip(*codes) if codes else ((), ())
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, format=np.array(STATE_FORMAT), utt_ids=np.array(list(utt_ids)),
-                            targets=np.array(list(targets)), lengths=np.array([len(q) for q in qs]),
-                            codes=np.concatenate(qs) if qs else np.zeros(0, np.int16),
-                            scales=np.array(scales, dtype=np.float32), nan_skips=np.array(list(nan_skips)),
-                            meta=np.array(json.dumps(meta, sort_keys=True)))
+        np.savez_compressed(
+            fh,
+            format=np.array(STATE_FORMAT),
+            utt_ids=np.array(list(utt_ids)),
+            targets=np.array(list(targets)),
+            lengths=np.array([len(q) for q in qs]),
+            codes=np.concatenate(qs) if qs else np.zeros(0, np.int16),
+            scales=np.array(scales, dtype=np.float32),
+            nan_skips=np.array(list(nan_skips)),
+            meta=np.array(json.dumps(meta, sort_keys=True)),
+        )
 
 
 def load_state(path: str | Path) -> dict:
@@ -95,8 +107,13 @@ def load_state(path: str | Path) -> dict:
         bounds = np.concatenate([[0], np.cumsum(lengths)])
         codes, scales = z["codes"], z["scales"]
         deltas = [dequantize(codes[a:b], s) for a, b, s in zip(bounds[:-1], bounds[1:], scales)]
-        return {"utt_ids": [str(u) for u in z["utt_ids"]], "targets": [str(t) for t in z["targets"]],
-                "deltas": deltas, "nan_skips": [int(n) for n in z["nan_skips"]], "meta": json.loads(str(z["meta"]))}
+        return {
+            "utt_ids": [str(u) for u in z["utt_ids"]],
+            "targets": [str(t) for t in z["targets"]],
+            "deltas": deltas,
+            "nan_skips": [int(n) for n in z["nan_skips"]],
+            "meta": json.loads(str(z["meta"])),
+        }
 
 
 # ------------------------------------------------------------------------------------------------ the job
@@ -147,10 +164,17 @@ class AttackSettings:
 
     def chained(self, lambda_c_infer: float) -> dict:
         """The state file's ``meta``: what a previous milestone must have been attacked with."""
-        return {"eps": float(self.eps), "step_size": float(self.step_size), "lambda_c_infer": float(lambda_c_infer),
-                "clip": bool(self.clip), "engine": self.engine, "text_case": self.text_case,
-                "target_length": self.target_length, "label_smoothing": self.label_smoothing,
-                "autocast": self.autocast}
+        return {
+            "eps": float(self.eps),
+            "step_size": float(self.step_size),
+            "lambda_c_infer": float(lambda_c_infer),
+            "clip": bool(self.clip),
+            "engine": self.engine,
+            "text_case": self.text_case,
+            "target_length": self.target_length,
+            "label_smoothing": self.label_smoothing,
+            "autocast": self.autocast,
+        }
 
 
 @dataclass(frozen=True)
@@ -174,8 +198,15 @@ class _Inputs:
     transcribe: Transcriber
 
 
-def _load(model_dir: Path, data_dir: str | Path, utt_ids: list[str], targets_file: str | Path,
-          lambda_c_infer: float, settings: AttackSettings, device: str) -> _Inputs:
+def _load(
+    model_dir: Path,
+    data_dir: str | Path,
+    utt_ids: list[str],
+    targets_file: str | Path,
+    lambda_c_infer: float,
+    settings: AttackSettings,
+    device: str,
+) -> _Inputs:
     """The utterances, their closest-length targets (spelled in the model's tokens) and the model."""
     from hne_core.data.utterances import read_audio, read_data_dir
 
@@ -195,13 +226,20 @@ def _load(model_dir: Path, data_dir: str | Path, utt_ids: list[str], targets_fil
     set_label_smoothing(model, settings.label_smoothing)
     args = s2t.asr_train_args
     encoder = TargetEncoder(model.token_list, getattr(args, "bpemodel", None), getattr(args, "token_type", "bpe"))
-    return _Inputs(utts, [read_audio(u.wav) for u in utts], refs, targets,
-                   [encoder.encode(t) for t in targets],  # SpellingError names the target
-                   model, Transcriber(s2t, lambda_c_infer, settings.decoding))
+    return _Inputs(
+        utts,
+        [read_audio(u.wav) for u in utts],
+        refs,
+        targets,
+        [encoder.encode(t) for t in targets],  # SpellingError names the target
+        model,
+        Transcriber(s2t, lambda_c_infer, settings.decoding),
+    )
 
 
-def _resume(prev_state: str | Path | None, inputs: _Inputs, utt_ids: list[str], meta: dict,
-            steps: int) -> tuple[list[np.ndarray] | None, int, list[int]]:
+def _resume(
+    prev_state: str | Path | None, inputs: _Inputs, utt_ids: list[str], meta: dict, steps: int
+) -> tuple[list[np.ndarray] | None, int, list[int]]:
     """(δ to start from, the steps it has had, NaN skips so far) of the previous milestone, or a fresh start."""
     delta0, prev_steps, prev_skips = None, 0, [0] * len(utt_ids)
     if prev_state:
@@ -209,16 +247,24 @@ def _resume(prev_state: str | Path | None, inputs: _Inputs, utt_ids: list[str], 
         # states written before a setting existed were made with its default
         prev_meta = {k: prev["meta"].get(k, META_DEFAULTS.get(k)) for k in meta}
         if prev["utt_ids"] != utt_ids or prev["targets"] != inputs.targets or prev_meta != meta:
-            raise AttackSetupError(f"{prev_state} is the state of a different attack (utterances, targets or "
-                                   f"settings {prev_meta} differ from {meta})")
+            raise AttackSetupError(
+                f"{prev_state} is the state of a different attack (utterances, targets or "
+                f"settings {prev_meta} differ from {meta})"
+            )
         delta0, prev_steps, prev_skips = prev["deltas"], int(prev["meta"]["steps"]), prev["nan_skips"]
     if steps < prev_steps:
         raise AttackSetupError(f"milestone {steps} lies before the previous state's {prev_steps} steps")
     return delta0, prev_steps, prev_skips
 
 
-def _score(inputs: _Inputs, utt_ids: list[str], stored: list[np.ndarray], lambda_c_infer: float,
-           settings: AttackSettings, nan_skips: list[int]) -> pd.DataFrame:
+def _score(
+    inputs: _Inputs,
+    utt_ids: list[str],
+    stored: list[np.ndarray],
+    lambda_c_infer: float,
+    settings: AttackSettings,
+    nan_skips: list[int],
+) -> pd.DataFrame:
     """Decode x + δ (δ as stored) and score it per utterance against the targets and the references."""
     from hne_core.model.evaluate import corpus_wer
 
@@ -227,29 +273,53 @@ def _score(inputs: _Inputs, utt_ids: list[str], stored: list[np.ndarray], lambda
     advs = [(x + d).astype(np.float32) for x, d in zip(inputs.waves, stored)]
     losses = []
     with torch.no_grad():
-        hyps = [normalize_transcript(t, settings.text_case)
-                for t in inputs.transcribe.batch(advs, settings.decoding_batch_size)]
+        hyps = [
+            normalize_transcript(t, settings.text_case)
+            for t in inputs.transcribe.batch(advs, settings.decoding_batch_size)
+        ]
         for adv, ids in zip(advs, inputs.target_ids):
             ys, ys_lens = pad_targets([ids], dev)
             speech = torch.from_numpy(adv)[None].to(dev)
-            losses.append(float(adversarial_losses(model, speech, torch.tensor([len(adv)], device=dev), ys,
-                                                   ys_lens, lambda_c_infer)[0]))
+            losses.append(
+                float(
+                    adversarial_losses(
+                        model, speech, torch.tensor([len(adv)], device=dev), ys, ys_lens, lambda_c_infer
+                    )[0]
+                )
+            )
     refs, targets = inputs.refs, inputs.targets
-    return pd.DataFrame({
-        "utt_id": utt_ids, "accent_id": [u.accent_id for u in inputs.utts], "reference": refs, "target": targets,
-        "hypothesis": hyps,
-        "target_wer": [corpus_wer([t], [h]) for t, h in zip(targets, hyps)],
-        "wer": [corpus_wer([r], [h]) for r, h in zip(refs, hyps)],
-        "success": [h == t for h, t in zip(hyps, targets)],
-        "l2_norm": [float(np.linalg.norm(d.astype(np.float64))) for d in stored],
-        "linf_norm": [float(np.abs(d).max()) for d in stored],
-        "snr_db": [_snr_db(x, d) for x, d in zip(inputs.waves, stored)],
-        "adv_loss": losses, "n_samples": [len(x) for x in inputs.waves], "nan_skips": nan_skips,
-    })
+    return pd.DataFrame(
+        {
+            "utt_id": utt_ids,
+            "accent_id": [u.accent_id for u in inputs.utts],
+            "reference": refs,
+            "target": targets,
+            "hypothesis": hyps,
+            "target_wer": [corpus_wer([t], [h]) for t, h in zip(targets, hyps)],
+            "wer": [corpus_wer([r], [h]) for r, h in zip(refs, hyps)],
+            "success": [h == t for h, t in zip(hyps, targets)],
+            "l2_norm": [float(np.linalg.norm(d.astype(np.float64))) for d in stored],
+            "linf_norm": [float(np.abs(d).max()) for d in stored],
+            "snr_db": [_snr_db(x, d) for x, d in zip(inputs.waves, stored)],
+            "adv_loss": losses,
+            "n_samples": [len(x) for x in inputs.waves],
+            "nan_skips": nan_skips,
+        }
+    )
 
 
-def _summary(frame: pd.DataFrame, settings: AttackSettings, meta: dict, steps: int, prev_steps: int, result,
-             device: str, attack_s: float, t0: float, model_weights: dict | None) -> dict:
+def _summary(
+    frame: pd.DataFrame,
+    settings: AttackSettings,
+    meta: dict,
+    steps: int,
+    prev_steps: int,
+    result,
+    device: str,
+    attack_s: float,
+    t0: float,
+    model_weights: dict | None,
+) -> dict:
     from hne_core.model.evaluate import corpus_wer
 
     finite_snr = [s for s in frame["snr_db"] if math.isfinite(s)]
@@ -258,23 +328,42 @@ def _summary(frame: pd.DataFrame, settings: AttackSettings, meta: dict, steps: i
         **{k: float(v) for k, v in (model_weights or {}).items()},  # the model's λA, λC(t): tables read them
         "adv_twer": 100.0 * corpus_wer(list(frame["target"]), list(frame["hypothesis"])),
         "wer": 100.0 * corpus_wer(list(frame["reference"]), list(frame["hypothesis"])),
-        "n_utts": n, "success_rate": float(frame["success"].mean()),
-        "nan_skipped_steps": int(frame["nan_skips"].sum()), "n_utts_with_nan": int((frame["nan_skips"] > 0).sum()),
-        "steps": int(steps), "steps_run": int(steps - prev_steps), "prev_steps": int(prev_steps),
+        "n_utts": n,
+        "success_rate": float(frame["success"].mean()),
+        "nan_skipped_steps": int(frame["nan_skips"].sum()),
+        "n_utts_with_nan": int((frame["nan_skips"] > 0).sum()),
+        "steps": int(steps),
+        "steps_run": int(steps - prev_steps),
+        "prev_steps": int(prev_steps),
         "resumed_from_checkpoint": int(result.resumed_from),
-        **meta, "decoding": settings.decoding, "batch_size": int(settings.batch_size),
-        "batch_samples": settings.batch_samples, "device": str(device),
+        **meta,
+        "decoding": settings.decoding,
+        "batch_size": int(settings.batch_size),
+        "batch_samples": settings.batch_samples,
+        "device": str(device),
         "max_l2_norm": float(frame["l2_norm"].max()),
         "mean_snr_db": float(np.mean(finite_snr)) if finite_snr else None,
-        "attack_seconds": attack_s, "total_seconds": time.perf_counter() - t0,
+        "attack_seconds": attack_s,
+        "total_seconds": time.perf_counter() - t0,
         "utt_steps_per_second": n * ran / result.seconds if result.seconds > 0 and steps > prev_steps else None,
     }
 
 
-def attack_job(model_dir: str | Path, data_dir: str | Path, utt_ids: Sequence[str], targets_file: str | Path,
-               lambda_c_infer: float, steps: int, settings: AttackSettings, outputs: AttackOutputs, *,
-               prev_state: str | Path | None = None, device: str | None = None, threads: int | None = None,
-               model_weights: dict | None = None) -> dict:
+def attack_job(
+    model_dir: str | Path,
+    data_dir: str | Path,
+    utt_ids: Sequence[str],
+    targets_file: str | Path,
+    lambda_c_infer: float,
+    steps: int,
+    settings: AttackSettings,
+    outputs: AttackOutputs,
+    *,
+    prev_state: str | Path | None = None,
+    device: str | None = None,
+    threads: int | None = None,
+    model_weights: dict | None = None,
+) -> dict:
     """Attack ``utt_ids`` of ``data_dir`` up to milestone ``steps``; write the CSV, summary and state.
 
     Load (utterances, targets, model) -> resume (the previous milestone's δ) -> run (``run_attack``) -> quantise
@@ -297,11 +386,26 @@ def attack_job(model_dir: str | Path, data_dir: str | Path, utt_ids: Sequence[st
     meta = settings.chained(lambda_c_infer)
     delta0, prev_steps, prev_skips = _resume(prev_state, inputs, utt_ids, meta, steps)
 
-    result = run_attack(settings.engine, inputs.model, inputs.waves, inputs.target_ids, lambda_c_infer,
-                        settings.eps, settings.step_size, steps - prev_steps, settings.clip, delta0,
-                        batch_size=settings.batch_size, device=device, checkpoint_path=outputs.checkpoint,
-                        checkpoint_every=settings.checkpoint_every, on_nan=settings.on_nan, names=utt_ids,
-                        batch_samples=settings.batch_samples, autocast=settings.autocast)
+    result = run_attack(
+        settings.engine,
+        inputs.model,
+        inputs.waves,
+        inputs.target_ids,
+        lambda_c_infer,
+        settings.eps,
+        settings.step_size,
+        steps - prev_steps,
+        settings.clip,
+        delta0,
+        batch_size=settings.batch_size,
+        device=device,
+        checkpoint_path=outputs.checkpoint,
+        checkpoint_every=settings.checkpoint_every,
+        on_nan=settings.on_nan,
+        names=utt_ids,
+        batch_samples=settings.batch_samples,
+        autocast=settings.autocast,
+    )
     attack_s = time.perf_counter() - t0
 
     # Quantise once; what is stored is what is checked, scored, reported and chained.
@@ -319,6 +423,13 @@ def attack_job(model_dir: str | Path, data_dir: str | Path, utt_ids: Sequence[st
     write_text_atomic(outputs.summary, json.dumps(summary, indent=2, sort_keys=True) + "\n")
     if outputs.checkpoint:
         Path(outputs.checkpoint).unlink(missing_ok=True)
-    log.info("attack %s λC(i)=%s milestone %d: AdvTWER %.2f, WER %.2f over %d utterances", model_dir,
-             lambda_c_infer, steps, summary["adv_twer"], summary["wer"], len(utt_ids))
+    log.info(
+        "attack %s λC(i)=%s milestone %d: AdvTWER %.2f, WER %.2f over %d utterances",
+        model_dir,
+        lambda_c_infer,
+        steps,
+        summary["adv_twer"],
+        summary["wer"],
+        len(utt_ids),
+    )
     return summary

@@ -43,11 +43,13 @@ def check_heads(model: torch.nn.Module, lambda_c: float) -> None:
     if not 0.0 <= lambda_c <= 1.0:
         raise AttackSetupError(f"λC(i) = {lambda_c} must lie in [0, 1]")
     if lambda_c > 0.0 and getattr(model, "ctc", None) is None:
-        raise AttackSetupError(f"λC(i) = {lambda_c} needs the CTC head, but this model has none "
-                               "(it was trained with λC(t) = 0)")
+        raise AttackSetupError(
+            f"λC(i) = {lambda_c} needs the CTC head, but this model has none (it was trained with λC(t) = 0)"
+        )
     if lambda_c < 1.0 and getattr(model, "decoder", None) is None:
-        raise AttackSetupError(f"λC(i) = {lambda_c} needs the attention decoder, but this model has none "
-                               "(it was trained with λC(t) = 1)")
+        raise AttackSetupError(
+            f"λC(i) = {lambda_c} needs the attention decoder, but this model has none (it was trained with λC(t) = 1)"
+        )
     if lambda_c > 0.0 and getattr(model.ctc, "ctc_type", "builtin") != "builtin":
         raise AttackSetupError(f"CTC type {model.ctc.ctc_type!r} is not supported (only 'builtin')")
 
@@ -79,8 +81,9 @@ def pad_waves(waves: Sequence, device: torch.device | str) -> tuple[torch.Tensor
     return x.to(device), lens.to(device)
 
 
-def pad_targets(targets: Sequence[Sequence[int]], device: torch.device | str,
-                ignore_id: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_targets(
+    targets: Sequence[Sequence[int]], device: torch.device | str, ignore_id: int = -1
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Token-id sequences -> (B, Lmax) padded with ``ignore_id``, and their lengths."""
     lens = torch.tensor([len(t) for t in targets], dtype=torch.long)
     if bool((lens == 0).any()):
@@ -98,6 +101,7 @@ class BatchTargets:
     mask (a host sync on a GPU), CTC's flat targets need the target lengths on the host, and ``torch.ctc_loss``
     copies device-side lengths to the host (so it gets host tensors here). ``enc_lens_host`` (the encoder's
     output lengths, which depend only on the input lengths) is filled at the batch's first step."""
+
     ys_in: torch.Tensor
     ys_out: torch.Tensor
     ctc_flat: torch.Tensor
@@ -113,8 +117,14 @@ def batch_targets(model, ys: torch.Tensor, ys_lens: torch.Tensor) -> BatchTarget
     return BatchTargets(ys_in=ys_in, ys_out=ys_out, ctc_flat=flat, ys_lens_host=lens)
 
 
-def ctc_losses(model, enc: torch.Tensor, enc_lens: torch.Tensor, ys: torch.Tensor,
-               ys_lens: torch.Tensor, prepared: BatchTargets | None = None) -> torch.Tensor:
+def ctc_losses(
+    model,
+    enc: torch.Tensor,
+    enc_lens: torch.Tensor,
+    ys: torch.Tensor,
+    ys_lens: torch.Tensor,
+    prepared: BatchTargets | None = None,
+) -> torch.Tensor:
     """(B,) CTC loss of each utterance, as ESPnet computes it for a batch of one."""
     ctc = model.ctc
     logp = ctc.ctc_lo(enc).log_softmax(2).float().transpose(0, 1)  # (T, B, V)
@@ -126,8 +136,14 @@ def ctc_losses(model, enc: torch.Tensor, enc_lens: torch.Tensor, ys: torch.Tenso
     return ctc.ctc_loss(logp, prepared.ctc_flat, prepared.enc_lens_host, prepared.ys_lens_host).to(enc.dtype)
 
 
-def decoder_losses(model, enc: torch.Tensor, enc_lens: torch.Tensor, ys: torch.Tensor,
-                   ys_lens: torch.Tensor, prepared: BatchTargets | None = None) -> torch.Tensor:
+def decoder_losses(
+    model,
+    enc: torch.Tensor,
+    enc_lens: torch.Tensor,
+    ys: torch.Tensor,
+    ys_lens: torch.Tensor,
+    prepared: BatchTargets | None = None,
+) -> torch.Tensor:
     """(B,) teacher-forced decoder loss of each utterance: the model's ``criterion_att`` on its own row.
 
     ESPnet's ``LabelSmoothingLoss`` reduces over the whole batch; calling it once per row (as this did) cost
@@ -161,12 +177,20 @@ def encode_static(model, speech: torch.Tensor, speech_lengths: torch.Tensor) -> 
     from espnet2.asr.espnet_model import ESPnetASRModel
 
     enc_obj = getattr(model, "encoder", None)
-    if (not isinstance(model, ESPnetASRModel) or type(model).encode is not ESPnetASRModel.encode or enc_obj is None
-            or getattr(enc_obj, "interctc_use_conditioning", False) or getattr(enc_obj, "ctc_trim", False)
-            or model.training):
+    if (
+        not isinstance(model, ESPnetASRModel)
+        or type(model).encode is not ESPnetASRModel.encode
+        or enc_obj is None
+        or getattr(enc_obj, "interctc_use_conditioning", False)
+        or getattr(enc_obj, "ctc_trim", False)
+        or model.training
+    ):
         return model.encode(speech, speech_lengths)
-    fp32 = (contextlib.nullcontext() if getattr(model, "autocast_frontend", False)
-            else torch.autocast(speech.device.type, enabled=False))
+    fp32 = (
+        contextlib.nullcontext()
+        if getattr(model, "autocast_frontend", False)
+        else torch.autocast(speech.device.type, enabled=False)
+    )
     with fp32:
         if model.frontend is not None:
             feats, feats_lengths = model.frontend(speech, speech_lengths)
@@ -184,8 +208,15 @@ def encode_static(model, speech: torch.Tensor, speech_lengths: torch.Tensor) -> 
     return enc, enc_lens
 
 
-def adversarial_losses(model, speech: torch.Tensor, speech_lengths: torch.Tensor, ys: torch.Tensor,
-                       ys_lens: torch.Tensor, lambda_c: float, prepared: BatchTargets | None = None) -> torch.Tensor:
+def adversarial_losses(
+    model,
+    speech: torch.Tensor,
+    speech_lengths: torch.Tensor,
+    ys: torch.Tensor,
+    ys_lens: torch.Tensor,
+    lambda_c: float,
+    prepared: BatchTargets | None = None,
+) -> torch.Tensor:
     """(B,) Eq. 4 per utterance. ``ys`` padded with -1 (``pad_targets``). With ``prepared`` (``batch_targets`` of
     the same ``ys``; the PGD loop) the step reads nothing back from the device: ``encode_static`` and the
     prepared targets replace ESPnet's ``encode`` and ``add_sos_eos`` (the same values)."""

@@ -58,12 +58,18 @@ import torch
 
 from hne_core.atomic import atomic_path
 from hne_core.attack.batching import batch_invariant, n_fft, static_lengths
-from hne_core.attack.loss import (AttackSetupError, adversarial_losses, batch_targets, check_heads, pad_targets,
-                                 pad_waves)
+from hne_core.attack.loss import (
+    AttackSetupError,
+    adversarial_losses,
+    batch_targets,
+    check_heads,
+    pad_targets,
+    pad_waves,
+)
 
 log = logging.getLogger(__name__)
 
-FLOAT32_U = 2.0 ** -24  # unit round-off of float32
+FLOAT32_U = 2.0**-24  # unit round-off of float32
 # ‖δ‖₂ ≤ ε·(1 + NORM_RTOL), on any CPU. The native engine's projection uses a correctly rounded norm: ≤ ε·(1 + 2u).
 # ART's own projection sums the T squares in float32 in numpy's pairwise order, whose relative error is at most
 # (16 + log2(T / 128) + 3)·u ≤ 40u for T ≤ 2^24 samples (17 min of 16 kHz audio); 64u covers both engines.
@@ -79,16 +85,17 @@ class NaNGradientError(FloatingPointError):
 
 @dataclass
 class AttackResult:
-    deltas: list[np.ndarray]                                   # float32, one per utterance, its own length
-    steps: int                                                 # steps this call ran in total (resumed included)
-    nan_skips: list[int] = field(default_factory=list)         # steps skipped per utterance (on_nan="skip")
-    resumed_from: int = 0                                      # steps restored from the in-job checkpoint
-    seconds: float = 0.0                                       # wall time of this call
+    deltas: list[np.ndarray]  # float32, one per utterance, its own length
+    steps: int  # steps this call ran in total (resumed included)
+    nan_skips: list[int] = field(default_factory=list)  # steps skipped per utterance (on_nan="skip")
+    resumed_from: int = 0  # steps restored from the in-job checkpoint
+    seconds: float = 0.0  # wall time of this call
 
 
 @dataclass
 class AttackSpec:
     """What both engines attack, validated once."""
+
     waves: list[np.ndarray]
     targets: list[list[int]]
     names: list[str]
@@ -105,8 +112,22 @@ class AttackSpec:
         """Identifies the attack a checkpoint belongs to; ``settings`` that are None are left out, so that
         checkpoints written before a setting existed (with its default, None) stay valid."""
         h = hashlib.sha256()
-        h.update(json.dumps([engine, batch_size, self.lambda_c, self.eps, self.step_size, self.steps, self.clip,
-                             self.clip_values, self.names, self.targets]).encode())
+        h.update(
+            json.dumps(
+                [
+                    engine,
+                    batch_size,
+                    self.lambda_c,
+                    self.eps,
+                    self.step_size,
+                    self.steps,
+                    self.clip,
+                    self.clip_values,
+                    self.names,
+                    self.targets,
+                ]
+            ).encode()
+        )
         extra = {k: v for k, v in sorted(settings.items()) if v is not None}
         if extra:
             h.update(json.dumps(extra).encode())
@@ -116,9 +137,20 @@ class AttackSpec:
         return h.hexdigest()
 
 
-def make_spec(model, waves: Sequence, targets: Sequence, lambda_c: float, eps: float, step_size: float,
-              steps: int, clip: bool, delta0: Sequence | None = None, names: Sequence[str] | None = None,
-              encoder=None, targeted: bool = True) -> AttackSpec:
+def make_spec(
+    model,
+    waves: Sequence,
+    targets: Sequence,
+    lambda_c: float,
+    eps: float,
+    step_size: float,
+    steps: int,
+    clip: bool,
+    delta0: Sequence | None = None,
+    names: Sequence[str] | None = None,
+    encoder=None,
+    targeted: bool = True,
+) -> AttackSpec:
     """Validate the inputs of an attack: clear errors that name the utterance."""
     if len(waves) == 0 or len(waves) != len(targets):
         raise AttackSetupError(f"{len(waves)} utterances but {len(targets)} targets")
@@ -137,8 +169,10 @@ def make_spec(model, waves: Sequence, targets: Sequence, lambda_c: float, eps: f
         if x.ndim != 1:
             raise AttackSetupError(f"utterance {name}: expected a 1-D waveform, got shape {x.shape}")
         if window is not None and len(x) < window:
-            raise AttackSetupError(f"utterance {name} has {len(x)} samples, shorter than one STFT window of "
-                                   f"the model (n_fft = {window} samples)")
+            raise AttackSetupError(
+                f"utterance {name} has {len(x)} samples, shorter than one STFT window of "
+                f"the model (n_fft = {window} samples)"
+            )
         if not np.isfinite(x).all():
             raise AttackSetupError(f"utterance {name} has non-finite samples")
         if clip and float(np.abs(x).max()) > 1.0:
@@ -172,8 +206,18 @@ def make_spec(model, waves: Sequence, targets: Sequence, lambda_c: float, eps: f
                 raise AttackSetupError(f"utterance {name}: starting δ has {d.size} samples, the audio {x.size}")
             check_constraints(name, x, d, eps, clip)
             d0.append(d)
-    return AttackSpec(xs, ids, names, d0, float(lambda_c), float(eps), float(step_size), int(steps), bool(clip),
-                      targeted=bool(targeted))
+    return AttackSpec(
+        xs,
+        ids,
+        names,
+        d0,
+        float(lambda_c),
+        float(eps),
+        float(step_size),
+        int(steps),
+        bool(clip),
+        targeted=bool(targeted),
+    )
 
 
 def check_constraints(name: str, x: np.ndarray, delta: np.ndarray, eps: float, clip: bool) -> None:
@@ -200,12 +244,17 @@ def load_checkpoint(path: str | Path | None, fingerprint: str) -> dict | None:
     return state
 
 
-def save_checkpoint(path: str | Path, fingerprint: str, step: int, arrays: list[torch.Tensor],
-                    nan_skips: list[int], key: str = "deltas") -> None:
+def save_checkpoint(
+    path: str | Path, fingerprint: str, step: int, arrays: list[torch.Tensor], nan_skips: list[int], key: str = "deltas"
+) -> None:
     """The attack state (float32, exact: δ for the native engine, x_adv for ART, whose state it is) and the
     step count, written atomically."""
-    state = {"fingerprint": fingerprint, "step": int(step), "nan_skips": list(nan_skips),
-             key: [d.detach().cpu().clone() for d in arrays]}
+    state = {
+        "fingerprint": fingerprint,
+        "step": int(step),
+        "nan_skips": list(nan_skips),
+        key: [d.detach().cpu().clone() for d in arrays],
+    }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
@@ -243,7 +292,7 @@ def length_batches(lengths: Sequence[int], batch_size: int, batch_samples: int |
         raise AttackSetupError(f"batch_samples must be positive, got {batch_samples}")
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
     if batch_samples is None:
-        return [order[k: k + batch_size] for k in range(0, len(order), batch_size)]
+        return [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
     batches: list[list[int]] = []
     for i in order:
         b = batches[-1] if batches else None
@@ -254,8 +303,16 @@ def length_batches(lengths: Sequence[int], batch_size: int, batch_samples: int |
     return batches
 
 
-def l2_step(x: torch.Tensor, delta: torch.Tensor, grad: torch.Tensor, mask: torch.Tensor, eps: float,
-            step_size: float, clip_values: tuple[float, float] | None, targeted: bool = True) -> torch.Tensor:
+def l2_step(
+    x: torch.Tensor,
+    delta: torch.Tensor,
+    grad: torch.Tensor,
+    mask: torch.Tensor,
+    eps: float,
+    step_size: float,
+    clip_values: tuple[float, float] | None,
+    targeted: bool = True,
+) -> torch.Tensor:
     """One PGD update of a batch from its loss gradient (not yet negated), ART's order; rows are utterances.
 
     The operations are ART's, one for one (``FastGradientMethod._compute_perturbation`` and
@@ -273,21 +330,24 @@ def l2_step(x: torch.Tensor, delta: torch.Tensor, grad: torch.Tensor, mask: torc
         x_adv = torch.clamp(x_adv, clip_values[0], clip_values[1])
     d = x_adv - x
     dn = torch.linalg.vector_norm(d, dim=1, keepdim=True, dtype=torch.float64).to(d.dtype).double()
-    scale = torch.where(dn > 0, torch.clamp(eps / torch.where(dn > 0, dn, torch.ones_like(dn)), max=1.0),
-                        torch.zeros_like(dn))
+    scale = torch.where(
+        dn > 0, torch.clamp(eps / torch.where(dn > 0, dn, torch.ones_like(dn)), max=1.0), torch.zeros_like(dn)
+    )
     return torch.where(mask, (d.double() * scale).to(d.dtype), torch.zeros_like(d))
 
 
-def guard_gradient(grad: torch.Tensor, mask: torch.Tensor, names: Sequence[str], step: int,
-                   on_nan: str) -> tuple[torch.Tensor, list[int]]:
+def guard_gradient(
+    grad: torch.Tensor, mask: torch.Tensor, names: Sequence[str], step: int, on_nan: str
+) -> tuple[torch.Tensor, list[int]]:
     """Zero the padding; raise on (or, with ``on_nan="skip"``, zero and report) rows that are not finite."""
     grad = torch.where(mask, grad, torch.zeros_like(grad))
     bad = (~torch.isfinite(grad)).any(dim=1)
     rows = [int(i) for i in torch.nonzero(bad).flatten().tolist()]
     if rows:
         if on_nan != "skip":
-            raise NaNGradientError(f"non-finite loss gradient at PGD step {step} for utterance(s) "
-                                   f"{', '.join(names[i] for i in rows)}")
+            raise NaNGradientError(
+                f"non-finite loss gradient at PGD step {step} for utterance(s) {', '.join(names[i] for i in rows)}"
+            )
         grad = torch.where(bad[:, None], torch.zeros_like(grad), grad)
     return grad, rows
 
@@ -312,10 +372,18 @@ def nonfinite_rows(grad: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor
     return torch.where(bad[:, None], torch.zeros_like(grad), grad), bad
 
 
-def pgd_native(model, spec: AttackSpec, batch_size: int = 16, device: str | torch.device | None = None,
-               checkpoint_path: str | Path | None = None, checkpoint_every: int = 100, on_nan: str = "error",
-               callback: Callable[[int], None] | None = None, batch_samples: int | None = None,
-               autocast: str | None = None) -> AttackResult:
+def pgd_native(
+    model,
+    spec: AttackSpec,
+    batch_size: int = 16,
+    device: str | torch.device | None = None,
+    checkpoint_path: str | Path | None = None,
+    checkpoint_every: int = 100,
+    on_nan: str = "error",
+    callback: Callable[[int], None] | None = None,
+    batch_samples: int | None = None,
+    autocast: str | None = None,
+) -> AttackResult:
     """Run ``spec.steps`` PGD steps from ``spec.delta0`` on the device, batched by length (``length_batches``).
 
     The step loop reads nothing back from the device after a batch's first step (module docstring); the
@@ -327,8 +395,9 @@ def pgd_native(model, spec: AttackSpec, batch_size: int = 16, device: str | torc
     amp = autocast_context(dev, autocast)  # validates the setting before any work
     model.to(dev).eval()
     n = len(spec.waves)
-    fingerprint = spec.fingerprint("native", batch_size, batch_samples=batch_samples, autocast=autocast,
-                                  targeted=None if spec.targeted else False)  # targeted: the old fingerprint
+    fingerprint = spec.fingerprint(
+        "native", batch_size, batch_samples=batch_samples, autocast=autocast, targeted=None if spec.targeted else False
+    )  # targeted: the old fingerprint
     groups = length_batches([len(w) for w in spec.waves], batch_size, batch_samples)
     deltas = [torch.from_numpy(d.copy()) for d in spec.delta0]
     nan_skips = [0] * n
@@ -345,11 +414,21 @@ def pgd_native(model, spec: AttackSpec, batch_size: int = 16, device: str | torc
         d, _ = pad_waves([deltas[i] for i in idx], dev)
         mask = torch.arange(x.size(1), device=dev)[None, :] < lens[:, None]
         ys, ys_lens = pad_targets([spec.targets[i] for i in idx], dev)
-        batches.append({"idx": idx, "x": x, "delta": d, "mask": mask, "lens": lens, "ys": ys, "ys_lens": ys_lens,
-                        "prepared": batch_targets(model, ys, ys_lens),
-                        # per row, on the device: steps with a non-finite gradient, and the first such step
-                        "bad": torch.zeros(len(idx), dtype=torch.long, device=dev),
-                        "first_bad": torch.zeros(len(idx), dtype=torch.long, device=dev)})
+        batches.append(
+            {
+                "idx": idx,
+                "x": x,
+                "delta": d,
+                "mask": mask,
+                "lens": lens,
+                "ys": ys,
+                "ys_lens": ys_lens,
+                "prepared": batch_targets(model, ys, ys_lens),
+                # per row, on the device: steps with a non-finite gradient, and the first such step
+                "bad": torch.zeros(len(idx), dtype=torch.long, device=dev),
+                "first_bad": torch.zeros(len(idx), dtype=torch.long, device=dev),
+            }
+        )
 
     def collect() -> list[torch.Tensor]:
         out: list[torch.Tensor] = [torch.empty(0)] * n
@@ -372,8 +451,10 @@ def pgd_native(model, spec: AttackSpec, batch_size: int = 16, device: str | torc
                     failed.append((first[r], spec.names[i]))
         if failed and on_nan != "skip":
             failed.sort()
-            raise NaNGradientError(f"non-finite loss gradient at PGD step {failed[0][0]} for utterance(s) "
-                                   + ", ".join(f"{name} (first at step {s})" for s, name in failed))
+            raise NaNGradientError(
+                f"non-finite loss gradient at PGD step {failed[0][0]} for utterance(s) "
+                + ", ".join(f"{name} (first at step {s})" for s, name in failed)
+            )
         return counts
 
     invariant = batch_invariant(model) if batch_size > 1 else contextlib.nullcontext()
@@ -382,15 +463,17 @@ def pgd_native(model, spec: AttackSpec, batch_size: int = 16, device: str | torc
             for k, b in enumerate(batches):
                 x_adv = (b["x"] + b["delta"]).requires_grad_(True)
                 with replay.batch(k), amp:
-                    losses = adversarial_losses(model, x_adv, b["lens"], b["ys"], b["ys_lens"], spec.lambda_c,
-                                                b["prepared"])
+                    losses = adversarial_losses(
+                        model, x_adv, b["lens"], b["ys"], b["ys_lens"], spec.lambda_c, b["prepared"]
+                    )
                 (grad,) = torch.autograd.grad(losses.sum(), x_adv)
                 grad, bad = nonfinite_rows(grad.float(), b["mask"])
                 b["first_bad"] = torch.where(bad & (b["bad"] == 0), step + 1, b["first_bad"])
                 b["bad"] = b["bad"] + bad.long()
                 # a skipped row has a zero gradient: as in ART, its step is empty (δ unchanged up to round-off)
-                b["delta"] = l2_step(b["x"], b["delta"], grad, b["mask"], spec.eps, spec.step_size,
-                                     clip_values, spec.targeted).detach()
+                b["delta"] = l2_step(
+                    b["x"], b["delta"], grad, b["mask"], spec.eps, spec.step_size, clip_values, spec.targeted
+                ).detach()
             done = step + 1
             if checkpoint_path and checkpoint_every > 0 and done % checkpoint_every == 0 and done < spec.steps:
                 replay.check()
@@ -399,5 +482,10 @@ def pgd_native(model, spec: AttackSpec, batch_size: int = 16, device: str | torc
                 callback(done)
         replay.check()
         nan_skips = settle()
-    return AttackResult(deltas=[d.numpy().astype(np.float32) for d in collect()], steps=spec.steps,
-                        nan_skips=nan_skips, resumed_from=start, seconds=time.perf_counter() - t0)
+    return AttackResult(
+        deltas=[d.numpy().astype(np.float32) for d in collect()],
+        steps=spec.steps,
+        nan_skips=nan_skips,
+        resumed_from=start,
+        seconds=time.perf_counter() - t0,
+    )

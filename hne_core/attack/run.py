@@ -23,14 +23,30 @@ from hne_core.attack.pgd import AttackResult, make_spec, pgd_native
 ENGINES = ("native", "art")
 
 
-def run_attack(engine: str, model, utterances: Sequence[np.ndarray | torch.Tensor],
-               targets: Sequence[Sequence[int] | str], lambda_c_infer: float, eps: float, step_size: float,
-               steps: int, clip: bool = True, delta0: Sequence[np.ndarray] | None = None, *,
-               batch_size: int = 16, device: str | torch.device | None = None,
-               checkpoint_path: str | Path | None = None, checkpoint_every: int = 100, on_nan: str = "error",
-               names: Sequence[str] | None = None, encoder=None,
-               callback: Callable[[int], None] | None = None, batch_samples: int | None = None,
-               autocast: str | None = None, targeted: bool = True) -> AttackResult:
+def run_attack(
+    engine: str,
+    model,
+    utterances: Sequence[np.ndarray | torch.Tensor],
+    targets: Sequence[Sequence[int] | str],
+    lambda_c_infer: float,
+    eps: float,
+    step_size: float,
+    steps: int,
+    clip: bool = True,
+    delta0: Sequence[np.ndarray] | None = None,
+    *,
+    batch_size: int = 16,
+    device: str | torch.device | None = None,
+    checkpoint_path: str | Path | None = None,
+    checkpoint_every: int = 100,
+    on_nan: str = "error",
+    names: Sequence[str] | None = None,
+    encoder=None,
+    callback: Callable[[int], None] | None = None,
+    batch_samples: int | None = None,
+    autocast: str | None = None,
+    targeted: bool = True,
+) -> AttackResult:
     """Targeted L2 PGD on ``utterances`` (1-D float waveforms in [-1, 1], 16 kHz) towards ``targets`` (token-id
     sequences, or strings with ``encoder=TargetEncoder(...)``), with the loss of Eq. 4 at ``lambda_c_infer``.
 
@@ -47,15 +63,43 @@ def run_attack(engine: str, model, utterances: Sequence[np.ndarray | torch.Tenso
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-    spec = make_spec(model, utterances, targets, lambda_c_infer, eps, step_size, steps, clip, delta0, names,
-                     encoder, targeted=targeted)
+    spec = make_spec(
+        model,
+        utterances,
+        targets,
+        lambda_c_infer,
+        eps,
+        step_size,
+        steps,
+        clip,
+        delta0,
+        names,
+        encoder,
+        targeted=targeted,
+    )
     if engine == "native":
-        return pgd_native(model, spec, batch_size=batch_size, device=device, checkpoint_path=checkpoint_path,
-                          checkpoint_every=checkpoint_every, on_nan=on_nan, callback=callback,
-                          batch_samples=batch_samples, autocast=autocast)
+        return pgd_native(
+            model,
+            spec,
+            batch_size=batch_size,
+            device=device,
+            checkpoint_path=checkpoint_path,
+            checkpoint_every=checkpoint_every,
+            on_nan=on_nan,
+            callback=callback,
+            batch_samples=batch_samples,
+            autocast=autocast,
+        )
     if autocast is not None:
         raise AttackSetupError(f"autocast {autocast!r} needs the native engine (ART's estimator runs float32)")
     from hne_core.attack.art_engine import pgd_art
 
-    return pgd_art(model, spec, device=device, checkpoint_path=checkpoint_path, checkpoint_every=checkpoint_every,
-                   on_nan=on_nan, callback=callback)
+    return pgd_art(
+        model,
+        spec,
+        device=device,
+        checkpoint_path=checkpoint_path,
+        checkpoint_every=checkpoint_every,
+        on_nan=on_nan,
+        callback=callback,
+    )

@@ -19,7 +19,9 @@ from hne_core.atomic import write_text_atomic
 from hne_core.text import normalize_transcript
 
 # The words of the classic "Lorem ipsum dolor sit amet ..." passage and its usual generator word list.
-LOREM_WORDS: tuple[str, ...] = tuple(dict.fromkeys("""
+LOREM_WORDS: tuple[str, ...] = tuple(
+    dict.fromkeys(
+        """
 lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore et dolore
 magna aliqua enim ad minim veniam quis nostrud exercitation ullamco laboris nisi aliquip ex ea commodo
 consequat duis aute irure in reprehenderit voluptate velit esse cillum eu fugiat nulla pariatur excepteur sint
@@ -32,15 +34,23 @@ sagittis purus gravida arcu dictum varius vivamus faucibus scelerisque eleifend 
 mi mattis rhoncus venenatis tellus cursus euismod fusce hendrerit augue interdum posuere lobortis justo
 maecenas blandit convallis tortor condimentum iaculis nisl mus mauris sodales bibendum odio facilisis
 commodo imperdiet proin nec metus vulputate sollicitudin aenean molestie diam luctus accumsan
-""".split()))
+""".split()
+    )
+)
 
 
 class SpellingError(ValueError):
     """A target transcription contains a piece that the model's token set maps to <unk>."""
 
 
-def make_targets(n: int, seed: int, text_case: str = "upper", min_words: int = 1, max_words: int = 20,
-                 words: Sequence[str] = LOREM_WORDS) -> list[str]:
+def make_targets(
+    n: int,
+    seed: int,
+    text_case: str = "upper",
+    min_words: int = 1,
+    max_words: int = 20,
+    words: Sequence[str] = LOREM_WORDS,
+) -> list[str]:
     """``n`` distinct lorem-ipsum targets, deterministic in ``seed``.
 
     The word counts are spread evenly from ``min_words`` to ``max_words`` (shortest first), so the set has
@@ -94,8 +104,12 @@ def assign_targets(references: Sequence[str], targets: Sequence[str], measure: s
     if not targets:
         raise ValueError("assign_targets: no targets")
     ranked = [(text_length(t, measure), k, t) for k, t in enumerate(targets)]
-    return [min(ranked, key=lambda r, n=text_length(ref, measure): (abs(r[0] - n), r[0], r[1]))[2]
-            for ref in references]
+
+    def closest(ref: str) -> str:
+        n = text_length(ref, measure)
+        return min(ranked, key=lambda r: (abs(r[0] - n), r[0], r[1]))[2]
+
+    return [closest(ref) for ref in references]
 
 
 def _text_tokens(bpe_model: str | Path | None, token_type: str):
@@ -116,8 +130,7 @@ class TargetEncoder:
     """Text <-> token ids of a model's token set, as ESPnet's preprocessor and ``Speech2Text`` do it
     (``build_tokenizer`` + ``TokenIDConverter``). ``encode`` refuses text the token set cannot spell."""
 
-    def __init__(self, token_list: Sequence[str] | str | Path, bpe_model: str | Path | None,
-                 token_type: str = "bpe"):
+    def __init__(self, token_list: Sequence[str] | str | Path, bpe_model: str | Path | None, token_type: str = "bpe"):
         from espnet2.text.token_id_converter import TokenIDConverter
 
         self.token_list = _token_list(token_list)
@@ -131,8 +144,10 @@ class TargetEncoder:
     def check(self, text: str) -> None:
         missing = self.unknown_pieces(text)
         if missing:
-            raise SpellingError(f"target {text!r} cannot be spelled by the model's token set: the pieces "
-                                f"{sorted(set(missing))} map to <unk>")
+            raise SpellingError(
+                f"target {text!r} cannot be spelled by the model's token set: the pieces "
+                f"{sorted(set(missing))} map to <unk>"
+            )
         if not text.strip():
             raise SpellingError("an empty target cannot be attacked")
 
@@ -144,14 +159,20 @@ class TargetEncoder:
         return self.tokenizer.tokens2text(self.converter.ids2tokens([i for i in ids if i != 0]))
 
 
-def check_spellable(target: str, token_list: Sequence[str] | str | Path, bpe_model: str | Path | None,
-                    token_type: str = "bpe") -> None:
+def check_spellable(
+    target: str, token_list: Sequence[str] | str | Path, bpe_model: str | Path | None, token_type: str = "bpe"
+) -> None:
     """Raise ``SpellingError`` naming ``target`` if any of its pieces is not in ``token_list`` (an <unk>)."""
     TargetEncoder(token_list, bpe_model, token_type).check(target)
 
 
-def spellable_words(words: Iterable[str], token_list: Sequence[str] | str | Path, bpe_model: str | Path | None,
-                    text_case: str = "upper", token_type: str = "bpe") -> list[str]:
+def spellable_words(
+    words: Iterable[str],
+    token_list: Sequence[str] | str | Path,
+    bpe_model: str | Path | None,
+    text_case: str = "upper",
+    token_type: str = "bpe",
+) -> list[str]:
     """The words (normalised) that the token set can spell: a word list for ``make_targets`` on a model whose
     token set lacks some letters (a char model trained on a small corpus)."""
     enc = TargetEncoder(token_list, bpe_model, token_type)
@@ -170,7 +191,6 @@ def read_targets(path: str | Path) -> list[str]:
     if not targets:
         raise ValueError(f"{path}: no targets")
     return targets
-
 
 
 def select_utterances(accent_file: str | Path, n: int, seed: int, composition: str = "balanced") -> list[str]:

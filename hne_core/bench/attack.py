@@ -90,8 +90,9 @@ def _decode_seconds(model, waves) -> float:
     return (time.perf_counter() - start) / len(waves)
 
 
-def _sweep(name: str, milestones: list[int], n_attacked: int, native_utt_step: float, art_utt_step: float,
-           t_dec: float) -> tuple[float, float, float]:
+def _sweep(
+    name: str, milestones: list[int], n_attacked: int, native_utt_step: float, art_utt_step: float, t_dec: float
+) -> tuple[float, float, float]:
     """Seconds per (model, λC(i)) pair for one 4-milestone sweep: native chained (max(M) steps), native
     independent (sum(M) steps), and ART as the paper ran it (independent, batch 1: ART's ``generate`` re-centres
     the ball on its input, so it cannot continue a milestone). Greedy decoding of every milestone included."""
@@ -99,10 +100,12 @@ def _sweep(name: str, milestones: list[int], n_attacked: int, native_utt_step: f
     chained = (max(milestones) * native_utt_step + decode) * n_attacked
     independent = (sum(milestones) * native_utt_step + decode) * n_attacked
     art = (sum(milestones) * art_utt_step + decode) * n_attacked
-    print(f"  {name} sweep {milestones} on {n_attacked} utterances per (model, λC(i)) pair: native chained "
-          f"{chained:.1f} s vs independent {independent:.1f} s ({independent / chained:.2f}x); as the paper ran it "
-          f"(ART, independent, batch 1) {art:.1f} s: native chained and batched {art / chained:.2f}x faster",
-          flush=True)
+    print(
+        f"  {name} sweep {milestones} on {n_attacked} utterances per (model, λC(i)) pair: native chained "
+        f"{chained:.1f} s vs independent {independent:.1f} s ({independent / chained:.2f}x); as the paper ran it "
+        f"(ART, independent, batch 1) {art:.1f} s: native chained and batched {art / chained:.2f}x faster",
+        flush=True,
+    )
     return chained, independent, art
 
 
@@ -120,10 +123,13 @@ def run(args: argparse.Namespace) -> int:
     audio = sum(len(w) for w in waves) / 16000
     batch = args.batch or args.utts
     n = args.utts
-    print(f"default model ({args.config} `model:`, random weights): {params:.2f} M parameters on {device}, "
-          f"{n} utterances of 2-3 s ({audio:.1f} s), λC(i)={LAMBDA_C}, {args.steps} timed steps, "
-          f"{args.threads} threads, best of {max(1, args.repeat)} interleaved repetitions (batched native step and "
-          f"bare forward+backward: best of {PAIR_REPEAT * max(1, args.repeat)})", flush=True)
+    print(
+        f"default model ({args.config} `model:`, random weights): {params:.2f} M parameters on {device}, "
+        f"{n} utterances of 2-3 s ({audio:.1f} s), λC(i)={LAMBDA_C}, {args.steps} timed steps, "
+        f"{args.threads} threads, best of {max(1, args.repeat)} interleaved repetitions (batched native step and "
+        f"bare forward+backward: best of {PAIR_REPEAT * max(1, args.repeat)})",
+        flush=True,
+    )
 
     groups = [list(range(k, min(k + batch, n))) for k in range(0, n, batch)]
     timings: dict[str, list[float]] = {"art": [], "b1": [], "bb": [], "bare": []}
@@ -132,31 +138,49 @@ def run(args: argparse.Namespace) -> int:
         timings["b1"].append(_timed_attack("native", model, waves, targets, args.steps, 1, device))
         for _ in range(PAIR_REPEAT):  # the step ratio's two sides are cheap: more samples of each, alternating
             timings["bb"].append(_timed_attack("native", model, waves, targets, args.steps, batch, device))
-            timings["bare"].append(sum(_bare_step(model, [waves[i] for i in g], [targets[i] for i in g], device,
-                                                  args.steps) for g in groups))
+            timings["bare"].append(
+                sum(
+                    _bare_step(model, [waves[i] for i in g], [targets[i] for i in g], device, args.steps)
+                    for g in groups
+                )
+            )
     t_art, t_b1, t_bb, t_bare = (min(timings[k]) for k in ("art", "b1", "bb", "bare"))
     rate = {k: n / t for k, t in (("art", t_art), ("b1", t_b1), ("bb", t_bb))}
     print(f"  ART PGD (batch 1, numpy):   {rate['art']:8.2f} utterance-steps/s", flush=True)
     print(f"  native (batch 1):           {rate['b1']:8.2f} utterance-steps/s  ({rate['b1'] / rate['art']:.2f}x ART)")
-    print(f"  native (batch {batch:2d}):          {rate['bb']:8.2f} utterance-steps/s  "
-          f"({rate['bb'] / rate['art']:.2f}x ART, {rate['bb'] / rate['b1']:.2f}x batch 1)", flush=True)
-    print(f"  native step {t_bb * 1e3:.1f} ms vs bare forward+backward {t_bare * 1e3:.1f} ms of the same batches "
-          f"(frozen parameters): {t_bb / t_bare:.2f}x", flush=True)
+    print(
+        f"  native (batch {batch:2d}):          {rate['bb']:8.2f} utterance-steps/s  "
+        f"({rate['bb'] / rate['art']:.2f}x ART, {rate['bb'] / rate['b1']:.2f}x batch 1)",
+        flush=True,
+    )
+    print(
+        f"  native step {t_bb * 1e3:.1f} ms vs bare forward+backward {t_bare * 1e3:.1f} ms of the same batches "
+        f"(frozen parameters): {t_bb / t_bare:.2f}x",
+        flush=True,
+    )
     t_dec = _decode_seconds(model, waves)
     per_utt_step = t_bb / n
-    print(f"  greedy decoding {t_dec * 1e3:.0f} ms/utterance, paid at every milestone by both engines (random "
-          f"weights never emit <eos>: every decode runs to the length limit, so this overstates it)", flush=True)
+    print(
+        f"  greedy decoding {t_dec * 1e3:.0f} ms/utterance, paid at every milestone by both engines (random "
+        f"weights never emit <eos>: every decode runs to the length limit, so this overstates it)",
+        flush=True,
+    )
     # The goal is the paper's sweep (500-2000 steps); the config's own milestones (50-200 by default, for a CPU
     # run) are shown too: decoding, the same for both engines, weighs ten times more there.
     pm = PAPER_GRID["milestones"]
-    ratios = {name: _sweep(name, ms, n_attacked, per_utt_step, 1.0 / rate["art"], t_dec)
-              for name, ms in (("paper", pm), ("config", milestones))}
+    ratios = {
+        name: _sweep(name, ms, n_attacked, per_utt_step, 1.0 / rate["art"], t_dec)
+        for name, ms in (("paper", pm), ("config", milestones))
+    }
     chained, independent, art_sweep = ratios["paper"]
     # The most any exact PGD can gain here: chaining, times ART's batch-1 step over a bare batched forward+backward
     # (no attack step costs less than computing its gradient), decoding free.
     ceiling = sum(pm) / max(pm) * (n / t_bare) / rate["art"]
-    print(f"  ceiling of that ratio on this device (bare batched forward+backward, chaining, free decoding): "
-          f"{ceiling:.2f}x", flush=True)
+    print(
+        f"  ceiling of that ratio on this device (bare batched forward+backward, chaining, free decoding): "
+        f"{ceiling:.2f}x",
+        flush=True,
+    )
 
     paper_device = args.paper_device or ("cuda" if torch.cuda.is_available() else "cpu")
     p_utts = args.paper_utts or (16 if paper_device != "cpu" else 2)
@@ -170,23 +194,31 @@ def run(args: argparse.Namespace) -> int:
     p_utt_step = t_paper / p_utts
     grid_steps = PAPER_GRID["pairs"] * PAPER_GRID["utterances"] * max(PAPER_GRID["milestones"])
     hours = grid_steps * p_utt_step / 3600
-    print(f"paper model ({p_params:.1f} M parameters, random weights) on {paper_device}: native step "
-          f"{t_paper * 1e3:.0f} ms for {p_utts} utterances of {s - 1:.0f}-{s + 1:.0f} s "
-          f"({p_utt_step * 1e3:.1f} ms per utterance-step; bare forward+backward {p_bare * 1e3:.0f} ms, "
-          f"{t_paper / p_bare:.2f}x)", flush=True)
-    print(f"  paper grid: {PAPER_GRID['pairs']} pairs x {PAPER_GRID['utterances']} utterances x "
-          f"{max(PAPER_GRID['milestones'])} chained steps = {grid_steps:.3g} utterance-steps -> "
-          f"{hours:.1f} {'GPU' if paper_device.startswith('cuda') else 'CPU'}-hours on this {paper_device} "
-          f"(attack steps only)", flush=True)
-    print(f"summary: device={device} utts={n} batch={batch} art_b1_utt_steps_per_s={rate['art']:.2f} "
-          f"native_b1_utt_steps_per_s={rate['b1']:.2f} native_batched_utt_steps_per_s={rate['bb']:.2f} "
-          f"native_b1_over_art={rate['b1'] / rate['art']:.2f} native_batched_over_art={rate['bb'] / rate['art']:.2f} "
-          f"native_step_over_fwd_bwd={t_bb / t_bare:.2f} decode_ms={t_dec * 1e3:.0f} sweep_chained_s={chained:.1f} "
-          f"sweep_independent_s={independent:.1f} sweep_art_s={art_sweep:.1f} "
-          f"sweep_native_over_art={art_sweep / chained:.2f} "
-          f"sweep_native_over_art_config_milestones={ratios['config'][2] / ratios['config'][0]:.2f} "
-          f"sweep_ceiling={ceiling:.2f} "
-          f"paper_device={paper_device} paper_utts={p_utts} "
-          f"paper_utt_seconds={s:.1f} paper_utt_step_ms={p_utt_step * 1e3:.2f} "
-          f"paper_step_over_fwd_bwd={t_paper / p_bare:.2f} paper_grid_device_hours={hours:.1f}")
+    print(
+        f"paper model ({p_params:.1f} M parameters, random weights) on {paper_device}: native step "
+        f"{t_paper * 1e3:.0f} ms for {p_utts} utterances of {s - 1:.0f}-{s + 1:.0f} s "
+        f"({p_utt_step * 1e3:.1f} ms per utterance-step; bare forward+backward {p_bare * 1e3:.0f} ms, "
+        f"{t_paper / p_bare:.2f}x)",
+        flush=True,
+    )
+    print(
+        f"  paper grid: {PAPER_GRID['pairs']} pairs x {PAPER_GRID['utterances']} utterances x "
+        f"{max(PAPER_GRID['milestones'])} chained steps = {grid_steps:.3g} utterance-steps -> "
+        f"{hours:.1f} {'GPU' if paper_device.startswith('cuda') else 'CPU'}-hours on this {paper_device} "
+        f"(attack steps only)",
+        flush=True,
+    )
+    print(
+        f"summary: device={device} utts={n} batch={batch} art_b1_utt_steps_per_s={rate['art']:.2f} "
+        f"native_b1_utt_steps_per_s={rate['b1']:.2f} native_batched_utt_steps_per_s={rate['bb']:.2f} "
+        f"native_b1_over_art={rate['b1'] / rate['art']:.2f} native_batched_over_art={rate['bb'] / rate['art']:.2f} "
+        f"native_step_over_fwd_bwd={t_bb / t_bare:.2f} decode_ms={t_dec * 1e3:.0f} sweep_chained_s={chained:.1f} "
+        f"sweep_independent_s={independent:.1f} sweep_art_s={art_sweep:.1f} "
+        f"sweep_native_over_art={art_sweep / chained:.2f} "
+        f"sweep_native_over_art_config_milestones={ratios['config'][2] / ratios['config'][0]:.2f} "
+        f"sweep_ceiling={ceiling:.2f} "
+        f"paper_device={paper_device} paper_utts={p_utts} "
+        f"paper_utt_seconds={s:.1f} paper_utt_step_ms={p_utt_step * 1e3:.2f} "
+        f"paper_step_over_fwd_bwd={t_paper / p_bare:.2f} paper_grid_device_hours={hours:.1f}"
+    )
     return 0

@@ -31,9 +31,16 @@ import numpy as np
 import torch
 import yaml
 
-SENTENCES = ["the cat sat on the mat", "a quick brown fox jumps over the lazy dog", "open the door please",
-             "we will meet at noon by the river", "she sells sea shells", "turn left at the next light",
-             "how much is the blue one", "it is raining again today"]
+SENTENCES = [
+    "the cat sat on the mat",
+    "a quick brown fox jumps over the lazy dog",
+    "open the door please",
+    "we will meet at noon by the river",
+    "she sells sea shells",
+    "turn left at the next light",
+    "how much is the blue one",
+    "it is raining again today",
+]
 VARIANTS = ["m1", "f2", "m3", "f1", "m5", "f4"]
 
 
@@ -45,8 +52,16 @@ def espeak_utterances(n: int, directory: Path) -> list[np.ndarray]:
 
     waves = []
     for k in range(n):
-        job = (str(directory / f"u{k}.wav"), "en-us", VARIANTS[k % len(VARIANTS)], 140 + 10 * (k % 6), 50, 1.0,
-               SENTENCES[k % len(SENTENCES)], 1)
+        job = (
+            str(directory / f"u{k}.wav"),
+            "en-us",
+            VARIANTS[k % len(VARIANTS)],
+            140 + 10 * (k % 6),
+            50,
+            1.0,
+            SENTENCES[k % len(SENTENCES)],
+            1,
+        )
         path, _ = _render(job)
         waves.append(sf.read(path, dtype="float32")[0])
     return waves
@@ -63,8 +78,11 @@ def _model_and_waves(args: argparse.Namespace, tmp: Path) -> tuple[torch.nn.Modu
         s2t = load_speech2text(trained, args.lambda_c, "cpu")
         waves = [read_audio(u.wav) for u in read_data_dir(test_dir)[: args.utts]]
         return s2t.asr_model, waves, f"trained base {trained} on {len(waves)} of its test utterances"
-    spec, vocab = ((PAPER_MODEL, PAPER_VOCAB) if args.model == "paper"
-                   else (yaml.safe_load(Path(args.config).read_text())["model"], 32))
+    spec, vocab = (
+        (PAPER_MODEL, PAPER_VOCAB)
+        if args.model == "paper"
+        else (yaml.safe_load(Path(args.config).read_text())["model"], 32)
+    )
     model = _build(_recipe(spec, vocab))
     return model, espeak_utterances(args.utts, tmp), f"{args.model} architecture, random weights, espeak-ng speech"
 
@@ -87,8 +105,11 @@ def run(args: argparse.Namespace) -> int:
     params = sum(p.numel() for p in model.parameters()) / 1e6
     audio = sum(len(w) for w in waves) / 16000
     exact = Eq2GreedyDecoder(model, args.lambda_c)
-    print(f"{what}: {params:.1f} M parameters on {device}, {len(waves)} utterances, {audio:.1f} s of audio, "
-          f"λC(i) = {args.lambda_c}, batch {args.batch}, {torch.get_num_threads()} torch thread(s)", flush=True)
+    print(
+        f"{what}: {params:.1f} M parameters on {device}, {len(waves)} utterances, {audio:.1f} s of audio, "
+        f"λC(i) = {args.lambda_c}, batch {args.batch}, {torch.get_num_threads()} torch thread(s)",
+        flush=True,
+    )
 
     def timed(fn):
         _sync(device)
@@ -121,15 +142,26 @@ def run(args: argparse.Namespace) -> int:
     margins = [m for h in single_h for m in h.margins]
     bugs = [m for m in found if max(m.single_margin, m.batched_margin) >= NEAR_TIE]
 
-    print(f"exact Eq. 2, one at a time: {single_s:8.3f} s ({audio / single_s:8.2f} audio-s/s, {tokens} tokens; "
-          f"{ended}/{len(waves)} hypotheses ended by <eos>, the rest by the length limit)")
+    print(
+        f"exact Eq. 2, one at a time: {single_s:8.3f} s ({audio / single_s:8.2f} audio-s/s, {tokens} tokens; "
+        f"{ended}/{len(waves)} hypotheses ended by <eos>, the rest by the length limit)"
+    )
     print(f"exact Eq. 2, batches of {args.batch:3d}: {batched_s:8.3f} s ({audio / batched_s:8.2f} audio-s/s)")
-    print(f"espnet_beam1, one at a time: {beam1_s:8.3f} s ({audio / beam1_s:8.2f} audio-s/s; "
-          f"hypotheses differing from exact: {differ:.2f})")
-    print(f"top-two margin over all {len(margins)} one-at-a-time steps: smallest {min(margins, default=float('nan')):.3g}")
-    print(f"batched hypotheses differing from one at a time: {len(found)}/{len(waves)}"
-          + "".join(f"; utterance {m.index} at step {m.step}: top-two margin {m.single_margin:.3g} one at a time, "
-                    f"{m.batched_margin:.3g} batched ({'near-tie' if m not in bugs else 'NOT a near-tie: a bug'})"
-                    for m in found) + f" (near-tie: margin below {NEAR_TIE:g})")
+    print(
+        f"espnet_beam1, one at a time: {beam1_s:8.3f} s ({audio / beam1_s:8.2f} audio-s/s; "
+        f"hypotheses differing from exact: {differ:.2f})"
+    )
+    print(
+        f"top-two margin over all {len(margins)} one-at-a-time steps: smallest {min(margins, default=float('nan')):.3g}"
+    )
+    print(
+        f"batched hypotheses differing from one at a time: {len(found)}/{len(waves)}"
+        + "".join(
+            f"; utterance {m.index} at step {m.step}: top-two margin {m.single_margin:.3g} one at a time, "
+            f"{m.batched_margin:.3g} batched ({'near-tie' if m not in bugs else 'NOT a near-tie: a bug'})"
+            for m in found
+        )
+        + f" (near-tie: margin below {NEAR_TIE:g})"
+    )
     print(f"batched_over_single={single_s / batched_s:.3f} token_equal={equal:.3f}")
     return 1 if bugs else 0

@@ -45,12 +45,22 @@ from hne_core.bench.train import PAPER_MODEL, PAPER_VOCAB, _build, _recipe, _syn
 
 LAMBDA_C = 0.3
 # Dense bf16 tensor-core peaks (TFLOP/s, no sparsity), matched as substrings of torch.cuda.get_device_name().
-PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "GH200": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0,
-                    "A10": 125.0, "RTX 4090": 165.0, "V100": 125.0}
+PEAK_BF16_TFLOPS = {
+    "H200": 989.0,
+    "H100": 989.0,
+    "GH200": 989.0,
+    "A100": 312.0,
+    "L40S": 362.0,
+    "L4": 121.0,
+    "A10": 125.0,
+    "RTX 4090": 165.0,
+    "V100": 125.0,
+}
 
 
 def merged_config(base: str | Path, overlay: str | Path | None) -> dict:
     """``overlay`` merged on ``base`` as Snakemake merges ``--configfile``s: maps key by key, lists replaced."""
+
     def merge(a: dict, b: Mapping) -> dict:
         out = copy.deepcopy(a)
         for k, v in b.items():
@@ -118,9 +128,14 @@ def loader_rate(waves: list[np.ndarray], num_workers: int, batch: int) -> float:
         scp.write_text("".join(lines))
 
         def one_pass() -> None:
-            loader = ASRTask.build_streaming_iterator([(str(scp), "speech", "sound")], None,
-                                                      CommonCollateFn(float_pad_value=0.0, int_pad_value=-1),
-                                                      batch_size=batch, num_workers=num_workers, inference=True)
+            loader = ASRTask.build_streaming_iterator(
+                [(str(scp), "speech", "sound")],
+                None,
+                CommonCollateFn(float_pad_value=0.0, int_pad_value=-1),
+                batch_size=batch,
+                num_workers=num_workers,
+                inference=True,
+            )
             for _ in loader:
                 pass
 
@@ -144,8 +159,9 @@ def implicit_syncs_after_first_step(attack_steps: Callable[..., None], steps: in
     import warnings
 
     def debug(step: int) -> None:
-        torch.cuda.set_sync_debug_mode("warn" if step == 1 else 0 if step == steps + 1 else
-                                       torch.cuda.get_sync_debug_mode())
+        torch.cuda.set_sync_debug_mode(
+            "warn" if step == 1 else 0 if step == steps + 1 else torch.cuda.get_sync_debug_mode()
+        )
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -178,21 +194,28 @@ def run(args: argparse.Namespace) -> int:
     n_models, epochs = len(ft["grid"]), int(ft["epochs"])
     milestones = [int(s) for s in at["steps"]]
     n_attacked, pairs = int(at["n_utterances"]), int(args.pairs)
-    n_test = int(cfg["evaluation"].get("n_utterances") or (cfg.get("commonvoice", {}).get("subsample") or {}).get(
-        "test") or n_attacked)
+    n_test = int(
+        cfg["evaluation"].get("n_utterances")
+        or (cfg.get("commonvoice", {}).get("subsample") or {}).get("test")
+        or n_attacked
+    )
     samples = int(args.seconds * 16000)
 
     # batches as the paper config fills them, unless --utts sets every stage's batch (a CPU run)
     train_rows = args.utts or max(1, int(ft["batch_bins"]) // samples)
-    attack_rows = args.utts or len(length_batches([samples] * int(at["batch_size"]), int(at["batch_size"]),
-                                                  at.get("batch_samples"))[0])
+    attack_rows = args.utts or len(
+        length_batches([samples] * int(at["batch_size"]), int(at["batch_size"]), at.get("batch_samples"))[0]
+    )
     decode_rows = args.utts or args.decode_batch
     model = _build(_recipe(PAPER_MODEL, PAPER_VOCAB)).to(device)
     params = sum(p.numel() for p in model.parameters()) / 1e6
-    print(f"paper-size model: {params:.1f} M parameters, random weights, on {device}"
-          f"{' (' + torch.cuda.get_device_name(torch.device(device)) + ')' if on_gpu else ''}; utterances of "
-          f"{args.seconds:.1f} s (±10 %), {steps} timed step(s) per stage after a warm-up, {args.threads} CPU "
-          f"thread(s); config {args.base_config} + {args.config}", flush=True)
+    print(
+        f"paper-size model: {params:.1f} M parameters, random weights, on {device}"
+        f"{' (' + torch.cuda.get_device_name(torch.device(device)) + ')' if on_gpu else ''}; utterances of "
+        f"{args.seconds:.1f} s (±10 %), {steps} timed step(s) per stage after a warm-up, {args.threads} CPU "
+        f"thread(s); config {args.base_config} + {args.config}",
+        flush=True,
+    )
 
     # ---- fine-tuning step
     use_amp = bool(ft.get("use_amp", False))  # ESPnet's --use_amp is CUDA autocast: no effect on a CPU
@@ -221,16 +244,18 @@ def run(args: argparse.Namespace) -> int:
     train_audio = sum(len(w) for w in tw) / 16000
     train_rate = train_audio / t_train
     workers = int(ft.get("num_workers", 0))
-    load_rate = loader_rate(_waves(max(train_rows, 64), args.seconds, seed=4)[0], workers,
-                            max(1, min(train_rows, 16)))
+    load_rate = loader_rate(_waves(max(train_rows, 64), args.seconds, seed=4)[0], workers, max(1, min(train_rows, 16)))
     finetune_h = n_models * epochs * train_hours * 3600 / min(train_rate, load_rate) / 3600
-    print(f"  finetune: {train_rows} utterances a batch ({train_audio:.1f} s of audio, batch_bins "
-          f"{ft['batch_bins']}{'' if not args.utts else ', overridden by --utts'}), use_amp {use_amp}: "
-          f"{t_train * 1e3:.0f} ms a step, {train_rate:.2f} audio-s/s; {n_models} models x {epochs} epochs x "
-          f"{train_hours:.2f} h of training audio ({hours_from}); ESPnet's loader with {workers} worker(s): "
-          f"{load_rate:.1f} audio-s/s ({'the bottleneck' if load_rate < train_rate else 'keeps up'}) -> "
-          f"{finetune_h:.2f} device-hours (validation not timed)", flush=True)
-    del optim, scaler
+    print(
+        f"  finetune: {train_rows} utterances a batch ({train_audio:.1f} s of audio, batch_bins "
+        f"{ft['batch_bins']}{'' if not args.utts else ', overridden by --utts'}), use_amp {use_amp}: "
+        f"{t_train * 1e3:.0f} ms a step, {train_rate:.2f} audio-s/s; {n_models} models x {epochs} epochs x "
+        f"{train_hours:.2f} h of training audio ({hours_from}); ESPnet's loader with {workers} worker(s): "
+        f"{load_rate:.1f} audio-s/s ({'the bottleneck' if load_rate < train_rate else 'keeps up'}) -> "
+        f"{finetune_h:.2f} device-hours (validation not timed)",
+        flush=True,
+    )
+    optim = scaler = None  # free the optimiser's state before the attack is timed
     model.eval()
 
     # ---- attack step
@@ -246,8 +271,21 @@ def run(args: argparse.Namespace) -> int:
             marks[step] = time.perf_counter()
 
     def attack_steps(n: int, callback: Callable[[int], None] | None = None) -> None:
-        run_attack("native", model, aw, at_targets, LAMBDA_C, float(at["epsilon"]), float(at["step_size"]), n,
-                   bool(at["clip"]), batch_size=batch_size, device=device, autocast=autocast, callback=callback)
+        run_attack(
+            "native",
+            model,
+            aw,
+            at_targets,
+            LAMBDA_C,
+            float(at["epsilon"]),
+            float(at["step_size"]),
+            n,
+            bool(at["clip"]),
+            batch_size=batch_size,
+            device=device,
+            autocast=autocast,
+            callback=callback,
+        )
 
     attack_steps(1)  # warm-up
     attack_steps(steps + 1, mark)
@@ -262,8 +300,11 @@ def run(args: argparse.Namespace) -> int:
         x, xl = pad_waves(aw, device)
         ys, yl = pad_targets(at_targets, device)
         x.requires_grad_(True)
-        amp = (torch.autocast(device.split(":")[0], dtype=AUTOCAST_DTYPES[autocast]) if autocast
-               else torch.autocast(device.split(":")[0], enabled=False))
+        amp = (
+            torch.autocast(device.split(":")[0], dtype=AUTOCAST_DTYPES[autocast])
+            if autocast
+            else torch.autocast(device.split(":")[0], enabled=False)
+        )
         with frozen(model), batch_invariant(model):
             with amp:
                 losses = adversarial_losses(model, x, xl, ys, yl, LAMBDA_C)
@@ -272,13 +313,18 @@ def run(args: argparse.Namespace) -> int:
     attack_flops = _flops(attack_forward_backward)
     utt_step = t_step / attack_rows
     attack_h = pairs * n_attacked * max(milestones) * utt_step / 3600
-    print(f"  attack: {attack_rows} utterances a batch (batch_size {at['batch_size']}, batch_samples "
-          f"{at.get('batch_samples')}{'' if not args.utts else ', overridden by --utts'}), autocast {autocast}: "
-          f"{t_step * 1e3:.0f} ms a step, {utt_step * 1e3:.2f} ms per utterance-step; {pairs} pairs x "
-          f"{n_attacked} utterances x {max(milestones)} chained steps -> {attack_h:.2f} device-hours", flush=True)
+    print(
+        f"  attack: {attack_rows} utterances a batch (batch_size {at['batch_size']}, batch_samples "
+        f"{at.get('batch_samples')}{'' if not args.utts else ', overridden by --utts'}), autocast {autocast}: "
+        f"{t_step * 1e3:.0f} ms a step, {utt_step * 1e3:.2f} ms per utterance-step; {pairs} pairs x "
+        f"{n_attacked} utterances x {max(milestones)} chained steps -> {attack_h:.2f} device-hours",
+        flush=True,
+    )
     if syncs is not None:
-        print(f"  attack: {syncs} implicit host synchronisation(s) in steps 2-{steps + 1} (CUDA sync debug mode)",
-              flush=True)
+        print(
+            f"  attack: {syncs} implicit host synchronisation(s) in steps 2-{steps + 1} (CUDA sync debug mode)",
+            flush=True,
+        )
 
     # ---- decoding
     dw, _ = _waves(decode_rows, args.seconds, seed=3)
@@ -286,10 +332,12 @@ def run(args: argparse.Namespace) -> int:
     t_decode = _timed(lambda: decoder.batch(dw, batch_size=decode_rows), device, steps) / decode_rows
     n_decodes = args.evaluations * n_test + pairs * len(milestones) * n_attacked
     decode_h = n_decodes * t_decode / 3600
-    print(f"  decode: exact Eq. 2, batches of {decode_rows}: {t_decode * 1e3:.0f} ms an utterance (random weights: "
-          f"to the frame limit, an upper bound); {args.evaluations} evaluations x {n_test} + {pairs} pairs x "
-          f"{len(milestones)} milestones x {n_attacked} = {n_decodes} decodes -> {decode_h:.2f} device-hours",
-          flush=True)
+    print(
+        f"  decode: exact Eq. 2, batches of {decode_rows}: {t_decode * 1e3:.0f} ms an utterance (random weights: "
+        f"to the frame limit, an upper bound); {args.evaluations} evaluations x {n_test} + {pairs} pairs x "
+        f"{len(milestones)} milestones x {n_attacked} = {n_decodes} decodes -> {decode_h:.2f} device-hours",
+        flush=True,
+    )
 
     # ---- FLOPs
     peak = peak_tflops(device, args.peak_tflops)
@@ -297,26 +345,57 @@ def run(args: argparse.Namespace) -> int:
     for name, flops, t in (("training", train_flops, t_train), ("attack", attack_flops, t_step)):
         rate = flops / t / 1e12
         frac = f", {100 * rate / peak:.1f} % of a {peak:g} TFLOP/s peak" if peak else ""
-        print(f"  {name} step: {flops / 1e12:.3f} TFLOP (forward+backward), {rate * 1e3:.1f} GFLOP/s achieved{frac}",
-              flush=True)
+        print(
+            f"  {name} step: {flops / 1e12:.3f} TFLOP (forward+backward), {rate * 1e3:.1f} GFLOP/s achieved{frac}",
+            flush=True,
+        )
     total = finetune_h + attack_h + decode_h
     unit = "GPU" if on_gpu else "CPU"
-    print(f"paper grid on this {device}: {total:.2f} {unit}-hours (finetune {finetune_h:.2f}, attack {attack_h:.2f}, "
-          f"decode {decode_h:.2f})", flush=True)
+    print(
+        f"paper grid on this {device}: {total:.2f} {unit}-hours (finetune {finetune_h:.2f}, attack {attack_h:.2f}, "
+        f"decode {decode_h:.2f})",
+        flush=True,
+    )
     fields = {
-        "device": device, "train_hours": f"{train_hours:.4f}", "train_rows": train_rows, "attack_rows": attack_rows,
-        "decode_rows": decode_rows, **({"attack_syncs_after_first_step": syncs} if syncs is not None else {}), "train_step_s": f"{t_train:.6g}", "train_audio_s_per_s": f"{train_rate:.6g}",
-        "loader_audio_s_per_s": f"{load_rate:.6g}", "num_workers": workers,
-        "attack_step_s": f"{t_step:.6g}", "attack_utt_step_s": f"{utt_step:.6g}",
-        "decode_utt_s": f"{t_decode:.6g}", "models": n_models, "epochs": epochs, "pairs": pairs,
-        "attacked": n_attacked, "max_steps": max(milestones), "milestones": len(milestones),
-        "evaluations": args.evaluations, "test_utts": n_test, "decodes": n_decodes,
-        "train_tflop": f"{train_flops / 1e12:.6g}", "attack_tflop": f"{attack_flops / 1e12:.6g}",
-        "train_tflops_achieved": f"{achieved['train']:.6g}", "attack_tflops_achieved": f"{achieved['attack']:.6g}",
-        **({"peak_tflops": f"{peak:g}", "train_peak_fraction": f"{achieved['train'] / peak:.6g}",
-            "attack_peak_fraction": f"{achieved['attack'] / peak:.6g}"} if peak else {}),
-        "finetune_gpu_hours": f"{finetune_h:.6g}", "attack_gpu_hours": f"{attack_h:.6g}",
-        "decode_gpu_hours": f"{decode_h:.6g}", "total_gpu_hours": f"{total:.6g}",
+        "device": device,
+        "train_hours": f"{train_hours:.4f}",
+        "train_rows": train_rows,
+        "attack_rows": attack_rows,
+        "decode_rows": decode_rows,
+        **({"attack_syncs_after_first_step": syncs} if syncs is not None else {}),
+        "train_step_s": f"{t_train:.6g}",
+        "train_audio_s_per_s": f"{train_rate:.6g}",
+        "loader_audio_s_per_s": f"{load_rate:.6g}",
+        "num_workers": workers,
+        "attack_step_s": f"{t_step:.6g}",
+        "attack_utt_step_s": f"{utt_step:.6g}",
+        "decode_utt_s": f"{t_decode:.6g}",
+        "models": n_models,
+        "epochs": epochs,
+        "pairs": pairs,
+        "attacked": n_attacked,
+        "max_steps": max(milestones),
+        "milestones": len(milestones),
+        "evaluations": args.evaluations,
+        "test_utts": n_test,
+        "decodes": n_decodes,
+        "train_tflop": f"{train_flops / 1e12:.6g}",
+        "attack_tflop": f"{attack_flops / 1e12:.6g}",
+        "train_tflops_achieved": f"{achieved['train']:.6g}",
+        "attack_tflops_achieved": f"{achieved['attack']:.6g}",
+        **(
+            {
+                "peak_tflops": f"{peak:g}",
+                "train_peak_fraction": f"{achieved['train'] / peak:.6g}",
+                "attack_peak_fraction": f"{achieved['attack'] / peak:.6g}",
+            }
+            if peak
+            else {}
+        ),
+        "finetune_gpu_hours": f"{finetune_h:.6g}",
+        "attack_gpu_hours": f"{attack_h:.6g}",
+        "decode_gpu_hours": f"{decode_h:.6g}",
+        "total_gpu_hours": f"{total:.6g}",
     }
     print(" ".join(f"{k}={v}" for k, v in fields.items()))
     return 0

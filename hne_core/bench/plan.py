@@ -20,8 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def plan_once(snakemake: str, snakefile: Path, configs: list[str], workdir: Path) -> tuple[float, dict[str, int]]:
-    cmd = [snakemake, "-s", str(snakefile), "--directory", str(workdir), "-n", "--cores", "1",
-           "--configfile", *configs]
+    cmd = [snakemake, "-s", str(snakefile), "--directory", str(workdir), "-n", "--cores", "1", "--configfile", *configs]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.perf_counter() - t0
@@ -65,10 +64,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"planned {args.config} with a stand-in Common Voice archive: {total} jobs")
     for rule, n in sorted(counts.items(), key=lambda kv: -kv[1]):
         print(f"  {rule:24s} {n:5d}")
-    print("snakemake -n wall seconds per repetition (process start, imports, parse, DAG, dry-run printout): "
-          + ", ".join(f"{t:.2f}" for t in times))
+    print(
+        "snakemake -n wall seconds per repetition (process start, imports, parse, DAG, dry-run printout): "
+        + ", ".join(f"{t:.2f}" for t in times)
+    )
     best = min(times)
     goal = args.goal
-    print(f"plan_seconds_best={best:.2f} plan_seconds_first={times[0]:.2f} jobs={total} "
-          f"goal_seconds={goal:g} within_goal={'yes' if best < goal else 'no'}")
+    print(
+        f"plan_seconds_best={best:.2f} plan_seconds_first={times[0]:.2f} jobs={total} "
+        f"goal_seconds={goal:g} within_goal={'yes' if best < goal else 'no'}"
+    )
     return 0 if best < goal or not args.strict else 1

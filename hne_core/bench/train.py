@@ -19,10 +19,17 @@ import yaml
 
 PAPER_MODEL = {
     "frontend": {"n_fft": 512, "hop_length": 256, "n_mels": 80},
-    "encoder": {"output_size": 512, "attention_heads": 8, "linear_units": 2048, "num_blocks": 12,
-                "cnn_module_kernel": 31, "dropout_rate": 0.1},
+    "encoder": {
+        "output_size": 512,
+        "attention_heads": 8,
+        "linear_units": 2048,
+        "num_blocks": 12,
+        "cnn_module_kernel": 31,
+        "dropout_rate": 0.1,
+    },
     "decoder": {"attention_heads": 8, "linear_units": 2048, "num_blocks": 6, "dropout_rate": 0.1},
-    "ctc_weight": 0.3, "lsm_weight": 0.1,
+    "ctc_weight": 0.3,
+    "lsm_weight": 0.1,
 }
 PAPER_VOCAB = 5000
 
@@ -35,8 +42,17 @@ def _recipe(model: dict, vocab: int) -> dict:
     from hne_core.model.recipe import pretrain_config
 
     cfg = pretrain_config(model, {"lr": 1e-3, "epochs": 1, "batch_bins": 1}, "unused", "unused", "unused")
-    cfg.update(token_list=_token_list(vocab), bpemodel=None, token_type="char", use_preprocessor=False,
-               normalize="utterance_mvn", normalize_conf={}, input_size=None, init=None, ctc_conf={})
+    cfg.update(
+        token_list=_token_list(vocab),
+        bpemodel=None,
+        token_type="char",
+        use_preprocessor=False,
+        normalize="utterance_mvn",
+        normalize_conf={},
+        input_size=None,
+        init=None,
+        ctc_conf={},
+    )
     return cfg
 
 
@@ -59,8 +75,9 @@ def _batch(batch: int, vocab: int, device: str, seed: int = 0):
     for i, n in enumerate(n_tok):
         text[i, n:] = -1
     to = lambda x: x.to(device)  # noqa: E731
-    return dict(speech=to(speech), speech_lengths=to(lengths), text=to(text), text_lengths=to(n_tok)), \
-        float(seconds.sum())
+    return dict(speech=to(speech), speech_lengths=to(lengths), text=to(text), text_lengths=to(n_tok)), float(
+        seconds.sum()
+    )
 
 
 def _sync(device: str) -> None:
@@ -125,17 +142,20 @@ def run(args: argparse.Namespace) -> int:
     paper_steps = args.paper_steps or (args.steps if paper_device != "cpu" else 1)
     figures = {}
     for name, spec, vocab, device, steps, batch, n_dec in (
-            ("default", default_model, 32, "cpu", args.steps, 16, 4),
-            ("paper", PAPER_MODEL, PAPER_VOCAB, paper_device, paper_steps, 8, 2)):
+        ("default", default_model, 32, "cpu", args.steps, 16, 4),
+        ("paper", PAPER_MODEL, PAPER_VOCAB, paper_device, paper_steps, 8, 2),
+    ):
         cfg = _recipe(spec, vocab)
         model = _build(cfg)
         params = sum(p.numel() for p in model.parameters()) / 1e6
         train = train_throughput(model, vocab, device, steps, batch)
         decode = decode_throughput(model.cpu(), cfg, device, n_dec)
         figures[name] = (device, params, train, decode)
-        print(f"{name:8s} model: {params:6.1f} M parameters on {device}: training {train:8.2f} audio-s/s "
-              f"(batch {batch}, {steps} steps), greedy decoding {decode:8.2f} audio-s/s (one at a time)",
-              flush=True)
+        print(
+            f"{name:8s} model: {params:6.1f} M parameters on {device}: training {train:8.2f} audio-s/s "
+            f"(batch {batch}, {steps} steps), greedy decoding {decode:8.2f} audio-s/s (one at a time)",
+            flush=True,
+        )
     trained = Path(args.trained)
     test_dir = trained.parent / "data" / "test"
     if (trained / "config.yaml").is_file() and (test_dir / "wav.scp").is_file():
@@ -143,7 +163,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"trained default base ({trained}): greedy decoding {rate:8.2f} audio-s/s (one at a time)")
         figures["default"] = (*figures["default"][:3], rate)
     d, p = figures["default"], figures["paper"]
-    print(f"summary: default_device={d[0]} default_train_audio_s_per_s={d[2]:.2f} "
-          f"default_decode_audio_s_per_s={d[3]:.2f} paper_device={p[0]} paper_params_m={p[1]:.1f} "
-          f"paper_train_audio_s_per_s={p[2]:.2f} paper_decode_audio_s_per_s={p[3]:.2f}")
+    print(
+        f"summary: default_device={d[0]} default_train_audio_s_per_s={d[2]:.2f} "
+        f"default_decode_audio_s_per_s={d[3]:.2f} paper_device={p[0]} paper_params_m={p[1]:.1f} "
+        f"paper_train_audio_s_per_s={p[2]:.2f} paper_decode_audio_s_per_s={p[3]:.2f}"
+    )
     return 0

@@ -69,8 +69,7 @@ CV_ACCENT_CODES: frozenset[str] = frozenset(CV_CODE_LABELS)
 CV_OFFICIAL_LABELS: tuple[str, ...] = tuple(v for v in CV_CODE_LABELS.values() if v)
 
 MULTI_ACCENT_POLICIES: tuple[str, ...] = ("drop", "unique_class", "first")
-DROP_REASONS: tuple[str, ...] = ("no_accent", "other_accent", "unknown_accent", "multi_accent",
-                                 "multi_accent_conflict")
+DROP_REASONS: tuple[str, ...] = ("no_accent", "other_accent", "unknown_accent", "multi_accent", "multi_accent_conflict")
 BAD_INPUT_REASONS: frozenset[str] = frozenset({"unknown_accent"})
 
 _SPACES = re.compile(r"\s+")
@@ -101,8 +100,10 @@ def detect_accent_schema(columns: Iterable[str], values: Iterable[str], source: 
     if "accents" in cols:
         return AccentSchema("accents", "free_text")
     if "accent" not in cols:
-        raise DataError(f"{source}: no accent column ('accents' for Common Voice >= 8.0, 'accent' for <= 7.0 "
-                        f"and Hugging Face repacks); columns are {cols}")
+        raise DataError(
+            f"{source}: no accent column ('accents' for Common Voice >= 8.0, 'accent' for <= 7.0 "
+            f"and Hugging Face repacks); columns are {cols}"
+        )
     filled = [_key(v) for v in values if v and v.strip()]
     known = sum(v in CV_ACCENT_CODES for v in filled)
     kind: Literal["codes", "free_text"] = "codes" if 2 * known >= len(filled) else "free_text"
@@ -138,8 +139,9 @@ def split_accent_labels(text: str, known_labels: Iterable[str] = CV_OFFICIAL_LAB
 def _compile_known(known_labels: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
     """One anchored pattern per known label, longest first; a label must end at a comma or the cell end."""
     keys = sorted({_key(k) for k in known_labels if k and k.strip()}, key=lambda k: (-len(k), k))
-    return tuple(re.compile(r"\s+".join(re.escape(w) for w in k.split(" ")) + r"(?=\s*(?:,|$))", re.IGNORECASE)
-                 for k in keys)
+    return tuple(
+        re.compile(r"\s+".join(re.escape(w) for w in k.split(" ")) + r"(?=\s*(?:,|$))", re.IGNORECASE) for k in keys
+    )
 
 
 def _match_known(text: str, start: int, known: Sequence[re.Pattern[str]]) -> int | None:
@@ -190,8 +192,9 @@ class AccentClasses:
     multi_accent: str
 
     @classmethod
-    def from_config(cls, classes: Mapping[str, Mapping], multi_accent: str = "drop",
-                    key: str = "commonvoice") -> "AccentClasses":
+    def from_config(
+        cls, classes: Mapping[str, Mapping], multi_accent: str = "drop", key: str = "commonvoice"
+    ) -> AccentClasses:
         """Validate ``classes`` / ``multi_accent`` (config section ``key``); errors name the offending key."""
         if multi_accent not in MULTI_ACCENT_POLICIES:
             raise DataError(f"{key}.multi_accent: {multi_accent!r} is not one of {MULTI_ACCENT_POLICIES}")
@@ -210,8 +213,9 @@ class AccentClasses:
             for code in codes:
                 k = _key(str(code))
                 if k not in CV_ACCENT_CODES:
-                    raise DataError(f"{where}.codes: {code!r} is not a Common Voice accent code "
-                                    f"({sorted(CV_ACCENT_CODES)})")
+                    raise DataError(
+                        f"{where}.codes: {code!r} is not a Common Voice accent code ({sorted(CV_ACCENT_CODES)})"
+                    )
                 _claim(code_to_class, k, name, f"{where}.codes")
             for label in names:
                 _claim(label_to_class, _key(str(label)), name, f"{where}.labels")
@@ -232,8 +236,9 @@ class AccentClasses:
     def _classify_code(self, value: str) -> AccentOutcome:
         code = _key(value)
         if code not in CV_ACCENT_CODES:
-            return self._drop("unknown_accent", (value.strip(),),
-                              f"{value.strip()!r} is not a Common Voice accent code")
+            return self._drop(
+                "unknown_accent", (value.strip(),), f"{value.strip()!r} is not a Common Voice accent code"
+            )
         name = self.code_to_class.get(code)
         return self._keep(name, (code,)) if name else self._drop("other_accent", (code,))
 
@@ -262,6 +267,7 @@ class AccentClasses:
 def _claim(table: dict[str, str], k: str, name: str, where: str) -> None:
     """Record that code/label ``k`` means class ``name``; two classes claiming one key is a config error."""
     if k in table and table[k] != name:
-        raise DataError(f"{where}: {k!r} is already claimed by class {table[k]!r}; a code or label may map to "
-                        f"one class only")
+        raise DataError(
+            f"{where}: {k!r} is already claimed by class {table[k]!r}; a code or label may map to one class only"
+        )
     table[k] = name

@@ -36,8 +36,9 @@ class AudioError(RuntimeError):
 def require_tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        raise AudioError(f"required program {name!r} is not on PATH (install.sh installs it from Debian)",
-                         reason="missing_tool")
+        raise AudioError(
+            f"required program {name!r} is not on PATH (install.sh installs it from Debian)", reason="missing_tool"
+        )
     return path
 
 
@@ -75,16 +76,31 @@ def convert_to_wav16(src: str | Path, dst: str | Path, min_samples: int = 1) -> 
     src = Path(src)
     if not src.is_file():
         raise AudioError(f"{src}: clip not found", reason="missing_clip")
-    cmd = [require_tool("ffmpeg"), "-nostdin", "-hide_banner", "-loglevel", "error", "-i", str(src),
-           "-ac", "1", "-ar", str(TARGET_RATE), "-c:a", "pcm_s16le", "-f", "wav", "-"]
+    cmd = [
+        require_tool("ffmpeg"),
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-i",
+        str(src),
+        "-ac",
+        "1",
+        "-ar",
+        str(TARGET_RATE),
+        "-c:a",
+        "pcm_s16le",
+        "-f",
+        "wav",
+        "-",
+    ]
     proc = subprocess.run(cmd, capture_output=True, check=False)
     if proc.returncode != 0:
         message = _FFMPEG_ADDRESS.sub("", proc.stderr.decode(errors="replace")).strip()[:300]
         raise AudioError(f"{src}: unreadable audio (ffmpeg: {message})")
     wave, rate = read_wav_bytes(proc.stdout, str(src))
     if wave.size < min_samples:
-        raise AudioError(f"{src}: empty audio ({wave.size} samples, need at least {min_samples})",
-                         reason="empty_audio")
+        raise AudioError(f"{src}: empty audio ({wave.size} samples, need at least {min_samples})", reason="empty_audio")
     return write_wav16(dst, wave, rate)
 
 

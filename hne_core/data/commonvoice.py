@@ -38,8 +38,9 @@ from hne_core.atomic import atomic_dir
 from hne_core.data.accents import AccentClasses, AccentOutcome, AccentSchema, detect_accent_schema
 from hne_core.data.audio import TARGET_RATE, AudioError, convert_to_wav16, require_tool, wav_info
 from hne_core.data.corpus import MANIFEST_COLUMNS, SPLITS, BadRows, DataError, DropLog
+
 # The folder layout, kept beside the source's workflow interface (read while the workflow parses, so light).
-from hne_core.data.sources.commonvoice import SPLIT_FILES, find_language_dir
+from hne_core.data.sources.commonvoice import SPLIT_FILES
 from hne_core.parallel import parallel_map
 from hne_core.text import normalize_transcript
 
@@ -53,6 +54,7 @@ MDC_KEY_ENV = "MDC_API_KEY"
 # Getting the corpus
 # ----------------------------------------------------------------------------------------------------------
 
+
 def extract_archive(archive: str | Path, dest: str | Path) -> Path:
     """Unpack a ``cv-corpus-*-en.tar.gz`` into ``dest``; returns ``dest``.
 
@@ -62,8 +64,10 @@ def extract_archive(archive: str | Path, dest: str | Path) -> Path:
     """
     archive, dest = Path(archive), Path(dest)
     if not archive.is_file():
-        raise DataError(f"{archive}: Common Voice archive not found (download it with the MDC API key "
-                        f"{MDC_KEY_ENV}, or place a cv-corpus-*-en.tar.gz there)")
+        raise DataError(
+            f"{archive}: Common Voice archive not found (download it with the MDC API key "
+            f"{MDC_KEY_ENV}, or place a cv-corpus-*-en.tar.gz there)"
+        )
     try:
         with atomic_dir(dest) as tmp, tarfile.open(archive, mode="r:*") as tar:
             tar.extractall(tmp, filter="data")
@@ -80,8 +84,10 @@ def download_mdc(dataset_id: str, dest: str | Path, show_progress: bool = True) 
     terms must have been accepted on the MDC site with the account that owns the key.
     """
     if not os.environ.get(MDC_KEY_ENV, "").strip():
-        raise DataError(f"{MDC_KEY_ENV} is not set: create an API key on https://mozilladatacollective.com, "
-                        f"accept the terms of dataset {dataset_id!r} there, and export {MDC_KEY_ENV}=<key>")
+        raise DataError(
+            f"{MDC_KEY_ENV} is not set: create an API key on https://mozilladatacollective.com, "
+            f"accept the terms of dataset {dataset_id!r} there, and export {MDC_KEY_ENV}=<key>"
+        )
     try:
         import datacollective
         import requests
@@ -90,8 +96,7 @@ def download_mdc(dataset_id: str, dest: str | Path, show_progress: bool = True) 
         raise DataError("the 'datacollective' package is missing: pip install -r requirements.txt") from exc
     Path(dest).mkdir(parents=True, exist_ok=True)
     try:
-        path = datacollective.download_dataset(dataset_id, download_directory=str(dest),
-                                               show_progress=show_progress)
+        path = datacollective.download_dataset(dataset_id, download_directory=str(dest), show_progress=show_progress)
     except AuthenticationError as exc:  # HTTP 401
         raise DataError(_rejected(dataset_id, exc)) from exc
     except PermissionError as exc:
@@ -101,20 +106,24 @@ def download_mdc(dataset_id: str, dest: str | Path, show_progress: bool = True) 
     except FileNotFoundError as exc:  # HTTP 404 / 410
         raise DataError(f"Mozilla Data Collective has no dataset {dataset_id!r} ({exc})") from exc
     except requests.RequestException as exc:
-        raise DataError(f"cannot download dataset {dataset_id!r} from Mozilla Data Collective ({exc}); "
-                        f"a rerun resumes the download") from exc
+        raise DataError(
+            f"cannot download dataset {dataset_id!r} from Mozilla Data Collective ({exc}); a rerun resumes the download"
+        ) from exc
     return Path(path)
 
 
 def _rejected(dataset_id: str, exc: Exception) -> str:
-    return (f"Mozilla Data Collective rejected the key in {MDC_KEY_ENV} for dataset {dataset_id!r}: check the "
-            f"key, and accept the dataset's terms on its page at https://mozilladatacollective.com with the "
-            f"account that owns the key ({exc})")
+    return (
+        f"Mozilla Data Collective rejected the key in {MDC_KEY_ENV} for dataset {dataset_id!r}: check the "
+        f"key, and accept the dataset's terms on its page at https://mozilladatacollective.com with the "
+        f"account that owns the key ({exc})"
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Reading the TSVs
 # ----------------------------------------------------------------------------------------------------------
+
 
 def read_split_tsv(path: str | Path) -> pd.DataFrame:
     """One CV TSV, every field a string (a short line's missing fields are empty). QUOTE_NONE because
@@ -123,8 +132,15 @@ def read_split_tsv(path: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"{path}: Common Voice split file not found")
     try:
-        frame = pd.read_csv(path, sep="\t", quoting=csv.QUOTE_NONE, dtype=str, keep_default_na=False,
-                            skip_blank_lines=False, encoding="utf-8")
+        frame = pd.read_csv(
+            path,
+            sep="\t",
+            quoting=csv.QUOTE_NONE,
+            dtype=str,
+            keep_default_na=False,
+            skip_blank_lines=False,
+            encoding="utf-8",
+        )
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         # A line with the wrong field count: row numbers after it cannot be trusted, so no skipping.
         raise DataError(f"{path}: malformed TSV ({exc})") from exc
@@ -143,8 +159,9 @@ def read_splits(lang_dir: str | Path) -> tuple[dict[str, pd.DataFrame], AccentSc
     for split, frame in tables.items():
         schemas[split] = detect_accent_schema(frame.columns, [], source=str(lang_dir / SPLIT_FILES[split])).column
     if len(set(schemas.values())) > 1:
-        raise DataError(f"{lang_dir}: the split files disagree on the accent column ({schemas}); they must come "
-                        f"from one release")
+        raise DataError(
+            f"{lang_dir}: the split files disagree on the accent column ({schemas}); they must come from one release"
+        )
     column = next(iter(schemas.values()))
     values = pd.concat([t[column] for t in tables.values()]).unique()
     columns = next(iter(tables.values())).columns
@@ -154,6 +171,7 @@ def read_splits(lang_dir: str | Path) -> tuple[dict[str, pd.DataFrame], AccentSc
 # ----------------------------------------------------------------------------------------------------------
 # Rows -> candidates
 # ----------------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class _Row:
@@ -180,9 +198,18 @@ def _utt_id(speaker: str, clip: str) -> str:
     return f"{speaker}-{Path(clip).stem}"
 
 
-def _candidates(split: str, tsv: str, frame: pd.DataFrame, schema: AccentSchema, classes: AccentClasses,
-                text_case: str, bad: BadRows, drops: DropLog, seen: dict[str, tuple[str, int]],
-                owners: dict[str, str]) -> list[_Row]:
+def _candidates(
+    split: str,
+    tsv: str,
+    frame: pd.DataFrame,
+    schema: AccentSchema,
+    classes: AccentClasses,
+    text_case: str,
+    bad: BadRows,
+    drops: DropLog,
+    seen: dict[str, tuple[str, int]],
+    owners: dict[str, str],
+) -> list[_Row]:
     """The rows of one TSV that map to a class and have a transcript; every other row goes to ``drops``."""
     verdicts: dict[str, AccentOutcome] = {}
     out: list[_Row] = []
@@ -199,8 +226,10 @@ def _candidates(split: str, tsv: str, frame: pd.DataFrame, schema: AccentSchema,
             bad(split, tsv, row, clip, utt_id, "malformed_row", f"client_id {client_id!r}, path {clip!r}")
             continue
         if owners.setdefault(speaker, client_id) != client_id:
-            raise DataError(f"{tsv}: row {row}: client ids {owners[speaker]!r} and {client_id!r} share the first "
-                            f"{SPEAKER_CHARS} characters, so speaker ids would collide")
+            raise DataError(
+                f"{tsv}: row {row}: client ids {owners[speaker]!r} and {client_id!r} share the first "
+                f"{SPEAKER_CHARS} characters, so speaker ids would collide"
+            )
         if raw_accent not in verdicts:
             verdicts[raw_accent] = classes.classify(raw_accent, schema)
         verdict = verdicts[raw_accent]
@@ -219,8 +248,9 @@ def _candidates(split: str, tsv: str, frame: pd.DataFrame, schema: AccentSchema,
             bad(split, tsv, row, clip, utt_id, "duplicate_clip", f"clip already used by {first_tsv} row {first_row}")
             continue
         seen[clip] = (tsv, row)
-        out.append(_Row(split, tsv, row, clip, speaker, utt_id, verdict.accent, verdict.accent_id, text,
-                        raw_text, raw_accent))
+        out.append(
+            _Row(split, tsv, row, clip, speaker, utt_id, verdict.accent, verdict.accent_id, text, raw_text, raw_accent)
+        )
     return out
 
 
@@ -241,6 +271,7 @@ def subsample(rows: list[_Row], n: int | None, seed: int, split: str, drops: Dro
 # ----------------------------------------------------------------------------------------------------------
 # Audio
 # ----------------------------------------------------------------------------------------------------------
+
 
 def _convert(job: tuple[str, str, int]) -> tuple[int | None, str, str]:
     """MP3 -> 16 kHz WAV in a worker. Returns (samples, "", "") or (None, reason, detail).
@@ -282,6 +313,7 @@ def _remove_stale_wavs(wav_dir: Path, keep: set[str]) -> None:
 # The whole preparation
 # ----------------------------------------------------------------------------------------------------------
 
+
 def _check_subsample(splits_subsample: Mapping[str, int | None]) -> dict[str, int | None]:
     unknown = set(splits_subsample) - set(SPLITS)
     if unknown:
@@ -295,10 +327,18 @@ def _check_subsample(splits_subsample: Mapping[str, int | None]) -> dict[str, in
     return out
 
 
-def prepare_commonvoice(lang_dir: str | Path, wav_dir: str | Path, classes: Mapping[str, Mapping],
-                        multi_accent: str = "drop", splits_subsample: Mapping[str, int | None] | None = None,
-                        seed: int = 0, on_bad_row: str = "error", text_case: str = "upper", processes: int = 1,
-                        min_samples: int = 1) -> tuple[pd.DataFrame, DropLog]:
+def prepare_commonvoice(
+    lang_dir: str | Path,
+    wav_dir: str | Path,
+    classes: Mapping[str, Mapping],
+    multi_accent: str = "drop",
+    splits_subsample: Mapping[str, int | None] | None = None,
+    seed: int = 0,
+    on_bad_row: str = "error",
+    text_case: str = "upper",
+    processes: int = 1,
+    min_samples: int = 1,
+) -> tuple[pd.DataFrame, DropLog]:
     """Common Voice's train/dev/test -> (manifest, drops), WAVs written to ``wav_dir``.
 
     ``classes``/``multi_accent``: see ``hne_core.data.accents``. ``splits_subsample``: per split a number of
@@ -345,11 +385,27 @@ def prepare_commonvoice(lang_dir: str | Path, wav_dir: str | Path, classes: Mapp
 
 def _manifest(rows: list[_Row], wavs: list[str], samples: list[int]) -> pd.DataFrame:
     frame = pd.DataFrame(
-        [dict(utt_id=r.utt_id, split=r.split, speaker=r.speaker, accent=r.accent, accent_id=r.accent_id,
-              text=r.text, wav=w, num_samples=n, duration_s=n / TARGET_RATE, raw_text=r.raw_text,
-              raw_accent=r.raw_accent, source_tsv=r.source_tsv, source_row=r.source_row, clip=r.clip)
-         for r, w, n in zip(rows, wavs, samples)],
-        columns=list(MANIFEST_COLUMNS) + list(EXTRA_COLUMNS))
+        [
+            dict(
+                utt_id=r.utt_id,
+                split=r.split,
+                speaker=r.speaker,
+                accent=r.accent,
+                accent_id=r.accent_id,
+                text=r.text,
+                wav=w,
+                num_samples=n,
+                duration_s=n / TARGET_RATE,
+                raw_text=r.raw_text,
+                raw_accent=r.raw_accent,
+                source_tsv=r.source_tsv,
+                source_row=r.source_row,
+                clip=r.clip,
+            )
+            for r, w, n in zip(rows, wavs, samples)
+        ],
+        columns=list(MANIFEST_COLUMNS) + list(EXTRA_COLUMNS),
+    )
     return frame.astype({"accent_id": int, "num_samples": int, "source_row": int, "duration_s": float})
 
 
@@ -361,7 +417,11 @@ def speakers_in_several_splits(manifest: pd.DataFrame) -> dict:
     pairs: dict[str, int] = {}
     for splits in shared:
         for a_i, a in enumerate(splits):
-            for b in splits[a_i + 1:]:
+            for b in splits[a_i + 1 :]:
                 pairs[f"{a}+{b}"] = pairs.get(f"{a}+{b}", 0) + 1
-    return {"speakers": int(len(per_speaker)), "in_several_splits": int(len(shared)), "pairs": pairs,
-            "speaker_ids": sorted(shared.index)}
+    return {
+        "speakers": int(len(per_speaker)),
+        "in_several_splits": int(len(shared)),
+        "pairs": pairs,
+        "speaker_ids": sorted(shared.index),
+    }

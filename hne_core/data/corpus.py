@@ -22,7 +22,15 @@ from hne_core.data.errors import DataError  # re-exported: defined apart so that
 
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
 MANIFEST_COLUMNS: tuple[str, ...] = (
-    "utt_id", "split", "speaker", "accent", "accent_id", "text", "wav", "num_samples", "duration_s",
+    "utt_id",
+    "split",
+    "speaker",
+    "accent",
+    "accent_id",
+    "text",
+    "wav",
+    "num_samples",
+    "duration_s",
 )
 DROPPED_COLUMNS: tuple[str, ...] = ("split", "source_file", "row", "utt_id", "reason", "detail")
 ESPNET_FILES: tuple[str, ...] = ("wav.scp", "text", "utt2spk", "spk2utt", "accent", "utt2dur", "utt2num_samples")
@@ -35,10 +43,11 @@ class DropLog:
     rows: list[dict] = field(default_factory=list)
 
     def add(self, split: str, source_file: str, row: int | str, utt_id: str, reason: str, detail: str = "") -> None:
-        self.rows.append(dict(split=split, source_file=str(source_file), row=row, utt_id=utt_id,
-                              reason=reason, detail=detail))
+        self.rows.append(
+            dict(split=split, source_file=str(source_file), row=row, utt_id=utt_id, reason=reason, detail=detail)
+        )
 
-    def extend(self, other: "DropLog") -> None:
+    def extend(self, other: DropLog) -> None:
         self.rows.extend(other.rows)
 
     def frame(self) -> pd.DataFrame:
@@ -61,8 +70,10 @@ class BadRows:
 
     def __call__(self, split: str, tsv: str, row: int, clip: str, utt_id: str, reason: str, detail: str) -> None:
         if self.raise_:
-            raise DataError(f"{tsv}: row {row} (data row, header excluded), clip {clip or '<none>'}: {reason}: "
-                            f"{detail} (with on_bad_row=skip such rows are dropped and counted in dropped.tsv)")
+            raise DataError(
+                f"{tsv}: row {row} (data row, header excluded), clip {clip or '<none>'}: {reason}: "
+                f"{detail} (with on_bad_row=skip such rows are dropped and counted in dropped.tsv)"
+            )
         self.drops.add(split, tsv, row, utt_id, reason, detail)
 
 
@@ -71,8 +82,9 @@ def write_tsv(frame: pd.DataFrame, path: str | Path) -> None:
         frame.to_csv(tmp, sep="\t", index=False)
 
 
-def write_prepared(manifest: pd.DataFrame, drops: DropLog, source: str, manifest_path: str | Path,
-                   dropped_path: str | Path) -> None:
+def write_prepared(
+    manifest: pd.DataFrame, drops: DropLog, source: str, manifest_path: str | Path, dropped_path: str | Path
+) -> None:
     """A source's last step: check the manifest's invariants (``source`` names the input in the error), then
     publish the drop log and the manifest, each atomically, the manifest last (it is what later jobs read)."""
     validate_manifest(manifest, source)
@@ -81,8 +93,9 @@ def write_prepared(manifest: pd.DataFrame, drops: DropLog, source: str, manifest
 
 
 def read_manifest(path: str | Path) -> pd.DataFrame:
-    frame = pd.read_csv(path, sep="\t", dtype={"utt_id": str, "speaker": str, "text": str, "accent": str},
-                        keep_default_na=False)
+    frame = pd.read_csv(
+        path, sep="\t", dtype={"utt_id": str, "speaker": str, "text": str, "accent": str}, keep_default_na=False
+    )
     missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
     if missing:
         raise DataError(f"{path}: manifest lacks columns {missing}")
@@ -146,12 +159,20 @@ def write_accent_classes(classes: Sequence[str], path: str | Path) -> None:
 
 def summarize(manifest: pd.DataFrame, dropped: pd.DataFrame) -> dict:
     """Utterances and hours per split x accent, speakers per split, and drops counted by split and reason."""
-    kept = (manifest.groupby(["split", "accent"])
-            .agg(utterances=("utt_id", "size"), hours=("duration_s", lambda d: float(d.sum()) / 3600.0),
-                 speakers=("speaker", "nunique"))
-            .reset_index())
-    drops = (dropped.groupby(["split", "reason"]).size().rename("rows").reset_index()
-             if len(dropped) else pd.DataFrame(columns=["split", "reason", "rows"]))
+    kept = (
+        manifest.groupby(["split", "accent"])
+        .agg(
+            utterances=("utt_id", "size"),
+            hours=("duration_s", lambda d: float(d.sum()) / 3600.0),
+            speakers=("speaker", "nunique"),
+        )
+        .reset_index()
+    )
+    drops = (
+        dropped.groupby(["split", "reason"]).size().rename("rows").reset_index()
+        if len(dropped)
+        else pd.DataFrame(columns=["split", "reason", "rows"])
+    )
     return {
         "kept": kept.to_dict(orient="records"),
         "dropped": drops.to_dict(orient="records"),
@@ -164,10 +185,17 @@ def summarize(manifest: pd.DataFrame, dropped: pd.DataFrame) -> dict:
 def render_report(summary: dict, title: str) -> str:
     """A markdown data report: what was kept (utterances, hours) and what was dropped, by reason."""
     kept = pd.DataFrame(summary["kept"])
-    lines = [f"# Data report: {title}", "",
-             f"{summary['total_utterances']} utterances kept ({summary['total_hours']:.2f} h); "
-             f"{summary['total_dropped']} rows dropped.", "", "## Kept, per split and accent", "",
-             "| split | accent | utterances | hours | speakers |", "|---|---|---:|---:|---:|"]
+    lines = [
+        f"# Data report: {title}",
+        "",
+        f"{summary['total_utterances']} utterances kept ({summary['total_hours']:.2f} h); "
+        f"{summary['total_dropped']} rows dropped.",
+        "",
+        "## Kept, per split and accent",
+        "",
+        "| split | accent | utterances | hours | speakers |",
+        "|---|---|---:|---:|---:|",
+    ]
     for r in kept.itertuples():
         lines.append(f"| {r.split} | {r.accent} | {r.utterances} | {r.hours:.3f} | {r.speakers} |")
     lines += ["", "## Dropped, per split and reason (every row is listed in dropped.tsv)", ""]
@@ -179,8 +207,9 @@ def render_report(summary: dict, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(manifest: pd.DataFrame, dropped: pd.DataFrame, title: str,
-                 md_path: str | Path, json_path: str | Path) -> dict:
+def write_report(
+    manifest: pd.DataFrame, dropped: pd.DataFrame, title: str, md_path: str | Path, json_path: str | Path
+) -> dict:
     summary = summarize(manifest, dropped)
     write_text_atomic(json_path, json.dumps(summary, indent=2) + "\n")
     write_text_atomic(md_path, render_report(summary, title))
@@ -229,8 +258,14 @@ def balanced_quotas(sizes: Mapping[str, int], n: int) -> dict[str, int]:
     return {c: quotas.get(c, 0) for c in sorted(sizes)}
 
 
-def sample_utterances(accents: str | Path | Mapping[str, str], n: int, seed: int, composition: str = "balanced",
-                      what: str = "n_utterances", source: str | Path | None = None) -> list[str]:
+def sample_utterances(
+    accents: str | Path | Mapping[str, str],
+    n: int,
+    seed: int,
+    composition: str = "balanced",
+    what: str = "n_utterances",
+    source: str | Path | None = None,
+) -> list[str]:
     """A seeded choice of exactly ``n`` utterance ids of an ESPnet ``accent`` file (or of that file already read,
     utt_id -> class). Sorted ids.
 

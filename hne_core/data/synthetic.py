@@ -17,15 +17,26 @@ from pathlib import Path
 
 import pandas as pd
 
-from hne_core.data.audio import (TARGET_RATE, AudioError, read_wav_bytes, require_tool, resample, write_wav16)
+from hne_core.data.audio import TARGET_RATE, AudioError, read_wav_bytes, require_tool, resample, write_wav16
 from hne_core.data.corpus import SPLITS, DataError, DropLog
 from hne_core.data.sources.synthetic import voices
 from hne_core.data.vocabulary import unique_sentences
 from hne_core.parallel import parallel_map
 from hne_core.text import normalize_transcript
 
-SCRIPT_COLUMNS = ("utt_id", "split", "speaker", "accent", "accent_id", "voice", "variant", "rate", "pitch", "warp",
-                  "sentence")
+SCRIPT_COLUMNS = (
+    "utt_id",
+    "split",
+    "speaker",
+    "accent",
+    "accent_id",
+    "voice",
+    "variant",
+    "rate",
+    "pitch",
+    "warp",
+    "sentence",
+)
 
 
 @dataclass(frozen=True)
@@ -43,24 +54,35 @@ class SyntheticSpec:
     warp: tuple[float, float] = (1.0, 1.0)  # frequency-scale factor per utterance (a vocal-tract length stand-in)
 
     @classmethod
-    def from_config(cls, cfg: Mapping, seed: int) -> "SyntheticSpec":
+    def from_config(cls, cfg: Mapping, seed: int) -> SyntheticSpec:
         """From the config section ``synthetic:``, whose classes are ``{name: {voice: <espeak-ng voice>}}`` (the
         shape every source's classes share: ``hne_core.data.sources``)."""
-        return cls(classes=voices(cfg), variants=list(cfg["variants"]),
-                   speakers_per_split=dict(cfg["speakers_per_split"]), utterances=dict(cfg["utterances"]),
-                   rate=tuple(cfg["rate"]), pitch=tuple(cfg["pitch"]), pitch_jitter=int(cfg["pitch_jitter"]),
-                   seed=int(seed), warp=tuple(float(w) for w in cfg.get("warp", (1.0, 1.0))))
+        return cls(
+            classes=voices(cfg),
+            variants=list(cfg["variants"]),
+            speakers_per_split=dict(cfg["speakers_per_split"]),
+            utterances=dict(cfg["utterances"]),
+            rate=tuple(cfg["rate"]),
+            pitch=tuple(cfg["pitch"]),
+            pitch_jitter=int(cfg["pitch_jitter"]),
+            seed=int(seed),
+            warp=tuple(float(w) for w in cfg.get("warp", (1.0, 1.0))),
+        )
 
     def check(self) -> None:
         n_cls = len(self.classes)
         need = sum(self.speakers_per_split[s] for s in SPLITS)
         if need > len(self.variants):
-            raise DataError(f"synthetic.speakers_per_split asks for {need} speakers per class but "
-                            f"synthetic.variants lists only {len(self.variants)}")
+            raise DataError(
+                f"synthetic.speakers_per_split asks for {need} speakers per class but "
+                f"synthetic.variants lists only {len(self.variants)}"
+            )
         for split in SPLITS:
             if self.utterances[split] % n_cls:
-                raise DataError(f"synthetic.utterances.{split}={self.utterances[split]} is not divisible by the "
-                                f"{n_cls} accent classes: the corpus must be balanced")
+                raise DataError(
+                    f"synthetic.utterances.{split}={self.utterances[split]} is not divisible by the "
+                    f"{n_cls} accent classes: the corpus must be balanced"
+                )
             if self.speakers_per_split[split] < 1:
                 raise DataError(f"synthetic.speakers_per_split.{split} must be at least 1")
         if not 0.5 <= self.warp[0] <= self.warp[1] <= 2.0:
@@ -84,7 +106,7 @@ def _speaker_splits(spec: SyntheticSpec, rng: random.Random) -> dict[str, list[s
     start = 0
     for split in SPLITS:
         k = spec.speakers_per_split[split]
-        out[split] = variants[start:start + k]
+        out[split] = variants[start : start + k]
         start += k
     return out
 
@@ -112,9 +134,21 @@ def build_script(spec: SyntheticSpec) -> pd.DataFrame:
                 # Drawn only when asked for, so that a corpus without warping keeps its old random stream.
                 warp = round(rng.uniform(*spec.warp), 3) if spec.warp[0] < spec.warp[1] else spec.warp[0]
                 speaker = f"{accent}-{variant}"
-                rows.append(dict(utt_id=f"{speaker}-{k:06d}", split=split, speaker=speaker, accent=accent,
-                                 accent_id=accent_id, voice=voice, variant=variant,
-                                 rate=rng.randint(*spec.rate), pitch=pitch, warp=warp, sentence=sentences[k]))
+                rows.append(
+                    dict(
+                        utt_id=f"{speaker}-{k:06d}",
+                        split=split,
+                        speaker=speaker,
+                        accent=accent,
+                        accent_id=accent_id,
+                        voice=voice,
+                        variant=variant,
+                        rate=rng.randint(*spec.rate),
+                        pitch=pitch,
+                        warp=warp,
+                        sentence=sentences[k],
+                    )
+                )
                 k += 1
     return pd.DataFrame(rows, columns=list(SCRIPT_COLUMNS))
 
@@ -151,8 +185,10 @@ def _render(job: tuple[str, str, str, int, int, float, str, int]) -> tuple[str, 
     cmd = ["espeak-ng", "-v", f"{voice}+{variant}", "-s", str(rate), "-p", str(pitch), "--stdout", sentence]
     proc = subprocess.run(cmd, capture_output=True, check=False)
     if proc.returncode != 0 or not proc.stdout:
-        raise AudioError(f"espeak-ng failed for {path} (voice {voice}+{variant}): "
-                         f"{proc.stderr.decode(errors='replace').strip()[:300]}")
+        raise AudioError(
+            f"espeak-ng failed for {path} (voice {voice}+{variant}): "
+            f"{proc.stderr.decode(errors='replace').strip()[:300]}"
+        )
     wave, source_rate = read_wav_bytes(proc.stdout, f"espeak-ng output for {path}")
     # The warped rate is rounded to a multiple of 50 Hz (a 0.2 % step): resampling cost grows with
     # rate / gcd(rate, 16000), and an arbitrary rate (gcd 1) takes gigabytes and minutes per utterance.
@@ -162,8 +198,9 @@ def _render(job: tuple[str, str, str, int, int, float, str, int]) -> tuple[str, 
     return path, write_wav16(path, wave)
 
 
-def synthesize(script: pd.DataFrame, wav_dir: str | Path, processes: int, text_case: str = "upper",
-               min_samples: int = 1) -> tuple[pd.DataFrame, DropLog]:
+def synthesize(
+    script: pd.DataFrame, wav_dir: str | Path, processes: int, text_case: str = "upper", min_samples: int = 1
+) -> tuple[pd.DataFrame, DropLog]:
     """Render the script into ``wav_dir`` with ``processes`` workers; returns (manifest, drops).
 
     espeak-ng either speaks a sentence or fails loudly (AudioError), so nothing is ever dropped here; the
@@ -176,8 +213,18 @@ def synthesize(script: pd.DataFrame, wav_dir: str | Path, processes: int, text_c
     for row in script.to_dict(orient="records"):
         path = str(wav_dir / f"{row['utt_id']}.wav")
         paths.append(path)
-        jobs.append((path, row["voice"], row["variant"], int(row["rate"]), int(row["pitch"]),
-                     float(row["warp"]), row["sentence"], min_samples))
+        jobs.append(
+            (
+                path,
+                row["voice"],
+                row["variant"],
+                int(row["rate"]),
+                int(row["pitch"]),
+                float(row["warp"]),
+                row["sentence"],
+                min_samples,
+            )
+        )
     samples = dict(parallel_map(_render, jobs, processes))
     drops = DropLog()
     manifest = script.rename(columns={"sentence": "raw_text"}).copy()

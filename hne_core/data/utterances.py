@@ -24,16 +24,20 @@ class Utterance:
     accent_id: int
 
 
-def read_data_dir(data_dir: str | Path, limit: int | None = None, seed: int = 0,
-                  composition: str = "balanced") -> list[Utterance]:
+def read_data_dir(
+    data_dir: str | Path, limit: int | None = None, seed: int = 0, composition: str = "balanced"
+) -> list[Utterance]:
     """Utterances of an ESPnet data directory written by the data stage, in utt_id order; with ``limit``, a
     seeded sample of exactly that many, composed as ``evaluation.composition`` says (``sample_utterances``:
     not the first ids in order, which would all share one accent: ids lead with it). A ``limit`` above the
     split's size is an error naming both numbers."""
     d = Path(data_dir)
     wavs, texts, accents = (read_kaldi_table(d / name) for name in ("wav.scp", "text", "accent"))
-    ids = (sample_utterances(accents, limit, seed, composition, what="evaluation.n_utterances",
-                             source=d / "accent") if limit else sorted(wavs))
+    ids = (
+        sample_utterances(accents, limit, seed, composition, what="evaluation.n_utterances", source=d / "accent")
+        if limit
+        else sorted(wavs)
+    )
     return [Utterance(u, wavs[u], texts[u], int(accents[u])) for u in ids]
 
 

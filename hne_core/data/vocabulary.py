@@ -51,8 +51,17 @@ TEMPLATES: tuple[tuple[str, ...], ...] = (
 )
 
 WORD_CLASSES: dict[str, list[str]] = {
-    "DET": DETERMINERS, "ADJ": ADJECTIVES, "NOUN": NOUNS, "VT": TRANSITIVE, "VI": INTRANSITIVE,
-    "ADV": ADVERBS, "PREP": PREPOSITIONS, "NAME": NAMES, "NUM": NUMBERS, "PLURAL": PLURALS, "AND": ["and"],
+    "DET": DETERMINERS,
+    "ADJ": ADJECTIVES,
+    "NOUN": NOUNS,
+    "VT": TRANSITIVE,
+    "VI": INTRANSITIVE,
+    "ADV": ADVERBS,
+    "PREP": PREPOSITIONS,
+    "NAME": NAMES,
+    "NUM": NUMBERS,
+    "PLURAL": PLURALS,
+    "AND": ["and"],
 }
 
 

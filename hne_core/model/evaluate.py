@@ -46,8 +46,16 @@ def load_speech2text(model_dir: str | Path, ctc_weight: float, device: str = "cp
         if cfg.get("token_list") == "tokens.txt":  # the pre-trained layout
             config = Path(tmp) / "config.yaml"
             config.write_text(yaml.safe_dump(resolve_layout_config(cfg, d)), encoding="utf-8")
-        return Speech2Text(asr_train_config=str(config), asr_model_file=str(d / "model.pth"), device=device,
-                           beam_size=1, ctc_weight=float(ctc_weight), lm_weight=0.0, penalty=0.0, nbest=1)
+        return Speech2Text(
+            asr_train_config=str(config),
+            asr_model_file=str(d / "model.pth"),
+            device=device,
+            beam_size=1,
+            ctc_weight=float(ctc_weight),
+            lm_weight=0.0,
+            penalty=0.0,
+            nbest=1,
+        )
 
 
 def load_transcriber(model_dir: str | Path, ctc_weight: float, mode: str = DEFAULT_MODE, device: str = "cpu"):
@@ -58,8 +66,12 @@ def load_transcriber(model_dir: str | Path, ctc_weight: float, mode: str = DEFAU
     return Transcriber(load_speech2text(model_dir, ctc_weight, device), ctc_weight, mode)
 
 
-def decode(transcriber: Callable[[np.ndarray], str], utterances: Iterable[Utterance],
-           text_case: str = "upper", batch_size: int = 1) -> list[str]:
+def decode(
+    transcriber: Callable[[np.ndarray], str],
+    utterances: Iterable[Utterance],
+    text_case: str = "upper",
+    batch_size: int = 1,
+) -> list[str]:
     """One greedy hypothesis per utterance (``transcriber``: ``load_transcriber``), normalised for scoring.
     ``batch_size`` (``decoding.batch_size``): utterances decoded together in mode ``exact``
     (``Transcriber.batch``: padded batches whose tokens are one-at-a-time decoding's, several times faster);
@@ -104,22 +116,39 @@ def predict_accents(model, utterances: Iterable[Utterance], device: str = "cpu")
     return preds
 
 
-def evaluate(model_dir: str | Path, data_dir: str | Path, ctc_weight: float, text_case: str = "upper",
-             limit: int | None = None, device: str = "cpu", seed: int = 0,
-             composition: str = "balanced", decoding: str = DEFAULT_MODE,
-             decoding_batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[pd.DataFrame, dict]:
+def evaluate(
+    model_dir: str | Path,
+    data_dir: str | Path,
+    ctc_weight: float,
+    text_case: str = "upper",
+    limit: int | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    composition: str = "balanced",
+    decoding: str = DEFAULT_MODE,
+    decoding_batch_size: int = DEFAULT_BATCH_SIZE,
+) -> tuple[pd.DataFrame, dict]:
     """Per-utterance hypotheses and the summary (WER, accent accuracy, the decoding mode) of one (model, λC(i))
     pair; ``decoding``: ``decoding.mode`` of the config (``hne_core.decoding.DECODING_MODES``);
     ``decoding_batch_size``: ``decoding.batch_size`` (``decode``)."""
     utterances = read_data_dir(data_dir, limit, seed, composition)
-    hyps = decode(load_transcriber(model_dir, ctc_weight, decoding, device), utterances, text_case,
-                  decoding_batch_size)
+    hyps = decode(load_transcriber(model_dir, ctc_weight, decoding, device), utterances, text_case, decoding_batch_size)
     refs = [normalize_transcript(u.reference, text_case) for u in utterances]
-    frame = pd.DataFrame({"utt_id": [u.utt_id for u in utterances], "reference": refs, "hypothesis": hyps,
-                          "accent_id": [u.accent_id for u in utterances]})
+    frame = pd.DataFrame(
+        {
+            "utt_id": [u.utt_id for u in utterances],
+            "reference": refs,
+            "hypothesis": hyps,
+            "accent_id": [u.accent_id for u in utterances],
+        }
+    )
     frame["wer"] = [corpus_wer([r], [h]) for r, h in zip(refs, hyps)]
-    summary = {"lambda_c_infer": float(ctc_weight), "decoding": decoding, "n_utts": len(utterances),
-               "wer": corpus_wer(refs, hyps)}
+    summary = {
+        "lambda_c_infer": float(ctc_weight),
+        "decoding": decoding,
+        "n_utts": len(utterances),
+        "wer": corpus_wer(refs, hyps),
+    }
     mtl = load_mtl_model(model_dir, device)
     if mtl is not None:
         frame["accent_pred"] = predict_accents(mtl, utterances, device)

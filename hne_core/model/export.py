@@ -18,8 +18,8 @@ import torch
 import yaml
 
 from hne_core.atomic import atomic_dir
-
 from hne_core.model.mtl import MTL_ONLY_KEYS
+
 EXPORT_FILES = ("config.yaml", "model.pth", "mtl_config.yaml", "mtl_model.pth")
 
 

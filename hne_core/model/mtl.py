@@ -24,15 +24,28 @@ from espnet2.tasks.asr import ASRTask, model_choices
 from espnet2.torch_utils.device_funcs import force_gatherable
 
 # model_conf keys of MTLESPnetModel that ESPnetASRModel does not know (dropped on export).
-MTL_ONLY_KEYS = ("lambda_a", "lambda_c", "num_accents", "dis_hidden", "dis_activation", "dis_lr_scale",
-                 "dis_input_norm")
+MTL_ONLY_KEYS = (
+    "lambda_a",
+    "lambda_c",
+    "num_accents",
+    "dis_hidden",
+    "dis_activation",
+    "dis_lr_scale",
+    "dis_input_norm",
+)
 ACTIVATIONS = {"relu": torch.nn.ReLU, "gelu": torch.nn.GELU, "tanh": torch.nn.Tanh, "swish": torch.nn.SiLU}
 
 
-def mtl_loss(loss_ctc: torch.Tensor | None, loss_att: torch.Tensor | None, loss_dis: torch.Tensor | None,
-             lambda_a: float, lambda_c: float) -> torch.Tensor:
+def mtl_loss(
+    loss_ctc: torch.Tensor | None,
+    loss_att: torch.Tensor | None,
+    loss_dis: torch.Tensor | None,
+    lambda_a: float,
+    lambda_c: float,
+) -> torch.Tensor:
     """Eq. 1 and 3. A head whose weight is zero must be absent (None), and a head with weight must be present,
     so that a misbuilt model fails here instead of silently training the wrong objective."""
+
     def term(weight: float, loss: torch.Tensor | None, name: str) -> torch.Tensor | float:
         if weight == 0.0:
             if loss is not None:
@@ -66,8 +79,7 @@ class PooledStandardizer(torch.nn.BatchNorm1d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training and x.size(0) < 2:
-            return torch.nn.functional.batch_norm(x, self.running_mean, self.running_var, training=False,
-                                                  eps=self.eps)
+            return torch.nn.functional.batch_norm(x, self.running_mean, self.running_var, training=False, eps=self.eps)
         return super().forward(x)
 
 
@@ -77,8 +89,14 @@ INPUT_NORMS = ("none", "batch")
 class AccentDiscriminator(torch.nn.Sequential):
     """len(hidden) + 1 fully connected layers (the paper: 5) from the mean embedding to accent logits."""
 
-    def __init__(self, input_size: int, hidden: Sequence[int], num_classes: int, activation: str = "relu",
-                 input_norm: str = "none"):
+    def __init__(
+        self,
+        input_size: int,
+        hidden: Sequence[int],
+        num_classes: int,
+        activation: str = "relu",
+        input_norm: str = "none",
+    ):
         if activation not in ACTIVATIONS:
             raise ValueError(f"discriminator activation {activation!r} is not one of {sorted(ACTIVATIONS)}")
         if input_norm not in INPUT_NORMS:
@@ -94,9 +112,18 @@ class AccentDiscriminator(torch.nn.Sequential):
 class MTLESPnetModel(ESPnetASRModel):
     """ESPnetASRModel plus an accent discriminator head, trained with the paper's weighted loss."""
 
-    def __init__(self, *args, lambda_a: float = 1.0, lambda_c: float = 0.3, num_accents: int = 2,
-                 dis_hidden: Sequence[int] = (256, 256, 256, 256), dis_activation: str = "relu",
-                 dis_lr_scale: float = 1.0, dis_input_norm: str = "none", **kwargs):
+    def __init__(
+        self,
+        *args,
+        lambda_a: float = 1.0,
+        lambda_c: float = 0.3,
+        num_accents: int = 2,
+        dis_hidden: Sequence[int] = (256, 256, 256, 256),
+        dis_activation: str = "relu",
+        dis_lr_scale: float = 1.0,
+        dis_input_norm: str = "none",
+        **kwargs,
+    ):
         if "ctc_weight" in kwargs:
             raise ValueError("MTLESPnetModel takes lambda_c, not ctc_weight")
         if not (0.0 <= lambda_a <= 1.0 and 0.0 <= lambda_c <= 1.0):
@@ -105,18 +132,27 @@ class MTLESPnetModel(ESPnetASRModel):
         self.lambda_a = float(lambda_a)
         self.lambda_c = float(lambda_c)
         self.dis_lr_scale = float(dis_lr_scale)
-        self.discriminator = (AccentDiscriminator(self.encoder.output_size(), dis_hidden, num_accents,
-                                                  dis_activation, dis_input_norm)
-                              if self.lambda_a < 1.0 else None)
+        self.discriminator = (
+            AccentDiscriminator(self.encoder.output_size(), dis_hidden, num_accents, dis_activation, dis_input_norm)
+            if self.lambda_a < 1.0
+            else None
+        )
 
     def accent_logits(self, enc: torch.Tensor, enc_lens: torch.Tensor) -> torch.Tensor:
         if self.discriminator is None:
             raise ValueError("this model has no discriminator (lambda_a = 1)")
         return self.discriminator(masked_mean(enc, enc_lens))
 
-    def forward(self, speech: torch.Tensor, speech_lengths: torch.Tensor, text: torch.Tensor,
-                text_lengths: torch.Tensor, accent: torch.Tensor, accent_lengths: torch.Tensor | None = None,
-                **kwargs) -> tuple[torch.Tensor, dict[str, torch.Tensor | None], torch.Tensor]:
+    def forward(
+        self,
+        speech: torch.Tensor,
+        speech_lengths: torch.Tensor,
+        text: torch.Tensor,
+        text_lengths: torch.Tensor,
+        accent: torch.Tensor,
+        accent_lengths: torch.Tensor | None = None,
+        **kwargs,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor | None], torch.Tensor]:
         """Returns (loss, stats, weight) like every ESPnet2 model; the Trainer also passes ``utt_id``."""
         batch_size = speech.shape[0]
         text[text == -1] = self.ignore_id
@@ -130,18 +166,19 @@ class MTLESPnetModel(ESPnetASRModel):
         if self.ctc is not None:
             loss_ctc, stats["cer_ctc"] = self._calc_ctc_loss(enc, enc_lens, text, text_lengths)
         if self.decoder is not None:
-            loss_att, stats["acc"], stats["cer"], stats["wer"] = self._calc_att_loss(enc, enc_lens, text,
-                                                                                      text_lengths)
+            loss_att, stats["acc"], stats["cer"], stats["wer"] = self._calc_att_loss(enc, enc_lens, text, text_lengths)
         if self.discriminator is not None:
             logits = self.accent_logits(enc, enc_lens)
             target = accent[:, 0].long()
             loss_dis = torch.nn.functional.cross_entropy(logits, target)
             stats["acc_dis"] = (logits.argmax(-1) == target).float().mean().detach()
         loss = mtl_loss(loss_ctc, loss_att, loss_dis, self.lambda_a, self.lambda_c)
-        stats.update(loss_ctc=None if loss_ctc is None else loss_ctc.detach(),
-                     loss_att=None if loss_att is None else loss_att.detach(),
-                     loss_dis=None if loss_dis is None else loss_dis.detach(),
-                     loss=loss.detach())  # "loss" in stats is what --best_model_criterion valid loss min reads
+        stats.update(
+            loss_ctc=None if loss_ctc is None else loss_ctc.detach(),
+            loss_att=None if loss_att is None else loss_att.detach(),
+            loss_dis=None if loss_dis is None else loss_dis.detach(),
+            loss=loss.detach(),
+        )  # "loss" in stats is what --best_model_criterion valid loss min reads
         return force_gatherable((loss, stats, batch_size), loss.device)
 
 

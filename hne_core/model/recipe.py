@@ -16,9 +16,23 @@ from collections.abc import Mapping
 from pathlib import Path
 
 # Architecture keys carried from a pre-trained base's config into its fine-tuning config.
-ARCHITECTURE_KEYS = ("frontend", "frontend_conf", "specaug", "specaug_conf", "normalize", "normalize_conf",
-                     "preencoder", "preencoder_conf", "encoder", "encoder_conf", "postencoder",
-                     "postencoder_conf", "decoder", "decoder_conf", "input_size")
+ARCHITECTURE_KEYS = (
+    "frontend",
+    "frontend_conf",
+    "specaug",
+    "specaug_conf",
+    "normalize",
+    "normalize_conf",
+    "preencoder",
+    "preencoder_conf",
+    "encoder",
+    "encoder_conf",
+    "postencoder",
+    "postencoder_conf",
+    "decoder",
+    "decoder_conf",
+    "input_size",
+)
 # Quiet, dependency-free trainer settings: no tensorboard (not installed), no per-epoch matplotlib plots
 # (1-1.7 s each), no CER/WER in validation (needs `editdistance`): our evaluation stage scores with jiwer.
 TRAINER_DEFAULTS = {"use_tensorboard": False, "use_matplotlib": False, "num_att_plot": 0, "use_wandb": False}
@@ -29,36 +43,67 @@ def data_args(data_dirs: Mapping[str, str | Path], with_accent: bool) -> list[st
     args: list[str] = []
     for stage, directory in data_dirs.items():
         d = Path(directory)
-        args += [f"--{stage}_data_path_and_name_and_type", f"{d / 'wav.scp'},speech,sound",
-                 f"--{stage}_data_path_and_name_and_type", f"{d / 'text'},text,text"]
+        args += [
+            f"--{stage}_data_path_and_name_and_type",
+            f"{d / 'wav.scp'},speech,sound",
+            f"--{stage}_data_path_and_name_and_type",
+            f"{d / 'text'},text,text",
+        ]
         if with_accent:
             args += [f"--{stage}_data_path_and_name_and_type", f"{d / 'accent'},accent,text_int"]
     return args
 
 
 def tokenizer_args(bpe_model: str | Path, tokens: str | Path) -> list[str]:
-    return ["--use_preprocessor", "true", "--token_type", "bpe", "--bpemodel", str(bpe_model),
-            "--token_list", str(tokens)]
+    return [
+        "--use_preprocessor",
+        "true",
+        "--token_type",
+        "bpe",
+        "--bpemodel",
+        str(bpe_model),
+        "--token_list",
+        str(tokens),
+    ]
 
 
-def collect_stats_args(config_path: str | Path, train_dir: str | Path, valid_dir: str | Path,
-                       bpe_model: str | Path, tokens: str | Path) -> list[str]:
+def collect_stats_args(
+    config_path: str | Path, train_dir: str | Path, valid_dir: str | Path, bpe_model: str | Path, tokens: str | Path
+) -> list[str]:
     """asr.sh stage 10, with the training recipe (ESPnet builds the model to extract features) but no
     normalisation, which needs the statistics this stage makes. Shape files are only key lists here, so
     wav.scp serves (as in asr.sh)."""
     return [
-        "--config", str(config_path), "--collect_stats", "true", "--normalize", "none",
-        "--ngpu", "0", "--num_workers", "0",
+        "--config",
+        str(config_path),
+        "--collect_stats",
+        "true",
+        "--normalize",
+        "none",
+        "--ngpu",
+        "0",
+        "--num_workers",
+        "0",
         *tokenizer_args(bpe_model, tokens),
         *data_args({"train": train_dir, "valid": valid_dir}, with_accent=False),
-        "--train_shape_file", str(Path(train_dir) / "wav.scp"),
-        "--valid_shape_file", str(Path(valid_dir) / "wav.scp"),
+        "--train_shape_file",
+        str(Path(train_dir) / "wav.scp"),
+        "--valid_shape_file",
+        str(Path(valid_dir) / "wav.scp"),
     ]
 
 
-def train_args(train_dir: str | Path, valid_dir: str | Path, stats_dir: str | Path, with_accent: bool,
-               ngpu: int, seed: int, init_param: str | None = None,
-               train_shapes: str | Path | None = None, num_workers: int = 0) -> list[str]:
+def train_args(
+    train_dir: str | Path,
+    valid_dir: str | Path,
+    stats_dir: str | Path,
+    with_accent: bool,
+    ngpu: int,
+    seed: int,
+    init_param: str | None = None,
+    train_shapes: str | Path | None = None,
+    num_workers: int = 0,
+) -> list[str]:
     """The trainer's command line: data and shapes; the recipe YAML and output folder are added by
     ``hne_core.model.train.run_training``. ``train_shapes`` replaces the training shape files' folder:
     ESPnet's sampler draws batches from the keys of the shape files, so a subset there trains on a subset.
@@ -66,60 +111,104 @@ def train_args(train_dir: str | Path, valid_dir: str | Path, stats_dir: str | Pa
     keep a GPU waiting; the batches are the same (ESPnet's sampler fixes them)."""
     stats = Path(stats_dir)
     shapes = Path(train_shapes) if train_shapes else stats / "train"
-    args = ["--ngpu", str(ngpu), "--num_workers", str(int(num_workers)), "--seed", str(seed),
-            *data_args({"train": train_dir, "valid": valid_dir}, with_accent=with_accent),
-            "--train_shape_file", str(shapes / "speech_shape"),
-            "--train_shape_file", str(shapes / "text_shape"),
-            "--valid_shape_file", str(stats / "valid" / "speech_shape"),
-            "--valid_shape_file", str(stats / "valid" / "text_shape")]
+    args = [
+        "--ngpu",
+        str(ngpu),
+        "--num_workers",
+        str(int(num_workers)),
+        "--seed",
+        str(seed),
+        *data_args({"train": train_dir, "valid": valid_dir}, with_accent=with_accent),
+        "--train_shape_file",
+        str(shapes / "speech_shape"),
+        "--train_shape_file",
+        str(shapes / "text_shape"),
+        "--valid_shape_file",
+        str(stats / "valid" / "speech_shape"),
+        "--valid_shape_file",
+        str(stats / "valid" / "text_shape"),
+    ]
     if init_param:
         args += ["--init_param", init_param]
     return args
 
 
-def pretrain_config(model: Mapping, train: Mapping, bpe_model: str | Path, tokens: str | Path,
-                    stats_file: str | Path) -> dict:
+def pretrain_config(
+    model: Mapping, train: Mapping, bpe_model: str | Path, tokens: str | Path, stats_file: str | Path
+) -> dict:
     """A small hybrid CTC/attention conformer, STL with CTC weight ``model['ctc_weight']`` (the default base)."""
     return {
         **TRAINER_DEFAULTS,
-        "token_type": "bpe", "bpemodel": str(bpe_model), "token_list": str(tokens), "use_preprocessor": True,
-        "frontend": "default", "frontend_conf": dict(model["frontend"]),
+        "token_type": "bpe",
+        "bpemodel": str(bpe_model),
+        "token_list": str(tokens),
+        "use_preprocessor": True,
+        "frontend": "default",
+        "frontend_conf": dict(model["frontend"]),
         "specaug": None,
-        "normalize": "global_mvn", "normalize_conf": {"stats_file": str(stats_file)},
+        "normalize": "global_mvn",
+        "normalize_conf": {"stats_file": str(stats_file)},
         "encoder": "conformer",
-        "encoder_conf": {"input_layer": "conv2d", "macaron_style": True, "use_cnn_module": True,
-                         "pos_enc_layer_type": "rel_pos", "selfattention_layer_type": "rel_selfattn",
-                         "activation_type": "swish", "rel_pos_type": "latest", "normalize_before": True,
-                         **model["encoder"]},
-        "decoder": "transformer", "decoder_conf": dict(model["decoder"]),
+        "encoder_conf": {
+            "input_layer": "conv2d",
+            "macaron_style": True,
+            "use_cnn_module": True,
+            "pos_enc_layer_type": "rel_pos",
+            "selfattention_layer_type": "rel_selfattn",
+            "activation_type": "swish",
+            "rel_pos_type": "latest",
+            "normalize_before": True,
+            **model["encoder"],
+        },
+        "decoder": "transformer",
+        "decoder_conf": dict(model["decoder"]),
         "model": "espnet",
-        "model_conf": {"ctc_weight": model["ctc_weight"], "lsm_weight": model["lsm_weight"],
-                       "length_normalized_loss": False, "report_cer": False, "report_wer": False},
+        "model_conf": {
+            "ctc_weight": model["ctc_weight"],
+            "lsm_weight": model["lsm_weight"],
+            "length_normalized_loss": False,
+            "report_cer": False,
+            "report_wer": False,
+        },
         **_optimisation(train),
     }
 
 
-def finetune_config(base_config: Mapping, base_dir: str | Path, lambda_a: float, lambda_c: float,
-                    num_accents: int, discriminator: Mapping, train: Mapping) -> dict:
+def finetune_config(
+    base_config: Mapping,
+    base_dir: str | Path,
+    lambda_a: float,
+    lambda_c: float,
+    num_accents: int,
+    discriminator: Mapping,
+    train: Mapping,
+) -> dict:
     """The multi-task model on a pre-trained base: the base's architecture, the paper's loss weights."""
     base_dir = Path(base_dir)
     cfg = {k: copy.deepcopy(base_config[k]) for k in ARCHITECTURE_KEYS if k in base_config}
     if cfg.get("normalize") == "global_mvn":
-        cfg["normalize_conf"] = {**(cfg.get("normalize_conf") or {}),
-                                 "stats_file": str(base_dir / "feats_stats.npz")}
+        cfg["normalize_conf"] = {**(cfg.get("normalize_conf") or {}), "stats_file": str(base_dir / "feats_stats.npz")}
     base_model_conf = {k: v for k, v in (base_config.get("model_conf") or {}).items() if k != "ctc_weight"}
     return {
         **TRAINER_DEFAULTS,
-        "token_type": "bpe", "bpemodel": str(base_dir / "bpe.model"), "token_list": str(base_dir / "tokens.txt"),
+        "token_type": "bpe",
+        "bpemodel": str(base_dir / "bpe.model"),
+        "token_list": str(base_dir / "tokens.txt"),
         "use_preprocessor": True,
         **cfg,
         "model": "mtl",
-        "model_conf": {**base_model_conf, "report_cer": False, "report_wer": False,
-                       "lambda_a": float(lambda_a), "lambda_c": float(lambda_c), "num_accents": int(num_accents),
-                       "dis_hidden": list(discriminator["hidden"]),
-                       "dis_activation": discriminator["activation"],
-                       "dis_lr_scale": float(discriminator.get("lr_scale", 1.0)),
-                       "dis_input_norm": discriminator.get("input_norm", "none")},
+        "model_conf": {
+            **base_model_conf,
+            "report_cer": False,
+            "report_wer": False,
+            "lambda_a": float(lambda_a),
+            "lambda_c": float(lambda_c),
+            "num_accents": int(num_accents),
+            "dis_hidden": list(discriminator["hidden"]),
+            "dis_activation": discriminator["activation"],
+            "dis_lr_scale": float(discriminator.get("lr_scale", 1.0)),
+            "dis_input_norm": discriminator.get("input_norm", "none"),
+        },
         **_optimisation(train),
     }
 
@@ -127,9 +216,11 @@ def finetune_config(base_config: Mapping, base_dir: str | Path, lambda_a: float,
 def _optimisation(train: Mapping) -> dict:
     """Optimiser, schedule, epochs, batching and checkpoint selection shared by both training stages."""
     out = {
-        "optim": "adam", "optim_conf": {"lr": float(train["lr"])},
+        "optim": "adam",
+        "optim_conf": {"lr": float(train["lr"])},
         "max_epoch": int(train["epochs"]),
-        "batch_type": "numel", "batch_bins": int(train["batch_bins"]),
+        "batch_type": "numel",
+        "batch_bins": int(train["batch_bins"]),
         "accum_grad": int(train.get("accum_grad", 1)),
         "grad_clip": float(train.get("grad_clip", 5.0)),
         "best_model_criterion": [["valid", "loss", "min"]],
@@ -160,8 +251,10 @@ def scheduler_of(train: Mapping) -> str:
     if scheduler == "warmuplr" and not train.get("warmup_steps"):
         raise ValueError("scheduler warmuplr needs a positive warmup_steps")
     if scheduler == "constant" and train.get("warmup_steps"):
-        raise ValueError(f"scheduler constant with warmup_steps {train['warmup_steps']}: the warm-up would be "
-                         "ignored; remove warmup_steps or set scheduler: warmuplr")
+        raise ValueError(
+            f"scheduler constant with warmup_steps {train['warmup_steps']}: the warm-up would be "
+            "ignored; remove warmup_steps or set scheduler: warmuplr"
+        )
     return scheduler
 
 
@@ -181,16 +274,19 @@ def resolve_layout_config(cfg: Mapping, layout_dir: str | Path) -> dict:
     out = copy.deepcopy(dict(cfg))
     out["bpemodel"] = str(layout_dir / "bpe.model")
     token_list = out.get("token_list")
-    out["token_list"] = (Path(layout_dir / "tokens.txt").read_text(encoding="utf-8").split()
-                         if token_list == "tokens.txt" else token_list)
+    out["token_list"] = (
+        Path(layout_dir / "tokens.txt").read_text(encoding="utf-8").split()
+        if token_list == "tokens.txt"
+        else token_list
+    )
     if out.get("normalize") == "global_mvn":
-        out["normalize_conf"] = {**(out.get("normalize_conf") or {}),
-                                 "stats_file": str(layout_dir / "feats_stats.npz")}
+        out["normalize_conf"] = {**(out.get("normalize_conf") or {}), "stats_file": str(layout_dir / "feats_stats.npz")}
     return out
 
 
-def write_training_subset(stats_train_dir: str | Path, accent_file: str | Path, n: int, seed: int,
-                          out_dir: str | Path) -> Path:
+def write_training_subset(
+    stats_train_dir: str | Path, accent_file: str | Path, n: int, seed: int, out_dir: str | Path
+) -> Path:
     """Shape files for a seeded subset of at most ``n`` training utterances, balanced over accent classes.
 
     Fine-tuning 13 models on a CPU cannot afford the whole corpus per epoch; the subset keeps both classes
@@ -217,4 +313,3 @@ def init_param(base_weights: str | Path, lambda_c: float) -> str:
     """
     exclude = [name for name, absent in (("ctc", lambda_c == 0.0), ("decoder", lambda_c == 1.0)) if absent]
     return f"{base_weights}:::{','.join(exclude)}" if exclude else str(base_weights)
-

@@ -16,8 +16,14 @@ import yaml
 from hne_core.atomic import atomic_dir
 from hne_core.model.curves import plot_curve, read_curve, write_curve
 from hne_core.model.export import export_model
-from hne_core.model.recipe import (finetune_config, init_param, layout_config, pretrain_config, train_args,
-                                   write_training_subset)
+from hne_core.model.recipe import (
+    finetune_config,
+    init_param,
+    layout_config,
+    pretrain_config,
+    train_args,
+    write_training_subset,
+)
 from hne_core.model.train import run_training
 
 
@@ -33,13 +39,25 @@ def _mtl_main(args: list[str]) -> None:
     MTLASRTask.main(cmd=args)
 
 
-def pretrain(model: Mapping, train: Mapping, seed: int, train_dir: str, dev_dir: str, stats_dir: str,
-             bpe_model: str, tokens: str, exp_dir: str, out_dir: str, ngpu: int = 0) -> Path:
+def pretrain(
+    model: Mapping,
+    train: Mapping,
+    seed: int,
+    train_dir: str,
+    dev_dir: str,
+    stats_dir: str,
+    bpe_model: str,
+    tokens: str,
+    exp_dir: str,
+    out_dir: str,
+    ngpu: int = 0,
+) -> Path:
     """Train the small STL base and lay it out like a downloaded one (config, weights, BPE, tokens, stats)."""
     stats_file = Path(stats_dir) / "train" / "feats_stats.npz"
     recipe = pretrain_config(model, train, bpe_model, tokens, stats_file)
-    best = run_training(_asr_main, recipe, train_args(train_dir, dev_dir, stats_dir, with_accent=False,
-                                                      ngpu=ngpu, seed=seed), exp_dir)
+    best = run_training(
+        _asr_main, recipe, train_args(train_dir, dev_dir, stats_dir, with_accent=False, ngpu=ngpu, seed=seed), exp_dir
+    )
     trained_cfg = yaml.safe_load((Path(exp_dir) / "config.yaml").read_text(encoding="utf-8"))
     curve = read_curve(exp_dir)
     with atomic_dir(out_dir) as tmp:
@@ -52,20 +70,45 @@ def pretrain(model: Mapping, train: Mapping, seed: int, train_dir: str, dev_dir:
     return Path(out_dir)
 
 
-def finetune(lambda_a: float, lambda_c: float, num_accents: int, discriminator: Mapping, train: Mapping,
-             seed: int, base_dir: str, train_dir: str, dev_dir: str, stats_dir: str, exp_dir: str, out_dir: str,
-             ngpu: int = 0) -> Path:
+def finetune(
+    lambda_a: float,
+    lambda_c: float,
+    num_accents: int,
+    discriminator: Mapping,
+    train: Mapping,
+    seed: int,
+    base_dir: str,
+    train_dir: str,
+    dev_dir: str,
+    stats_dir: str,
+    exp_dir: str,
+    out_dir: str,
+    ngpu: int = 0,
+) -> Path:
     """Fine-tune one (λA, λC(t)) model from the base (``--init_param``) and export it with its curve."""
     base_dir_p = Path(base_dir)
     base_cfg = yaml.safe_load((base_dir_p / "config.yaml").read_text(encoding="utf-8"))
     recipe = finetune_config(base_cfg, base_dir_p, lambda_a, lambda_c, num_accents, discriminator, train)
     subset = None
     if train.get("max_train_utterances"):
-        subset = write_training_subset(Path(stats_dir) / "train", Path(train_dir) / "accent",
-                                       int(train["max_train_utterances"]), seed, f"{exp_dir}.train_subset")
-    args = train_args(train_dir, dev_dir, stats_dir, with_accent=True, ngpu=ngpu, seed=seed,
-                      init_param=init_param(base_dir_p / "model.pth", lambda_c), train_shapes=subset,
-                      num_workers=int(train.get("num_workers", 0)))
+        subset = write_training_subset(
+            Path(stats_dir) / "train",
+            Path(train_dir) / "accent",
+            int(train["max_train_utterances"]),
+            seed,
+            f"{exp_dir}.train_subset",
+        )
+    args = train_args(
+        train_dir,
+        dev_dir,
+        stats_dir,
+        with_accent=True,
+        ngpu=ngpu,
+        seed=seed,
+        init_param=init_param(base_dir_p / "model.pth", lambda_c),
+        train_shapes=subset,
+        num_workers=int(train.get("num_workers", 0)),
+    )
     best = run_training(_mtl_main, recipe, args, exp_dir)
     export_model(exp_dir, best, out_dir)
     curve = read_curve(exp_dir)

@@ -118,8 +118,9 @@ def atomic_torch_save() -> Iterator[None]:
         torch.save = original
 
 
-def run_training(task_main: Callable[[list[str]], None], recipe: Mapping, args: Sequence[str],
-                 out_dir: str | Path) -> Path:
+def run_training(
+    task_main: Callable[[list[str]], None], recipe: Mapping, args: Sequence[str], out_dir: str | Path
+) -> Path:
     """Write ``recipe`` as the stage's YAML, then train (or resume) with ESPnet2; returns the best model."""
     out = Path(out_dir)
     recipe_path = out.parent / f"{out.name}.recipe.yaml"

@@ -45,11 +45,26 @@ def noisy(x: np.ndarray, norm: float, direction: np.ndarray, clip: bool) -> np.n
     return out.astype(np.float32)
 
 
-def noise_job(model_dir: str | Path, data_dir: str | Path, utt_ids: Sequence[str], lambda_c_infer: float,
-              weights: Mapping[str, float], state_path: str | Path, targets_file: str | Path, draws: int, seed: int,
-              out_csv: str | Path, out_summary: str | Path, *, clip: bool = True, text_case: str = "upper",
-              target_length: str = "chars", decoding: str = DEFAULT_MODE, device: str | None = None,
-              threads: int | None = None) -> dict:
+def noise_job(
+    model_dir: str | Path,
+    data_dir: str | Path,
+    utt_ids: Sequence[str],
+    lambda_c_infer: float,
+    weights: Mapping[str, float],
+    state_path: str | Path,
+    targets_file: str | Path,
+    draws: int,
+    seed: int,
+    out_csv: str | Path,
+    out_summary: str | Path,
+    *,
+    clip: bool = True,
+    text_case: str = "upper",
+    target_length: str = "chars",
+    decoding: str = DEFAULT_MODE,
+    device: str | None = None,
+    threads: int | None = None,
+) -> dict:
     """Decode the clean audio (draw -1) and ``draws`` noisy copies; write one row per (draw, utterance)."""
     utt_ids = [str(u) for u in utt_ids]
     utts = read_utterances(data_dir, utt_ids, targets_file, text_case, target_length)
@@ -58,24 +73,44 @@ def noise_job(model_dir: str | Path, data_dir: str | Path, utt_ids: Sequence[str
         raise AttackSetupError(f"{state_path}: another attack's state (utterances or targets differ)")
     norms = [float(np.linalg.norm(d.astype(np.float64))) for d in state["deltas"]]
     _, transcribe = load_victim(model_dir, lambda_c_infer, decoding, device, threads)
-    setting = {"lambda_a": float(weights["lambda_a"]), "lambda_c_train": float(weights["lambda_c_train"]),
-               "lambda_c_infer": float(lambda_c_infer)}
+    setting = {
+        "lambda_a": float(weights["lambda_a"]),
+        "lambda_c_train": float(weights["lambda_c_train"]),
+        "lambda_c_infer": float(lambda_c_infer),
+    }
     rows = []
     for draw in range(BENIGN_DRAW, int(draws)):
         if draw == BENIGN_DRAW:
             waves = list(utts.waves)
         else:
-            waves = [noisy(x, n, noise_direction(seed, draw, i, len(x)), clip)
-                     for i, (x, n) in enumerate(zip(utts.waves, norms))]
+            waves = [
+                noisy(x, n, noise_direction(seed, draw, i, len(x)), clip)
+                for i, (x, n) in enumerate(zip(utts.waves, norms))
+            ]
         hyps = decode_all(transcribe, waves, text_case)
         for u, ref, target, hyp, x, w in zip(utt_ids, utts.references, utts.targets, hyps, utts.waves, waves):
-            rows.append({**setting, "draw": draw, "utt_id": u, "reference": ref, "target": target,
-                         "hypothesis": hyp, "l2_norm": float(np.linalg.norm(w.astype(np.float64) - x))})
+            rows.append(
+                {
+                    **setting,
+                    "draw": draw,
+                    "utt_id": u,
+                    "reference": ref,
+                    "target": target,
+                    "hypothesis": hyp,
+                    "l2_norm": float(np.linalg.norm(w.astype(np.float64) - x)),
+                }
+            )
     frame = pd.DataFrame(rows, columns=NOISE_COLUMNS)
     with atomic_path(out_csv) as tmp:
         frame.to_csv(tmp, index=False)
-    summary = {**setting, "draws": int(draws), "seed": int(seed), "n_utts": len(utt_ids),
-               "attack_l2_norms": norms, "attack_steps": int(state["meta"]["steps"])}
+    summary = {
+        **setting,
+        "draws": int(draws),
+        "seed": int(seed),
+        "n_utts": len(utt_ids),
+        "attack_l2_norms": norms,
+        "attack_steps": int(state["meta"]["steps"]),
+    }
     write_text_atomic(out_summary, json.dumps(summary, indent=2, sort_keys=True) + "\n")
     log.info("noise floor of %s: %d draws of %d utterances", model_dir, draws, len(utt_ids))
     return summary

@@ -9,7 +9,6 @@ resampled alike, and every paired difference uses the same resamples on both sid
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,19 +18,49 @@ import numpy as np
 import pandas as pd
 
 from hne_core.atomic import atomic_path, write_text_atomic
-from hne_core.results.aggregate import (ResultsError, Setting, UtteranceScores, bootstrap_indices,
-                                        check_same_utterances, edit_counts, percentile_interval, read_summary,
-                                        resampled_wer, scores_from_frame, sibling)
 from hne_core.naming import seed_of
+from hne_core.results.aggregate import (
+    ResultsError,
+    Setting,
+    UtteranceScores,
+    bootstrap_indices,
+    check_same_utterances,
+    edit_counts,
+    percentile_interval,
+    read_summary,
+    resampled_wer,
+    scores_from_frame,
+    sibling,
+)
 from hne_core.results.tables import Column, escape_md
 from hne_core.robustness.noise import BENIGN_DRAW
 from hne_core.robustness.transfer import SOURCE_KEYS
-from hne_core.robustness.verdicts import (Estimate, Verdict, noise_verdict, overall, seeds_verdicts, steps_verdicts,
-                                          sweep_verdicts, transfer_verdicts, untargeted_verdicts)
+from hne_core.robustness.verdicts import (
+    Estimate,
+    Verdict,
+    noise_verdict,
+    overall,
+    seeds_verdicts,
+    steps_verdicts,
+    sweep_verdicts,
+    transfer_verdicts,
+    untargeted_verdicts,
+)
 
 CHECKS = ("transfer", "sweep", "steps", "noise", "untargeted", "seeds")
-CHECK_COLUMNS = ["lambda_a", "lambda_c_train", "lambda_c_infer", "check", "item", "value", "ci_low", "ci_high",
-                 "reference", "verdict", "rule"]
+CHECK_COLUMNS = [
+    "lambda_a",
+    "lambda_c_train",
+    "lambda_c_infer",
+    "check",
+    "item",
+    "value",
+    "ci_low",
+    "ci_high",
+    "reference",
+    "verdict",
+    "rule",
+]
 
 
 @dataclass
@@ -53,8 +82,9 @@ def pooled_scores(frame: pd.DataFrame, reference_column: str) -> UtteranceScores
     """Scores of several decodes of each utterance (noise draws) pooled per utterance: edits and words summed
     over the draws, so resampling an utterance resamples all its draws together."""
     edits, words = edit_counts(list(frame[reference_column]), list(frame["hypothesis"]))
-    grouped = pd.DataFrame({"utt_id": frame["utt_id"].astype(str), "e": edits, "w": words}).groupby(
-        "utt_id", sort=True).sum()
+    grouped = (
+        pd.DataFrame({"utt_id": frame["utt_id"].astype(str), "e": edits, "w": words}).groupby("utt_id", sort=True).sum()
+    )
     return UtteranceScores(tuple(grouped.index), grouped["e"].to_numpy(np.int64), grouped["w"].to_numpy(np.int64))
 
 
@@ -70,18 +100,27 @@ def _setting_of_row(row: Mapping, prefix: str = "") -> Setting:
 class Inputs:
     """Per-utterance scores of every job the checks read, keyed by setting."""
 
-    whitebox: dict[Setting, pd.DataFrame] = field(default_factory=dict)      # main attack, last milestone
+    whitebox: dict[Setting, pd.DataFrame] = field(default_factory=dict)  # main attack, last milestone
     transfer: dict[tuple[Setting, Setting], pd.DataFrame] = field(default_factory=dict)  # (source, victim)
-    sweep: dict[tuple[Setting, float], pd.DataFrame] = field(default_factory=dict)       # scale != 1
+    sweep: dict[tuple[Setting, float], pd.DataFrame] = field(default_factory=dict)  # scale != 1
     noise: dict[Setting, pd.DataFrame] = field(default_factory=dict)
     untargeted: dict[tuple[Setting, int], pd.DataFrame] = field(default_factory=dict)
-    seeds: dict[tuple[Setting, int], pd.DataFrame] = field(default_factory=dict)          # (setting, seed)
+    seeds: dict[tuple[Setting, int], pd.DataFrame] = field(default_factory=dict)  # (setting, seed)
 
 
-def read_inputs(whitebox_summaries: Sequence[str], whitebox_csvs: Sequence[str], transfer_csvs: Sequence[str],
-                sweep_summaries: Sequence[str], sweep_csvs: Sequence[str], noise_csvs: Sequence[str],
-                untargeted_summaries: Sequence[str], untargeted_csvs: Sequence[str], base_epsilon: float,
-                seed_summaries: Sequence[str] = (), seed_csvs: Sequence[str] = ()) -> Inputs:
+def read_inputs(
+    whitebox_summaries: Sequence[str],
+    whitebox_csvs: Sequence[str],
+    transfer_csvs: Sequence[str],
+    sweep_summaries: Sequence[str],
+    sweep_csvs: Sequence[str],
+    noise_csvs: Sequence[str],
+    untargeted_summaries: Sequence[str],
+    untargeted_csvs: Sequence[str],
+    base_epsilon: float,
+    seed_summaries: Sequence[str] = (),
+    seed_csvs: Sequence[str] = (),
+) -> Inputs:
     """Every job output, keyed by the setting (and steps / ε multiplier) its own summary or columns carry."""
     got = Inputs()
     for path in whitebox_summaries:
@@ -101,7 +140,8 @@ def read_inputs(whitebox_summaries: Sequence[str], whitebox_csvs: Sequence[str],
     for path in untargeted_summaries:
         summary = read_summary(path)
         got.untargeted[(Setting.of(summary), int(summary["steps"]))] = _read(
-            sibling(path, "utterances.csv", untargeted_csvs))
+            sibling(path, "utterances.csv", untargeted_csvs)
+        )
     for path in seed_summaries:  # the seed is the folder's (naming.seed_dir); the setting the summary's
         got.seeds[(Setting.of(read_summary(path)), seed_of(path))] = _read(sibling(path, "utterances.csv", seed_csvs))
     return got
@@ -116,8 +156,9 @@ def _refs(frame: pd.DataFrame) -> UtteranceScores:
 
 
 # ------------------------------------------------------------------------------------------------ the checks
-def transfer_matrices(tables: Sequence[Mapping], got: Inputs, boot: Bootstrap
-                      ) -> tuple[dict[str, pd.DataFrame], dict[Setting, list[Verdict]]]:
+def transfer_matrices(
+    tables: Sequence[Mapping], got: Inputs, boot: Bootstrap
+) -> tuple[dict[str, pd.DataFrame], dict[Setting, list[Verdict]]]:
     """Per table with two or more columns: AdvTWER source (rows) × victim (columns), the diagonal the victim's own
     white-box attack; and the transfer verdicts of every victim, per source and table."""
     matrices, verdicts = {}, {}
@@ -138,14 +179,18 @@ def transfer_matrices(tables: Sequence[Mapping], got: Inputs, boot: Bootstrap
                     raise ResultsError(f"no transfer of {source.setting.short} to {victim.setting.short}")
                 moved = _targets(got.transfer[key])
                 mat.iloc[si, vi] = moved.wer
-                verdicts.setdefault(victim.setting, []).append(transfer_verdicts(
-                    f"{source.setting.short} ({table['name']})", boot.difference(moved, own), moved.wer, own.wer))
+                verdicts.setdefault(victim.setting, []).append(
+                    transfer_verdicts(
+                        f"{source.setting.short} ({table['name']})", boot.difference(moved, own), moved.wer, own.wer
+                    )
+                )
         matrices[table["name"]] = mat
     return matrices, verdicts
 
 
-def sweep_points(settings: Sequence[Setting], scales: Sequence[float], got: Inputs, boot: Bootstrap
-                 ) -> dict[Setting, list[tuple[float, Estimate]]]:
+def sweep_points(
+    settings: Sequence[Setting], scales: Sequence[float], got: Inputs, boot: Bootstrap
+) -> dict[Setting, list[tuple[float, Estimate]]]:
     """AdvTWER at the last milestone per ε multiplier (×1: the main attack itself)."""
     out = {}
     for s in settings:
@@ -163,23 +208,39 @@ def noise_numbers(setting: Setting, got: Inputs, boot: Bootstrap) -> dict:
     clean, noisy = frame[draw == BENIGN_DRAW], frame[draw != BENIGN_DRAW]
     attack = got.whitebox[setting]
     benign_adv, benign_wer = _targets(clean).wer, boot.estimate(_refs(clean))
-    noise_adv, noise_wer = boot.estimate(pooled_scores(noisy, "target")), boot.estimate(pooled_scores(noisy, "reference"))
+    noise_adv, noise_wer = (
+        boot.estimate(pooled_scores(noisy, "target")),
+        boot.estimate(pooled_scores(noisy, "reference")),
+    )
     attack_wer = _refs(attack).wer
     damage = attack_wer - benign_wer.value
     share = (noise_wer.value - benign_wer.value) / damage if damage > 0 else math.nan
-    return {"benign_adv": benign_adv, "benign_wer": benign_wer, "noise_adv": noise_adv, "noise_wer": noise_wer,
-            "attack_wer": attack_wer, "share": share, "clean": clean}
+    return {
+        "benign_adv": benign_adv,
+        "benign_wer": benign_wer,
+        "noise_adv": noise_adv,
+        "noise_wer": noise_wer,
+        "attack_wer": attack_wer,
+        "share": share,
+        "clean": clean,
+    }
 
 
-def seed_rows(tables: Sequence[Mapping], got: Inputs, boot: Bootstrap, run_seed: int | None
-              ) -> list[tuple[Setting, Verdict]]:
+def seed_rows(
+    tables: Sequence[Mapping], got: Inputs, boot: Bootstrap, run_seed: int | None
+) -> list[tuple[Setting, Verdict]]:
     """The training-noise rules of every retrained setting: its AdvTWER per seed (this run's at ``run_seed``),
     and, where a baseline of one of its tables was retrained alike, its difference from it per seed."""
     settings = sorted({s for s, _ in got.seeds})
     if not settings:
         return []
-    per_seed = {s: {run_seed: _targets(got.whitebox[s]).wer,
-                    **{k: _targets(f).wer for (t, k), f in got.seeds.items() if t == s}} for s in settings}
+    per_seed = {
+        s: {
+            run_seed: _targets(got.whitebox[s]).wer,
+            **{k: _targets(f).wer for (t, k), f in got.seeds.items() if t == s},
+        }
+        for s in settings
+    }
     rows = []
     for s in settings:
         against = {}
@@ -195,10 +256,20 @@ def seed_rows(tables: Sequence[Mapping], got: Inputs, boot: Bootstrap, run_seed:
     return rows
 
 
-def check_frame(tables: Sequence[Mapping], advtwer: pd.DataFrame, got: Inputs, settings: Sequence[Setting],
-                scales: Sequence[float], steps: Sequence[int], sweep_floor: float, noise_margin: float,
-                n_samples: int, level: float, seed: int, run_seed: int | None = None
-                ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], dict]:
+def check_frame(
+    tables: Sequence[Mapping],
+    advtwer: pd.DataFrame,
+    got: Inputs,
+    settings: Sequence[Setting],
+    scales: Sequence[float],
+    steps: Sequence[int],
+    sweep_floor: float,
+    noise_margin: float,
+    n_samples: int,
+    level: float,
+    seed: int,
+    run_seed: int | None = None,
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], dict]:
     """(the checks' tidy frame of ``CHECK_COLUMNS``, the transfer matrices, the sweep points per setting)."""
     utt = check_same_utterances({str(s): _targets(f) for s, f in got.whitebox.items()})
     boot = Bootstrap(bootstrap_indices(len(utt), n_samples, seed), level)
@@ -207,8 +278,10 @@ def check_frame(tables: Sequence[Mapping], advtwer: pd.DataFrame, got: Inputs, s
     rows += [(s, v) for s, vs in transfer.items() for v in vs]
     for s in sorted({Setting.of(r) for r in advtwer.to_dict("records")}):
         part = advtwer[[Setting.of(r) == s for r in advtwer.to_dict("records")]]
-        pts = [(int(r["steps"]), Estimate(r["adv_twer"], r["adv_twer_ci_low"], r["adv_twer_ci_high"]))
-               for r in part.to_dict("records")]
+        pts = [
+            (int(r["steps"]), Estimate(r["adv_twer"], r["adv_twer_ci_low"], r["adv_twer_ci_high"]))
+            for r in part.to_dict("records")
+        ]
         rows += [(s, v) for v in steps_verdicts(pts)]
     sweeps = sweep_points(settings, scales, got, boot)
     rows += [(s, v) for s, pts in sweeps.items() for v in sweep_verdicts(pts, sweep_floor)]
@@ -217,15 +290,30 @@ def check_frame(tables: Sequence[Mapping], advtwer: pd.DataFrame, got: Inputs, s
         rows.append((s, noise_verdict(n["noise_adv"], n["benign_adv"], noise_margin, n["share"])))
         pts = [(k, boot.estimate(_refs(got.untargeted[(s, k)]))) for k in steps]
         last = _refs(got.untargeted[(s, steps[-1])])
-        rows += [(s, v) for v in untargeted_verdicts(
-            pts, boot.difference(last, _refs(n["clean"])), n["benign_wer"].value,
-            boot.difference(last, _refs(got.whitebox[s])), _refs(got.whitebox[s]).wer)]
+        rows += [
+            (s, v)
+            for v in untargeted_verdicts(
+                pts,
+                boot.difference(last, _refs(n["clean"])),
+                n["benign_wer"].value,
+                boot.difference(last, _refs(got.whitebox[s])),
+                _refs(got.whitebox[s]).wer,
+            )
+        ]
     rows += seed_rows(tables, got, boot, run_seed)
-    frame = pd.DataFrame([{"lambda_a": s.lambda_a, "lambda_c_train": s.lambda_c_train,
-                           "lambda_c_infer": s.lambda_c_infer, **v.row()} for s, v in rows], columns=CHECK_COLUMNS)
+    frame = pd.DataFrame(
+        [
+            {"lambda_a": s.lambda_a, "lambda_c_train": s.lambda_c_train, "lambda_c_infer": s.lambda_c_infer, **v.row()}
+            for s, v in rows
+        ],
+        columns=CHECK_COLUMNS,
+    )
     order = {c: i for i, c in enumerate(CHECKS)}
-    frame = frame.assign(_o=frame["check"].map(order)).sort_values(
-        ["lambda_a", "lambda_c_train", "lambda_c_infer", "_o"], kind="stable").drop(columns="_o")
+    frame = (
+        frame.assign(_o=frame["check"].map(order))
+        .sort_values(["lambda_a", "lambda_c_train", "lambda_c_infer", "_o"], kind="stable")
+        .drop(columns="_o")
+    )
     return frame.reset_index(drop=True), matrices, sweeps
 
 
@@ -234,8 +322,9 @@ def setting_verdicts(frame: pd.DataFrame) -> dict[Setting, dict[str, str]]:
     out: dict[Setting, dict[str, str]] = {}
     for (a, t, i, check), part in frame.groupby(["lambda_a", "lambda_c_train", "lambda_c_infer", "check"]):
         verdicts = [Verdict(**{k: r[k] for k in CHECK_COLUMNS[3:]}) for r in part.to_dict("records")]
-        out.setdefault(Setting(round(float(a), 6), round(float(t), 6), round(float(i), 6)), {})[check] = \
-            overall(verdicts)
+        out.setdefault(Setting(round(float(a), 6), round(float(t), 6), round(float(i), 6)), {})[check] = overall(
+            verdicts
+        )
     return out
 
 
@@ -244,45 +333,75 @@ def _num(v: float) -> str:
     return "–" if v is None or not math.isfinite(float(v)) else f"{float(v):.2f}"
 
 
-def checks_markdown(frame: pd.DataFrame, settings: Sequence[Setting], scales: Sequence[float],
-                    n_samples: int, level: float, seed: int, n_utts: int, params: Mapping) -> str:
+def checks_markdown(
+    frame: pd.DataFrame,
+    settings: Sequence[Setting],
+    scales: Sequence[float],
+    n_samples: int,
+    level: float,
+    seed: int,
+    n_utts: int,
+    params: Mapping,
+) -> str:
     summary = setting_verdicts(frame)
-    lines = ["# Is the robustness real? Adaptive-attack and gradient-masking checks", "",
-             f"Over {n_utts} attacked utterances; intervals: {100 * level:g}% percentile bootstrap ({n_samples} "
-             f"resamples of the utterances, seed {seed}), the resamples of `advtwer.csv`. ε multipliers "
-             f"{', '.join(f'{s:g}' for s in scales)} (α scaled alike); sweep, noise and untargeted checks on "
-             f"{len(settings)} settings; noise: {params['noise_draws']} draws; thresholds: sweep_floor "
-             f"{params['sweep_floor']:g}, noise_margin {params['noise_margin']:g}. Rules: "
-             "`hne_core/robustness/verdicts.py`; the README's \"Robustness checks\".", "",
-             "## Verdicts per model", "",
-             "| setting (λA/λC(t)/λC(i)) | " + " | ".join(CHECKS) + " |",
-             "|---|" + "---|" * len(CHECKS)]
+    lines = [
+        "# Is the robustness real? Adaptive-attack and gradient-masking checks",
+        "",
+        f"Over {n_utts} attacked utterances; intervals: {100 * level:g}% percentile bootstrap ({n_samples} "
+        f"resamples of the utterances, seed {seed}), the resamples of `advtwer.csv`. ε multipliers "
+        f"{', '.join(f'{s:g}' for s in scales)} (α scaled alike); sweep, noise and untargeted checks on "
+        f"{len(settings)} settings; noise: {params['noise_draws']} draws; thresholds: sweep_floor "
+        f"{params['sweep_floor']:g}, noise_margin {params['noise_margin']:g}. Rules: "
+        '`hne_core/robustness/verdicts.py`; the README\'s "Robustness checks".',
+        "",
+        "## Verdicts per model",
+        "",
+        "| setting (λA/λC(t)/λC(i)) | " + " | ".join(CHECKS) + " |",
+        "|---|" + "---|" * len(CHECKS),
+    ]
     for s in sorted(summary):
         cells = [("**flag**" if summary[s].get(c) == "flag" else summary[s].get(c, "–")) for c in CHECKS]
         lines.append(f"| {s.short} | " + " | ".join(cells) + " |")
-    lines += ["", "## Every rule, every number", "",
-              "| setting | check | item | value [CI] | compared with | verdict | rule |", "|---|---|---|---:|---:|---|---|"]
+    lines += [
+        "",
+        "## Every rule, every number",
+        "",
+        "| setting | check | item | value [CI] | compared with | verdict | rule |",
+        "|---|---|---|---:|---:|---|---|",
+    ]
     for r in frame.to_dict("records"):
         s = Setting(r["lambda_a"], r["lambda_c_train"], r["lambda_c_infer"])
-        lines.append(f"| {s.short} | {r['check']} | {escape_md(str(r['item']))} | {_num(r['value'])} "
-                     f"[{_num(r['ci_low'])}, {_num(r['ci_high'])}] | {_num(r['reference'])} | "
-                     f"{'**flag**' if r['verdict'] == 'flag' else r['verdict']} | {escape_md(str(r['rule']))} |")
+        lines.append(
+            f"| {s.short} | {r['check']} | {escape_md(str(r['item']))} | {_num(r['value'])} "
+            f"[{_num(r['ci_low'])}, {_num(r['ci_high'])}] | {_num(r['reference'])} | "
+            f"{'**flag**' if r['verdict'] == 'flag' else r['verdict']} | {escape_md(str(r['rule']))} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def matrix_markdown(name: str, matrix: pd.DataFrame) -> str:
-    lines = [f"# Transfer matrix: {escape_md(name)}", "",
-             "AdvTWER (%) of each source's final δ (rows) decoded by each victim (columns); the diagonal is the "
-             "victim's own white-box attack. Lower = the perturbation works better on that victim.", "",
-             "| source \\ victim | " + " | ".join(escape_md(c) for c in matrix.columns) + " |",
-             "|---|" + "---:|" * len(matrix.columns)]
+    lines = [
+        f"# Transfer matrix: {escape_md(name)}",
+        "",
+        "AdvTWER (%) of each source's final δ (rows) decoded by each victim (columns); the diagonal is the "
+        "victim's own white-box attack. Lower = the perturbation works better on that victim.",
+        "",
+        "| source \\ victim | " + " | ".join(escape_md(c) for c in matrix.columns) + " |",
+        "|---|" + "---:|" * len(matrix.columns),
+    ]
     for label, row in matrix.iterrows():
         lines.append(f"| {escape_md(str(label))} | " + " | ".join(_num(v) for v in row) + " |")
     return "\n".join(lines) + "\n"
 
 
-def write_outputs(frame: pd.DataFrame, matrices: Mapping[str, pd.DataFrame], md: str, csv_path: str | Path,
-                  md_path: str | Path, matrix_paths: Mapping[str, tuple[str | Path, str | Path]]) -> None:
+def write_outputs(
+    frame: pd.DataFrame,
+    matrices: Mapping[str, pd.DataFrame],
+    md: str,
+    csv_path: str | Path,
+    md_path: str | Path,
+    matrix_paths: Mapping[str, tuple[str | Path, str | Path]],
+) -> None:
     with atomic_path(csv_path) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.4f")
     write_text_atomic(md_path, md)

@@ -30,10 +30,22 @@ SOURCE_KEYS = tuple(f"source_{k}" for k in SETTING_KEYS)
 TRANSFER_COLUMNS = [*SOURCE_KEYS, *SETTING_KEYS, "utt_id", "reference", "target", "hypothesis", "l2_norm"]
 
 
-def transfer_job(model_dir: str | Path, data_dir: str | Path, utt_ids: Sequence[str], lambda_c_infer: float,
-                 victim_weights: Mapping[str, float], sources: Sequence[tuple[Mapping, str | Path]],
-                 out_csv: str | Path, *, eps: float, clip: bool, text_case: str = "upper",
-                 decoding: str = DEFAULT_MODE, device: str | None = None, threads: int | None = None) -> pd.DataFrame:
+def transfer_job(
+    model_dir: str | Path,
+    data_dir: str | Path,
+    utt_ids: Sequence[str],
+    lambda_c_infer: float,
+    victim_weights: Mapping[str, float],
+    sources: Sequence[tuple[Mapping, str | Path]],
+    out_csv: str | Path,
+    *,
+    eps: float,
+    clip: bool,
+    text_case: str = "upper",
+    decoding: str = DEFAULT_MODE,
+    device: str | None = None,
+    threads: int | None = None,
+) -> pd.DataFrame:
     """Decode x + δ_s with the victim for every source ``(summary, state.npz)``; one CSV row per (source, utterance).
 
     Each source's δ is checked against ‖δ‖₂ ≤ ε and |x + δ| ≤ 1 first (what the source's job checked before
@@ -50,11 +62,19 @@ def transfer_job(model_dir: str | Path, data_dir: str | Path, utt_ids: Sequence[
             check_constraints(u, x, d, eps, clip)
         hyps = decode_all(transcribe, [x + d for x, d in zip(utts.waves, state["deltas"])], text_case)
         for u, ref, target, hyp, d in zip(utt_ids, utts.references, state["targets"], hyps, state["deltas"]):
-            rows.append({**{f"source_{k}": float(summary[k]) for k in SETTING_KEYS},
-                         "lambda_a": float(victim_weights["lambda_a"]),
-                         "lambda_c_train": float(victim_weights["lambda_c_train"]),
-                         "lambda_c_infer": float(lambda_c_infer), "utt_id": u, "reference": ref, "target": target,
-                         "hypothesis": hyp, "l2_norm": float(np.linalg.norm(d.astype(np.float64)))})
+            rows.append(
+                {
+                    **{f"source_{k}": float(summary[k]) for k in SETTING_KEYS},
+                    "lambda_a": float(victim_weights["lambda_a"]),
+                    "lambda_c_train": float(victim_weights["lambda_c_train"]),
+                    "lambda_c_infer": float(lambda_c_infer),
+                    "utt_id": u,
+                    "reference": ref,
+                    "target": target,
+                    "hypothesis": hyp,
+                    "l2_norm": float(np.linalg.norm(d.astype(np.float64))),
+                }
+            )
         log.info("transfer from %s: %d utterances decoded", state_path, len(utt_ids))
     frame = pd.DataFrame(rows, columns=TRANSFER_COLUMNS)
     with atomic_path(out_csv) as tmp:

@@ -52,11 +52,11 @@ class Estimate:
 @dataclass(frozen=True)
 class Verdict:
     check: str
-    item: str          # what was compared: "PGD-100 vs PGD-50", "ε×2.0 vs ε×1.0", "source 1.0/0.0/0.0"
+    item: str  # what was compared: "PGD-100 vs PGD-50", "ε×2.0 vs ε×1.0", "source 1.0/0.0/0.0"
     value: float
     ci_low: float
     ci_high: float
-    reference: float   # what it was compared with (NaN where the rule has none)
+    reference: float  # what it was compared with (NaN where the rule has none)
     verdict: str
     rule: str
 
@@ -73,8 +73,18 @@ def steps_verdicts(points: Sequence[tuple[int, Estimate]]) -> list[Verdict]:
     out = []
     points = sorted(points)
     for (s0, a), (s1, b) in zip(points, points[1:]):
-        out.append(Verdict("steps", f"PGD-{s1} vs PGD-{s0}", b.value, b.low, b.high, a.high,
-                           _v(b.value > a.high), f"flag if AdvTWER(PGD-{s1}) > CI-high(PGD-{s0})"))
+        out.append(
+            Verdict(
+                "steps",
+                f"PGD-{s1} vs PGD-{s0}",
+                b.value,
+                b.low,
+                b.high,
+                a.high,
+                _v(b.value > a.high),
+                f"flag if AdvTWER(PGD-{s1}) > CI-high(PGD-{s0})",
+            )
+        )
     return out
 
 
@@ -83,47 +93,114 @@ def sweep_verdicts(points: Sequence[tuple[float, Estimate]], floor: float) -> li
     out = []
     points = sorted(points)
     for (e0, a), (e1, b) in zip(points, points[1:]):
-        out.append(Verdict("sweep", f"ε×{e1:g} vs ε×{e0:g}", b.value, b.low, b.high, a.high, _v(b.value > a.high),
-                           f"flag if AdvTWER(ε×{e1:g}) > CI-high(ε×{e0:g})"))
+        out.append(
+            Verdict(
+                "sweep",
+                f"ε×{e1:g} vs ε×{e0:g}",
+                b.value,
+                b.low,
+                b.high,
+                a.high,
+                _v(b.value > a.high),
+                f"flag if AdvTWER(ε×{e1:g}) > CI-high(ε×{e0:g})",
+            )
+        )
     if len(points) >= 2:
         (e0, a), (e1, b) = points[-2], points[-1]
         flat = b.value > floor and b.value >= a.low
-        out.append(Verdict("sweep", f"ε×{e1:g} (largest) vs ε×{e0:g}", b.value, b.low, b.high, a.low, _v(flat),
-                           f"flag (flattens) if AdvTWER(ε×{e1:g}) > {floor:g} and ≥ CI-low(ε×{e0:g})"))
+        out.append(
+            Verdict(
+                "sweep",
+                f"ε×{e1:g} (largest) vs ε×{e0:g}",
+                b.value,
+                b.low,
+                b.high,
+                a.low,
+                _v(flat),
+                f"flag (flattens) if AdvTWER(ε×{e1:g}) > {floor:g} and ≥ CI-low(ε×{e0:g})",
+            )
+        )
     return out
 
 
 def transfer_verdicts(source: str, difference: Estimate, transferred: float, whitebox: float) -> Verdict:
     """One source against the victim's own white-box attack; ``difference`` = transferred − white-box (paired)."""
-    return Verdict("transfer", f"source {source}", transferred, difference.low + whitebox,
-                   difference.high + whitebox, whitebox, _v(difference.high < 0),
-                   "flag if the interval of AdvTWER(source→victim) − AdvTWER(white-box) lies wholly below 0")
+    return Verdict(
+        "transfer",
+        f"source {source}",
+        transferred,
+        difference.low + whitebox,
+        difference.high + whitebox,
+        whitebox,
+        _v(difference.high < 0),
+        "flag if the interval of AdvTWER(source→victim) − AdvTWER(white-box) lies wholly below 0",
+    )
 
 
 def noise_verdict(noise: Estimate, benign: float, margin: float, noise_share: float) -> Verdict:
     """Random noise of the attack's norms against the benign AdvTWER (``noise_share``: informational)."""
     share = "–" if not math.isfinite(noise_share) else f"{100 * noise_share:.0f} %"
-    return Verdict("noise", f"noise vs benign (noise does {share} of the attack's WER damage)", noise.value,
-                   noise.low, noise.high, benign, _v(noise.value < benign - margin),
-                   f"flag if the noise's AdvTWER < benign AdvTWER − {margin:g}")
+    return Verdict(
+        "noise",
+        f"noise vs benign (noise does {share} of the attack's WER damage)",
+        noise.value,
+        noise.low,
+        noise.high,
+        benign,
+        _v(noise.value < benign - margin),
+        f"flag if the noise's AdvTWER < benign AdvTWER − {margin:g}",
+    )
 
 
-def untargeted_verdicts(points: Sequence[tuple[int, Estimate]], over_benign: Estimate, benign: float,
-                        over_targeted: Estimate, targeted: float) -> list[Verdict]:
+def untargeted_verdicts(
+    points: Sequence[tuple[int, Estimate]],
+    over_benign: Estimate,
+    benign: float,
+    over_targeted: Estimate,
+    targeted: float,
+) -> list[Verdict]:
     """WER against the references per milestone (increasing) under the untargeted attack; ``over_benign`` and
     ``over_targeted``: paired differences at the last milestone (untargeted − benign, untargeted − targeted)."""
     out = []
     points = sorted(points)
     for (s0, a), (s1, b) in zip(points, points[1:]):
-        out.append(Verdict("untargeted", f"WER PGD-{s1} vs PGD-{s0}", b.value, b.low, b.high, a.low,
-                           _v(b.value < a.low), f"flag if WER(PGD-{s1}) < CI-low(PGD-{s0})"))
+        out.append(
+            Verdict(
+                "untargeted",
+                f"WER PGD-{s1} vs PGD-{s0}",
+                b.value,
+                b.low,
+                b.high,
+                a.low,
+                _v(b.value < a.low),
+                f"flag if WER(PGD-{s1}) < CI-low(PGD-{s0})",
+            )
+        )
     last_steps, last = points[-1]
-    out.append(Verdict("untargeted", f"WER PGD-{last_steps} vs benign", last.value, last.low, last.high, benign,
-                       _v(not over_benign.low > 0),
-                       "flag unless the interval of WER(untargeted) − WER(benign) lies wholly above 0"))
-    out.append(Verdict("untargeted", f"WER PGD-{last_steps} vs the targeted attack's", last.value, last.low,
-                       last.high, targeted, _v(over_targeted.high < 0),
-                       "flag if the interval of WER(untargeted) − WER(targeted) lies wholly below 0"))
+    out.append(
+        Verdict(
+            "untargeted",
+            f"WER PGD-{last_steps} vs benign",
+            last.value,
+            last.low,
+            last.high,
+            benign,
+            _v(not over_benign.low > 0),
+            "flag unless the interval of WER(untargeted) − WER(benign) lies wholly above 0",
+        )
+    )
+    out.append(
+        Verdict(
+            "untargeted",
+            f"WER PGD-{last_steps} vs the targeted attack's",
+            last.value,
+            last.low,
+            last.high,
+            targeted,
+            _v(over_targeted.high < 0),
+            "flag if the interval of WER(untargeted) − WER(targeted) lies wholly below 0",
+        )
+    )
     return out
 
 
@@ -132,20 +209,39 @@ def overall(verdicts: Sequence[Verdict]) -> str:
     return FLAG if any(v.verdict == FLAG for v in verdicts) else PASSES
 
 
-def seeds_verdicts(per_seed: Mapping[int, float], main: Estimate,
-                   against: Mapping[str, Mapping[int, float]]) -> list[Verdict]:
+def seeds_verdicts(
+    per_seed: Mapping[int, float], main: Estimate, against: Mapping[str, Mapping[int, float]]
+) -> list[Verdict]:
     """``per_seed``: AdvTWER at the last milestone per training seed (this run's included, as ``main``'s value);
     ``against``: per baseline (named), the difference column − baseline per seed."""
     values = [per_seed[k] for k in sorted(per_seed)]
     spread = max(values) - min(values)
     seeds = ", ".join(f"{k}: {per_seed[k]:.2f}" for k in sorted(per_seed))
-    out = [Verdict("seeds", f"AdvTWER over seeds ({seeds})", float(np.mean(values)), min(values), max(values),
-                   main.high - main.low, _v(spread > main.high - main.low),
-                   "flag if max − min over seeds > the width of this run's bootstrap interval")]
+    out = [
+        Verdict(
+            "seeds",
+            f"AdvTWER over seeds ({seeds})",
+            float(np.mean(values)),
+            min(values),
+            max(values),
+            main.high - main.low,
+            _v(spread > main.high - main.low),
+            "flag if max − min over seeds > the width of this run's bootstrap interval",
+        )
+    ]
     for name, diffs in sorted(against.items()):
         d = [diffs[k] for k in sorted(diffs)]
         stable = all(x > 0 for x in d) or all(x < 0 for x in d)
-        out.append(Verdict("seeds", f"minus baseline {name} over seeds ({', '.join(f'{x:+.2f}' for x in d)})",
-                           float(np.mean(d)), min(d), max(d), math.nan, _v(not stable),
-                           "flag unless the difference from the baseline has one strict sign at every seed"))
+        out.append(
+            Verdict(
+                "seeds",
+                f"minus baseline {name} over seeds ({', '.join(f'{x:+.2f}' for x in d)})",
+                float(np.mean(d)),
+                min(d),
+                max(d),
+                math.nan,
+                _v(not stable),
+                "flag unless the difference from the baseline has one strict sign at every seed",
+            )
+        )
     return out

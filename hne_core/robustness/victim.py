@@ -29,8 +29,13 @@ class Utterances:
     targets: list[str]
 
 
-def read_utterances(data_dir: str | Path, utt_ids: Sequence[str], targets_file: str | Path | None,
-                    text_case: str = "upper", target_length: str = "chars") -> Utterances:
+def read_utterances(
+    data_dir: str | Path,
+    utt_ids: Sequence[str],
+    targets_file: str | Path | None,
+    text_case: str = "upper",
+    target_length: str = "chars",
+) -> Utterances:
     from hne_core.model.evaluate import read_audio, read_data_dir
 
     by_id = {u.utt_id: u for u in read_data_dir(data_dir)}
@@ -40,12 +45,18 @@ def read_utterances(data_dir: str | Path, utt_ids: Sequence[str], targets_file: 
     utts = [by_id[str(u)] for u in utt_ids]
     refs = [normalize_transcript(u.reference, text_case) for u in utts]
     targets = assign_targets(refs, read_targets(targets_file), target_length) if targets_file else list(refs)
-    return Utterances([str(u) for u in utt_ids], [u.accent_id for u in utts], [read_audio(u.wav) for u in utts],
-                      refs, targets)
+    return Utterances(
+        [str(u) for u in utt_ids], [u.accent_id for u in utts], [read_audio(u.wav) for u in utts], refs, targets
+    )
 
 
-def load_victim(model_dir: str | Path, lambda_c_infer: float, decoding: str = DEFAULT_MODE,
-                device: str | None = None, threads: int | None = None):
+def load_victim(
+    model_dir: str | Path,
+    lambda_c_infer: float,
+    decoding: str = DEFAULT_MODE,
+    device: str | None = None,
+    threads: int | None = None,
+):
     """(Speech2Text, Transcriber) of an exported model, loaded strictly as the attack job loads it."""
     from hne_core.attack.job import _load_model  # the attack's own loader: every weight must land
 

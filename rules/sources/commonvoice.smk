@@ -10,10 +10,10 @@ if not SOURCE.is_folder(config["commonvoice"]):
             corpus=directory(os.path.join(RES, SOURCE.CORPUS_DIR)),
         log:
             f"{R}/logs/data/fetch_commonvoice.log",
+        conda:
+            "../../envs/hne.yaml"
         params:
             mdc_dataset_id=config["commonvoice"]["mdc_dataset_id"],
             download_dir=f"{RES}/commonvoice/download",
-        conda:
-            "../../envs/hne.yaml"
         script:
             "../../workflow_scripts/fetch_commonvoice.py"

@@ -8,10 +8,10 @@ rule synthetic_script:
         script=data_path("synthetic_script.tsv"),
     log:
         f"{R}/logs/data/synthetic_script.log",
+    conda:
+        "../../envs/hne.yaml"
     params:
         spec=config["synthetic"],
         seed=config["seed"],
-    conda:
-        "../../envs/hne.yaml"
     script:
         "../../workflow_scripts/synthetic_script.py"

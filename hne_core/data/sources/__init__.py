@@ -79,8 +79,10 @@ def data_settings(source: ModuleType, cfg: Mapping) -> dict:
     """The data-wide values that ``source``'s prepare reads (``DATA_KEYS``), from a whole config."""
     unknown = set(source.DATA_KEYS) - set(DATA_SETTINGS)
     if unknown:
-        raise ConfigError("data.source", f"{source.__name__}.DATA_KEYS names {sorted(unknown)}, not data "
-                                         f"settings ({list(DATA_SETTINGS)})")
+        raise ConfigError(
+            "data.source",
+            f"{source.__name__}.DATA_KEYS names {sorted(unknown)}, not data settings ({list(DATA_SETTINGS)})",
+        )
     return {k: (cfg["seed"] if k == "seed" else cfg["data"][k]) for k in source.DATA_KEYS}
 
 
@@ -92,8 +94,9 @@ def class_names(section: Mapping, key: str) -> list[str]:
         raise ConfigError(f"{key}.classes", f"expected a mapping of class name -> settings, got {classes!r}")
     bad = [name for name, spec in classes.items() if not isinstance(spec, Mapping)]
     if bad:
-        raise ConfigError(f"{key}.classes.{bad[0]}", f"expected a mapping of the source's class keys, got "
-                                                     f"{classes[bad[0]]!r}")
+        raise ConfigError(
+            f"{key}.classes.{bad[0]}", f"expected a mapping of the source's class keys, got {classes[bad[0]]!r}"
+        )
     if len(classes) < 2:
         raise ConfigError(f"{key}.classes", f"at least two accent classes are needed, got {list(classes)}")
     return [str(name) for name in classes]

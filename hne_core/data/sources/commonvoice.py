@@ -18,7 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from hne_core.data.errors import ConfigError, DataError
-from hne_core.data.sources import Outputs, Paths, class_names as _class_names
+from hne_core.data.sources import Outputs, Paths
+from hne_core.data.sources import class_names as _class_names
 
 RULE = "prepare_commonvoice"
 DATA_KEYS: tuple[str, ...] = ("seed", "on_bad_row", "text_case", "min_samples")
@@ -40,11 +41,14 @@ def find_language_dir(root: str | Path) -> Path:
         return root
     found = sorted(p for p in [root / "en", *root.glob("cv-corpus-*/en")] if _is_language_dir(p))
     if len(found) > 1:
-        raise DataError(f"{root}: several Common Voice releases found ({[str(p) for p in found]}); "
-                        f"point to one of them")
+        raise DataError(
+            f"{root}: several Common Voice releases found ({[str(p) for p in found]}); point to one of them"
+        )
     if not found:
-        raise DataError(f"{root}: no Common Voice English folder found (expected cv-corpus-*/en or a folder "
-                        f"holding {', '.join(SPLIT_FILES.values())} and clips/)")
+        raise DataError(
+            f"{root}: no Common Voice English folder found (expected cv-corpus-*/en or a folder "
+            f"holding {', '.join(SPLIT_FILES.values())} and clips/)"
+        )
     return found[0]
 
 
@@ -55,8 +59,11 @@ def class_names(section: Mapping) -> list[str]:
 def check(section: Mapping) -> None:
     class_names(section)
     if not section["archive"] and not section["mdc_dataset_id"]:
-        raise ConfigError("commonvoice.archive", "data.source is commonvoice, so set commonvoice.archive (a "
-                                                 "cv-corpus-*-en.tar.gz or folder) or commonvoice.mdc_dataset_id")
+        raise ConfigError(
+            "commonvoice.archive",
+            "data.source is commonvoice, so set commonvoice.archive (a "
+            "cv-corpus-*-en.tar.gz or folder) or commonvoice.mdc_dataset_id",
+        )
 
 
 def is_folder(section: Mapping) -> bool:
@@ -83,16 +90,33 @@ def test_split_bound(section: Mapping) -> tuple[int | None, str]:
     return (int(bound), "config key 'commonvoice.subsample.test'") if bound else (None, "")
 
 
-def prepare(settings: Mapping, inputs: Mapping, outputs: Outputs, *, threads: int, seed: int, on_bad_row: str,
-            text_case: str, min_samples: int) -> str:
+def prepare(
+    settings: Mapping,
+    inputs: Mapping,
+    outputs: Outputs,
+    *,
+    threads: int,
+    seed: int,
+    on_bad_row: str,
+    text_case: str,
+    min_samples: int,
+) -> str:
     from hne_core.data.commonvoice import prepare_commonvoice
     from hne_core.data.corpus import write_prepared
 
     root = inputs["corpus"] if "corpus" in inputs else os.path.dirname(inputs["tsvs"][0])
     lang_dir = find_language_dir(root)
     manifest, drops = prepare_commonvoice(
-        lang_dir, outputs.wavs, classes=settings["classes"], multi_accent=settings["multi_accent"],
-        splits_subsample=settings["subsample"], seed=seed, on_bad_row=on_bad_row, text_case=text_case,
-        processes=threads, min_samples=min_samples)
+        lang_dir,
+        outputs.wavs,
+        classes=settings["classes"],
+        multi_accent=settings["multi_accent"],
+        splits_subsample=settings["subsample"],
+        seed=seed,
+        on_bad_row=on_bad_row,
+        text_case=text_case,
+        processes=threads,
+        min_samples=min_samples,
+    )
     write_prepared(manifest, drops, str(lang_dir), outputs.manifest, outputs.dropped)
     return f"kept {len(manifest)} utterances, dropped {len(drops.rows)} rows"

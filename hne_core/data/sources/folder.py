@@ -43,7 +43,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hne_core.data.errors import ConfigError, DataError
-from hne_core.data.sources import Outputs, Paths, class_names as _class_names
+from hne_core.data.sources import Outputs, Paths
+from hne_core.data.sources import class_names as _class_names
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -62,6 +63,7 @@ _NOT_ID = re.compile(r"[^A-Za-z0-9_.-]+")
 # ----------------------------------------------------------------------------------------------------------
 # The workflow's interface (hne_core.data.sources)
 # ----------------------------------------------------------------------------------------------------------
+
 
 def class_names(section: Mapping) -> list[str]:
     return _class_names(section, "folder")
@@ -84,12 +86,21 @@ def test_split_bound(section: Mapping) -> tuple[int | None, str]:
     return None, ""  # known once the TSVs are read: the jobs check then
 
 
-def prepare(settings: Mapping, inputs: Mapping, outputs: Outputs, *, threads: int, on_bad_row: str,
-            text_case: str, min_samples: int) -> str:
+def prepare(
+    settings: Mapping,
+    inputs: Mapping,
+    outputs: Outputs,
+    *,
+    threads: int,
+    on_bad_row: str,
+    text_case: str,
+    min_samples: int,
+) -> str:
     from hne_core.data.corpus import write_prepared
 
-    manifest, drops = prepare_folder(settings, outputs.wavs, on_bad_row=on_bad_row, text_case=text_case,
-                                     min_samples=min_samples, processes=threads)
+    manifest, drops = prepare_folder(
+        settings, outputs.wavs, on_bad_row=on_bad_row, text_case=text_case, min_samples=min_samples, processes=threads
+    )
     sources = ", ".join(dict.fromkeys(path for path, _ in tsv_files(settings)))
     write_prepared(manifest, drops, sources, outputs.manifest, outputs.dropped)
     return f"kept {len(manifest)} utterances, dropped {len(drops.rows)} rows"
@@ -99,6 +110,7 @@ def prepare(settings: Mapping, inputs: Mapping, outputs: Outputs, *, threads: in
 # Config
 # ----------------------------------------------------------------------------------------------------------
 
+
 def tsv_files(section: Mapping) -> list[tuple[str, str | None]]:
     """(TSV path, its split or None when a ``split`` column says) for ``folder.tsv``, in split order."""
     tsv = section.get("tsv")
@@ -106,11 +118,15 @@ def tsv_files(section: Mapping) -> list[tuple[str, str | None]]:
         return [(tsv, None)]
     if isinstance(tsv, Mapping):
         if set(tsv) != set(SPLITS) or not all(isinstance(tsv[s], str) and tsv[s] for s in SPLITS):
-            raise ConfigError("folder.tsv", f"one TSV per split needs exactly {list(SPLITS)}, each a path; "
-                                            f"got {dict(tsv)!r}")
+            raise ConfigError(
+                "folder.tsv", f"one TSV per split needs exactly {list(SPLITS)}, each a path; got {dict(tsv)!r}"
+            )
         return [(tsv[s], s) for s in SPLITS]
-    raise ConfigError("folder.tsv", "data.source is folder, so set folder.tsv: a TSV with columns path, sentence, "
-                                    "accent, split, or {train: ..., dev: ..., test: ...} (one TSV per split)")
+    raise ConfigError(
+        "folder.tsv",
+        "data.source is folder, so set folder.tsv: a TSV with columns path, sentence, "
+        "accent, split, or {train: ..., dev: ..., test: ...} (one TSV per split)",
+    )
 
 
 def _key(text: str) -> str:
@@ -131,14 +147,17 @@ def label_table(classes: Mapping) -> dict[str, str]:
         for label in labels:
             k = _key(label)
             if table.setdefault(k, str(name)) != name:
-                raise ConfigError(f"{where}.labels", f"{label!r} is already a label of class {table[k]!r}; a value "
-                                                     f"may map to one class only")
+                raise ConfigError(
+                    f"{where}.labels",
+                    f"{label!r} is already a label of class {table[k]!r}; a value may map to one class only",
+                )
     return table
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Reading the TSVs
 # ----------------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class _Row:
@@ -183,9 +202,17 @@ def _read_tsv(path: str, want_split: bool) -> tuple[list[str], list[tuple[int, l
     return header, list(enumerate(lines[1:], start=1))
 
 
-def _candidates(tsv: str, split: str | None, labels: Mapping[str, str], names: list[str], text_case: str,
-                bad: "BadRows", drops: "DropLog", seen: dict[str, tuple[str, int]],
-                ids: dict[str, tuple[str, int]]) -> list[_Row]:
+def _candidates(
+    tsv: str,
+    split: str | None,
+    labels: Mapping[str, str],
+    names: list[str],
+    text_case: str,
+    bad: BadRows,
+    drops: DropLog,
+    seen: dict[str, tuple[str, int]],
+    ids: dict[str, tuple[str, int]],
+) -> list[_Row]:
     """The rows of one TSV that map to a class and have a transcript; every other row goes to ``drops``."""
     from hne_core.text import normalize_transcript
 
@@ -202,8 +229,15 @@ def _candidates(tsv: str, split: str | None, labels: Mapping[str, str], names: l
         row_split = split or rec["split"]
         clip_id = _id(os.path.splitext(clip)[0])
         if len(fields) != len(header) or not clip_id or ("speaker" in rec and not _id(rec["speaker"])):
-            bad(row_split, tsv, row, clip, "", "malformed_row", f"{len(fields)} fields for {len(header)} columns, "
-                                                                f"path {clip!r}, speaker {rec.get('speaker')!r}")
+            bad(
+                row_split,
+                tsv,
+                row,
+                clip,
+                "",
+                "malformed_row",
+                f"{len(fields)} fields for {len(header)} columns, path {clip!r}, speaker {rec.get('speaker')!r}",
+            )
             continue
         if row_split not in SPLITS:
             bad(row_split, tsv, row, clip, "", "unknown_split", f"split {row_split!r} is not one of {list(SPLITS)}")
@@ -225,23 +259,52 @@ def _candidates(tsv: str, split: str | None, labels: Mapping[str, str], names: l
         audio = os.path.normpath(os.path.join(base, clip))
         if audio in seen:
             first_tsv, first_row = seen[audio]
-            bad(row_split, tsv, row, clip, utt_id, "duplicate_clip", f"recording already used by {first_tsv} row "
-                                                                     f"{first_row}")
+            bad(
+                row_split,
+                tsv,
+                row,
+                clip,
+                utt_id,
+                "duplicate_clip",
+                f"recording already used by {first_tsv} row {first_row}",
+            )
             continue
         if utt_id in ids:
             first = f"; {ids[utt_id][0]} row {ids[utt_id][1]} has it" if utt_id in ids else ""
-            bad(row_split, tsv, row, clip, utt_id, "duplicate_utt_id", f"path and speaker spell the id {utt_id!r}"
-                                                                       f"{first}")
+            bad(
+                row_split,
+                tsv,
+                row,
+                clip,
+                utt_id,
+                "duplicate_utt_id",
+                f"path and speaker spell the id {utt_id!r}{first}",
+            )
             continue
         seen[audio] = ids[utt_id] = (tsv, row)
-        out.append(_Row(row_split, tsv, row, clip, audio, speaker, utt_id, accent, names.index(accent), text,
-                        raw_text, raw_accent))
+        out.append(
+            _Row(
+                row_split,
+                tsv,
+                row,
+                clip,
+                audio,
+                speaker,
+                utt_id,
+                accent,
+                names.index(accent),
+                text,
+                raw_text,
+                raw_accent,
+            )
+        )
     return out
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Audio and the whole preparation
 # ----------------------------------------------------------------------------------------------------------
+
 
 def _convert(job: tuple[str, str, int]) -> tuple[int | None, str, str]:
     """Any recording -> 16 kHz mono 16-bit WAV in a worker. Returns (samples, "", "") or (None, reason, detail).
@@ -255,8 +318,15 @@ def _convert(job: tuple[str, str, int]) -> tuple[int | None, str, str]:
         return None, exc.reason, str(exc)
 
 
-def prepare_folder(section: Mapping, wav_dir: str | Path, *, on_bad_row: str = "error", text_case: str = "upper",
-                   min_samples: int = 1, processes: int = 1) -> tuple["pd.DataFrame", "DropLog"]:
+def prepare_folder(
+    section: Mapping,
+    wav_dir: str | Path,
+    *,
+    on_bad_row: str = "error",
+    text_case: str = "upper",
+    min_samples: int = 1,
+    processes: int = 1,
+) -> tuple[pd.DataFrame, DropLog]:
     """``folder.tsv`` and ``folder.classes`` (``section``) -> (manifest, drops), WAVs written to ``wav_dir``.
 
     The manifest has ``MANIFEST_COLUMNS`` then ``EXTRA_COLUMNS``, in split then file order. ``wav_dir`` belongs to
@@ -297,13 +367,31 @@ def prepare_folder(section: Mapping, wav_dir: str | Path, *, on_bad_row: str = "
     empty = [c for c in names if not any(r.accent == c for r, _, _ in kept)]
     if empty:
         seen_values = sorted({d["detail"] for d in drops.rows if d["reason"] == "other_accent"})
-        raise DataError(f"folder.classes.{empty[0]}: no utterance of {[t for t, _ in files]} was kept for this "
-                        f"class (its labels {section['classes'][empty[0]]['labels']}); accent values that no "
-                        f"class took: {seen_values[:20]}")
+        raise DataError(
+            f"folder.classes.{empty[0]}: no utterance of {[t for t, _ in files]} was kept for this "
+            f"class (its labels {section['classes'][empty[0]]['labels']}); accent values that no "
+            f"class took: {seen_values[:20]}"
+        )
     frame = pd.DataFrame(
-        [dict(utt_id=r.utt_id, split=r.split, speaker=r.speaker, accent=r.accent, accent_id=r.accent_id,
-              text=r.text, wav=w, num_samples=n, duration_s=n / TARGET_RATE, raw_text=r.raw_text,
-              raw_accent=r.raw_accent, source_tsv=r.source_tsv, source_row=r.source_row, clip=r.clip)
-         for r, w, n in kept],
-        columns=list(MANIFEST_COLUMNS) + list(EXTRA_COLUMNS))
+        [
+            dict(
+                utt_id=r.utt_id,
+                split=r.split,
+                speaker=r.speaker,
+                accent=r.accent,
+                accent_id=r.accent_id,
+                text=r.text,
+                wav=w,
+                num_samples=n,
+                duration_s=n / TARGET_RATE,
+                raw_text=r.raw_text,
+                raw_accent=r.raw_accent,
+                source_tsv=r.source_tsv,
+                source_row=r.source_row,
+                clip=r.clip,
+            )
+            for r, w, n in kept
+        ],
+        columns=list(MANIFEST_COLUMNS) + list(EXTRA_COLUMNS),
+    )
     return frame.astype({"accent_id": int, "num_samples": int, "source_row": int, "duration_s": float}), drops

@@ -14,7 +14,8 @@ import os
 from collections.abc import Mapping
 
 from hne_core.data.errors import ConfigError
-from hne_core.data.sources import Outputs, Paths, class_names as _class_names
+from hne_core.data.sources import Outputs, Paths
+from hne_core.data.sources import class_names as _class_names
 
 RULE = "synthesize_corpus"
 DATA_KEYS: tuple[str, ...] = ("text_case", "min_samples")
@@ -52,13 +53,13 @@ def test_split_bound(section: Mapping) -> tuple[int | None, str]:
     return int(section["utterances"]["test"]), "config key 'synthetic.utterances.test'"
 
 
-def prepare(settings: Mapping, inputs: Mapping, outputs: Outputs, *, threads: int, text_case: str,
-            min_samples: int) -> str:
+def prepare(
+    settings: Mapping, inputs: Mapping, outputs: Outputs, *, threads: int, text_case: str, min_samples: int
+) -> str:
     from hne_core.data.corpus import write_prepared
     from hne_core.data.synthetic import read_script, synthesize
 
     script = read_script(inputs["script"])
-    manifest, drops = synthesize(script, outputs.wavs, processes=threads, text_case=text_case,
-                                 min_samples=min_samples)
+    manifest, drops = synthesize(script, outputs.wavs, processes=threads, text_case=text_case, min_samples=min_samples)
     write_prepared(manifest, drops, inputs["script"], outputs.manifest, outputs.dropped)
     return f"synthesized {len(manifest)} utterances with {threads} processes"
