@@ -28,14 +28,14 @@ from cv_fixture import (  # noqa: F401
 )
 
 from hne_core.data.commonvoice import (
-    EXTRA_COLUMNS,
     download_mdc,
     extract_archive,
-    find_language_dir,
     prepare_commonvoice,
     speakers_in_several_splits,
 )
 from hne_core.data.corpus import MANIFEST_COLUMNS, DataError, validate_manifest
+from hne_core.data.rows import EXTRA_COLUMNS
+from hne_core.data.sources.commonvoice import find_language_dir
 
 
 def prepare(lang: Path, wav_dir: Path, **kw):

@@ -21,7 +21,8 @@ from conftest import REPO, SMOKE, planned_jobs, run_snakemake
 from hne_core.data import sources
 from hne_core.data.corpus import MANIFEST_COLUMNS, DataError, validate_manifest
 from hne_core.data.errors import ConfigError
-from hne_core.data.sources.folder import EXTRA_COLUMNS, prepare_folder
+from hne_core.data.rows import EXTRA_COLUMNS
+from hne_core.data.sources.folder import prepare_folder
 
 CLASSES = {"us": {"labels": ["US", "United States"]}, "indian": {"labels": ["Indian"]}}
 MIN_SAMPLES = 4000  # 0.25 s at 16 kHz: the 50 ms tone falls below it, speech does not

@@ -29,15 +29,15 @@ import os
 import random
 import tarfile
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from hne_core.atomic import atomic_dir
 from hne_core.data.accents import AccentClasses, AccentOutcome, AccentSchema, detect_accent_schema
-from hne_core.data.audio import TARGET_RATE, AudioError, convert_to_wav16, require_tool, wav_info
-from hne_core.data.corpus import MANIFEST_COLUMNS, SPLITS, BadRows, DataError, DropLog
+from hne_core.data.audio import AudioError, convert_to_wav16, require_tool, wav_info
+from hne_core.data.corpus import SPLITS, BadRows, DataError, DropLog, manifest_frame
+from hne_core.data.rows import SourceRow
 
 # The folder layout, kept beside the source's workflow interface (read while the workflow parses, so light).
 from hne_core.data.sources.commonvoice import SPLIT_FILES
@@ -45,7 +45,6 @@ from hne_core.parallel import parallel_map
 from hne_core.text import normalize_transcript
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("client_id", "path", "sentence")
-EXTRA_COLUMNS: tuple[str, ...] = ("raw_text", "raw_accent", "source_tsv", "source_row", "clip")
 SPEAKER_CHARS = 16
 MDC_KEY_ENV = "MDC_API_KEY"
 
@@ -173,23 +172,6 @@ def read_splits(lang_dir: str | Path) -> tuple[dict[str, pd.DataFrame], AccentSc
 # ----------------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Row:
-    """A row that passed accent and text checks: where it came from and what it becomes."""
-
-    split: str
-    source_tsv: str
-    source_row: int
-    clip: str
-    speaker: str
-    utt_id: str
-    accent: str
-    accent_id: int
-    text: str
-    raw_text: str
-    raw_accent: str
-
-
 def _speaker(client_id: str) -> str:
     return client_id.strip()[:SPEAKER_CHARS]
 
@@ -209,10 +191,10 @@ def _candidates(
     drops: DropLog,
     seen: dict[str, tuple[str, int]],
     owners: dict[str, str],
-) -> list[_Row]:
+) -> list[SourceRow]:
     """The rows of one TSV that map to a class and have a transcript; every other row goes to ``drops``."""
     verdicts: dict[str, AccentOutcome] = {}
-    out: list[_Row] = []
+    out: list[SourceRow] = []
     for idx, rec in enumerate(frame.to_dict(orient="records")):
         row = idx + 1
         if not any(str(v).strip() for v in rec.values()):  # a blank line: nothing to keep, nothing wrong
@@ -249,12 +231,14 @@ def _candidates(
             continue
         seen[clip] = (tsv, row)
         out.append(
-            _Row(split, tsv, row, clip, speaker, utt_id, verdict.accent, verdict.accent_id, text, raw_text, raw_accent)
+            SourceRow(
+                split, tsv, row, clip, speaker, utt_id, verdict.accent, verdict.accent_id, text, raw_text, raw_accent
+            )
         )
     return out
 
 
-def subsample(rows: list[_Row], n: int | None, seed: int, split: str, drops: DropLog) -> list[_Row]:
+def subsample(rows: list[SourceRow], n: int | None, seed: int, split: str, drops: DropLog) -> list[SourceRow]:
     """A seeded random ``n`` of ``rows`` (all when ``n`` is None or not smaller), in file order; the rest are
     logged as ``subsampled``. Drawn in the main process from the seed and split name only, so it does not
     depend on the number of worker processes."""
@@ -359,7 +343,7 @@ def prepare_commonvoice(
     tables, schema = read_splits(lang_dir)
     seen: dict[str, tuple[str, int]] = {}
     owners: dict[str, str] = {}
-    rows: list[_Row] = []
+    rows: list[SourceRow] = []
     for split in SPLITS:
         tsv = str(lang_dir / SPLIT_FILES[split])
         found = _candidates(split, tsv, tables[split], schema, accent_classes, text_case, bad, drops, seen, owners)
@@ -380,33 +364,7 @@ def prepare_commonvoice(
     _convert_all(jobs, max(1, int(processes)), on_result)
     kept = [i for i in range(len(rows)) if i in samples]
     _remove_stale_wavs(wav_dir, {jobs[i][1] for i in kept})
-    return _manifest([rows[i] for i in kept], [jobs[i][1] for i in kept], [samples[i] for i in kept]), drops
-
-
-def _manifest(rows: list[_Row], wavs: list[str], samples: list[int]) -> pd.DataFrame:
-    frame = pd.DataFrame(
-        [
-            dict(
-                utt_id=r.utt_id,
-                split=r.split,
-                speaker=r.speaker,
-                accent=r.accent,
-                accent_id=r.accent_id,
-                text=r.text,
-                wav=w,
-                num_samples=n,
-                duration_s=n / TARGET_RATE,
-                raw_text=r.raw_text,
-                raw_accent=r.raw_accent,
-                source_tsv=r.source_tsv,
-                source_row=r.source_row,
-                clip=r.clip,
-            )
-            for r, w, n in zip(rows, wavs, samples)
-        ],
-        columns=list(MANIFEST_COLUMNS) + list(EXTRA_COLUMNS),
-    )
-    return frame.astype({"accent_id": int, "num_samples": int, "source_row": int, "duration_s": float})
+    return manifest_frame([rows[i] for i in kept], [jobs[i][1] for i in kept], [samples[i] for i in kept]), drops
 
 
 def speakers_in_several_splits(manifest: pd.DataFrame) -> dict:

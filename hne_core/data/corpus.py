@@ -309,3 +309,34 @@ def balanced_sample(accents: str | Path | Mapping[str, str], n: int, seed: int) 
     table = _accent_table(accents)
     source = None if isinstance(accents, Mapping) else accents
     return sample_utterances(table, min(n, len(table)), seed, "balanced", source=source) if table else []
+
+
+def manifest_frame(rows: Sequence, wavs: Sequence[str], samples: Sequence[int]) -> pd.DataFrame:
+    """The manifest of kept ``rows.SourceRow``s, each with its converted wav and its sample count:
+    ``MANIFEST_COLUMNS`` then ``rows.EXTRA_COLUMNS``."""
+    from hne_core.data.audio import TARGET_RATE
+    from hne_core.data.rows import EXTRA_COLUMNS
+
+    frame = pd.DataFrame(
+        [
+            dict(
+                utt_id=r.utt_id,
+                split=r.split,
+                speaker=r.speaker,
+                accent=r.accent,
+                accent_id=r.accent_id,
+                text=r.text,
+                wav=w,
+                num_samples=n,
+                duration_s=n / TARGET_RATE,
+                raw_text=r.raw_text,
+                raw_accent=r.raw_accent,
+                source_tsv=r.source_tsv,
+                source_row=r.source_row,
+                clip=r.clip,
+            )
+            for r, w, n in zip(rows, wavs, samples, strict=True)
+        ],
+        columns=list(MANIFEST_COLUMNS) + list(EXTRA_COLUMNS),
+    )
+    return frame.astype({"accent_id": int, "num_samples": int, "source_row": int, "duration_s": float})

@@ -38,11 +38,11 @@ import csv
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hne_core.data.errors import ConfigError, DataError
+from hne_core.data.rows import SourceRow
 from hne_core.data.sources import Outputs, Paths
 from hne_core.data.sources import class_names as _class_names
 
@@ -55,7 +55,6 @@ RULE = "prepare_folder"
 DATA_KEYS: tuple[str, ...] = ("on_bad_row", "text_case", "min_samples")
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
 REQUIRED_COLUMNS: tuple[str, ...] = ("path", "sentence", "accent")
-EXTRA_COLUMNS: tuple[str, ...] = ("raw_text", "raw_accent", "source_tsv", "source_row", "clip")
 _SPACES = re.compile(r"\s+")
 _NOT_ID = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -159,24 +158,6 @@ def label_table(classes: Mapping) -> dict[str, str]:
 # ----------------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Row:
-    """A row that passed the text checks: where it came from and what it becomes."""
-
-    split: str
-    source_tsv: str
-    source_row: int
-    clip: str
-    audio: str  # the recording's path, resolved against the TSV's folder
-    speaker: str
-    utt_id: str
-    accent: str
-    accent_id: int
-    text: str
-    raw_text: str
-    raw_accent: str
-
-
 def _id(text: str) -> str:
     return _NOT_ID.sub("_", text).strip("_")
 
@@ -212,14 +193,14 @@ def _candidates(
     drops: DropLog,
     seen: dict[str, tuple[str, int]],
     ids: dict[str, tuple[str, int]],
-) -> list[_Row]:
+) -> list[SourceRow]:
     """The rows of one TSV that map to a class and have a transcript; every other row goes to ``drops``."""
     from hne_core.text import normalize_transcript
 
     header, rows = _read_tsv(tsv, want_split=split is None)
     col = {c: header.index(c) for c in header}
     base = Path(tsv).parent
-    out: list[_Row] = []
+    out: list[SourceRow] = []
     for row, fields in rows:
         if not any(f.strip() for f in fields):  # a blank line: nothing to keep, nothing wrong
             drops.add(split or "", tsv, row, "", "blank_line", "")
@@ -283,12 +264,11 @@ def _candidates(
             continue
         seen[audio] = ids[utt_id] = (tsv, row)
         out.append(
-            _Row(
+            SourceRow(
                 row_split,
                 tsv,
                 row,
                 clip,
-                audio,
                 speaker,
                 utt_id,
                 accent,
@@ -296,6 +276,7 @@ def _candidates(
                 text,
                 raw_text,
                 raw_accent,
+                audio=audio,
             )
         )
     return out
@@ -333,10 +314,9 @@ def prepare_folder(
     this function: WAVs that the manifest does not name are removed. Raised whatever ``on_bad_row`` says: a
     missing, non-UTF-8 or column-less TSV, a bad config, a class that keeps no utterance.
     """
-    import pandas as pd
 
-    from hne_core.data.audio import TARGET_RATE, require_tool
-    from hne_core.data.corpus import MANIFEST_COLUMNS, BadRows, DropLog
+    from hne_core.data.audio import require_tool
+    from hne_core.data.corpus import BadRows, DropLog, manifest_frame
     from hne_core.parallel import parallel_map
 
     require_tool("ffmpeg")
@@ -347,7 +327,7 @@ def prepare_folder(
     bad = BadRows(on_bad_row, drops)
     seen: dict[str, tuple[str, int]] = {}
     ids: dict[str, tuple[str, int]] = {}
-    rows: list[_Row] = []
+    rows: list[SourceRow] = []
     for tsv, split in files:
         rows += _candidates(tsv, split, labels, names, text_case, bad, drops, seen, ids)
     rows.sort(key=lambda r: SPLITS.index(r.split))  # stable: file order within a split
@@ -355,7 +335,7 @@ def prepare_folder(
     wav_dir = Path(wav_dir)
     wav_dir.mkdir(parents=True, exist_ok=True)
     jobs = [(r.audio, str(wav_dir / f"{r.utt_id}.wav"), int(min_samples)) for r in rows]
-    kept: list[tuple[_Row, str, int]] = []
+    kept: list[tuple[SourceRow, str, int]] = []
     for r, job, (n, reason, detail) in zip(rows, jobs, parallel_map(_convert, jobs, max(1, int(processes)))):
         if n is None:
             bad(r.split, r.source_tsv, r.source_row, r.clip, r.utt_id, reason, detail)
@@ -372,26 +352,5 @@ def prepare_folder(
             f"class (its labels {section['classes'][empty[0]]['labels']}); accent values that no "
             f"class took: {seen_values[:20]}"
         )
-    frame = pd.DataFrame(
-        [
-            dict(
-                utt_id=r.utt_id,
-                split=r.split,
-                speaker=r.speaker,
-                accent=r.accent,
-                accent_id=r.accent_id,
-                text=r.text,
-                wav=w,
-                num_samples=n,
-                duration_s=n / TARGET_RATE,
-                raw_text=r.raw_text,
-                raw_accent=r.raw_accent,
-                source_tsv=r.source_tsv,
-                source_row=r.source_row,
-                clip=r.clip,
-            )
-            for r, w, n in kept
-        ],
-        columns=list(MANIFEST_COLUMNS) + list(EXTRA_COLUMNS),
-    )
-    return frame.astype({"accent_id": int, "num_samples": int, "source_row": int, "duration_s": float}), drops
+    rows, wavs, samples = zip(*kept) if kept else ((), (), ())
+    return manifest_frame(rows, wavs, samples), drops
