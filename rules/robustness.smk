@@ -189,7 +189,7 @@ rule robustness_sweep:
         ),
         checkpoint=lambda wc: f"{sweep_dir(R, wc.scale, wc.model, wc.lci, wc.steps)}.checkpoint",
     script:
-        "../workflow_scripts/robustness_sweep.py"
+        "../workflow_scripts/attack.py"  # the attack job itself, with its ε and α
 
 
 rule robustness_noise:
