@@ -40,17 +40,30 @@ ROWS: list[tuple[str, str, int, str, str, str, str]] = [
     ("test", "noor", 14, "Hi.", "us", US, "tiny"),
 ]
 
-_KEPT = {("train", "us"): 1, ("train", "indian"): 1, ("dev", "us"): 1, ("dev", "indian"): 1,
-         ("test", "us"): 1, ("test", "indian"): 1}
-_AUDIO_DROPS = {("train", "missing_clip"): 1, ("train", "empty_sentence"): 1, ("train", "unreadable_audio"): 1,
-                ("test", "empty_audio"): 1}
+_KEPT = {
+    ("train", "us"): 1,
+    ("train", "indian"): 1,
+    ("dev", "us"): 1,
+    ("dev", "indian"): 1,
+    ("test", "us"): 1,
+    ("test", "indian"): 1,
+}
+_AUDIO_DROPS = {
+    ("train", "missing_clip"): 1,
+    ("train", "empty_sentence"): 1,
+    ("train", "unreadable_audio"): 1,
+    ("test", "empty_audio"): 1,
+}
 # Expected with multi_accent=drop, on_bad_row=skip, min_samples=MIN_SAMPLES, no subsampling.
 EXPECTED_KEPT = {"codes": _KEPT, "free_text": _KEPT, "repack": _KEPT}
 EXPECTED_DROPS = {
-    "codes": {("train", "other_accent"): 2, ("train", "no_accent"): 1, ("train", "unknown_accent"): 1,
-              **_AUDIO_DROPS},
-    "free_text": {("train", "other_accent"): 1, ("train", "no_accent"): 1, ("train", "multi_accent"): 2,
-                  **_AUDIO_DROPS},
+    "codes": {("train", "other_accent"): 2, ("train", "no_accent"): 1, ("train", "unknown_accent"): 1, **_AUDIO_DROPS},
+    "free_text": {
+        ("train", "other_accent"): 1,
+        ("train", "no_accent"): 1,
+        ("train", "multi_accent"): 2,
+        **_AUDIO_DROPS,
+    },
 }
 EXPECTED_DROPS["repack"] = EXPECTED_DROPS["free_text"]
 SCHEMAS = ("codes", "free_text", "repack")
@@ -70,8 +83,22 @@ def _run(cmd: list[str]) -> None:
 
 
 def _mp3(wav: Path, mp3: Path) -> None:
-    _run(["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-i", str(wav), "-codec:a", "libmp3lame",
-          "-ar", "48000", str(mp3)])
+    _run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-y",
+            "-loglevel",
+            "error",
+            "-i",
+            str(wav),
+            "-codec:a",
+            "libmp3lame",
+            "-ar",
+            "48000",
+            str(mp3),
+        ]
+    )
 
 
 def speech_mp3(sentence: str, out: Path, voice: str | None = None) -> Path:
@@ -92,8 +119,24 @@ def make_clips(folder: Path) -> Path:
         if kind == "speech":
             speech_mp3(sentence if sentence.strip(".!? ") else "silence please", out)
         elif kind == "tiny":
-            _run(["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-f", "lavfi", "-i",
-                  "sine=frequency=440:duration=0.05", "-codec:a", "libmp3lame", "-ar", "48000", str(out)])
+            _run(
+                [
+                    "ffmpeg",
+                    "-nostdin",
+                    "-y",
+                    "-loglevel",
+                    "error",
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    "sine=frequency=440:duration=0.05",
+                    "-codec:a",
+                    "libmp3lame",
+                    "-ar",
+                    "48000",
+                    str(out),
+                ]
+            )
         elif kind == "garbage":
             out.write_bytes(random.Random(number).randbytes(4096))
     return folder
@@ -107,12 +150,12 @@ def accent_column(schema: str) -> tuple[str, int]:
 def write_tsv(path: Path, rows: list[tuple], schema: str) -> None:
     """A TSV with CV's columns (>= 8.0 adds ``variant``, ``locale``, ``segment``); no quoting, as CV writes."""
     column, idx = accent_column(schema)
-    header = ["client_id", "path", "sentence", "up_votes", "down_votes", "age", "gender", column, "locale",
-              "segment"]
+    header = ["client_id", "path", "sentence", "up_votes", "down_votes", "age", "gender", column, "locale", "segment"]
     lines = ["\t".join(header)]
     for row in rows:
-        lines.append("\t".join([client_id(row[1]), clip_name(row[2]), row[3], "2", "0", "twenties", "", row[idx],
-                                "en", ""]))
+        lines.append(
+            "\t".join([client_id(row[1]), clip_name(row[2]), row[3], "2", "0", "twenties", "", row[idx], "en", ""])
+        )
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -138,8 +181,9 @@ def cv_clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session", params=SCHEMAS)
-def cv_corpus(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-              cv_clips: Path) -> tuple[str, Path]:
+def cv_corpus(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, cv_clips: Path
+) -> tuple[str, Path]:
     """(schema, language folder) for each accent schema."""
     schema = request.param
     return schema, make_corpus(tmp_path_factory.mktemp(f"cv_{schema}"), schema, cv_clips)
@@ -157,40 +201,89 @@ SCOTTISH = "Scottish English"
 ENGLAND = "England English"
 # speaker -> (accents column, espeak-ng voice); split by SPEAKER_SPLITS
 SPEAKERS: dict[str, tuple[str, str]] = {
-    "amy": (US, "en-us+f1"), "ben": (US, "en-us+m1"), "cal": (US, "en-us+m3"),
-    "ravi": (INDIA, "en-029+m2"), "sita": (INDIA, "en-029+f2"),
-    "mix1": (f"{US},{INDIA}", "en-us+m4"), "mix2": (f"{INDIA},{AFRICA}", "en-029+m5"),
-    "ian": (SCOTTISH, "en-gb-scotland"), "quiet": ("", "en-us+m6"),
-    "dee": (US, "en-us+f3"), "eve": (US, "en-us+f4"), "asha": (INDIA, "en-029+f4"),
+    "amy": (US, "en-us+f1"),
+    "ben": (US, "en-us+m1"),
+    "cal": (US, "en-us+m3"),
+    "ravi": (INDIA, "en-029+m2"),
+    "sita": (INDIA, "en-029+f2"),
+    "mix1": (f"{US},{INDIA}", "en-us+m4"),
+    "mix2": (f"{INDIA},{AFRICA}", "en-029+m5"),
+    "ian": (SCOTTISH, "en-gb-scotland"),
+    "quiet": ("", "en-us+m6"),
+    "dee": (US, "en-us+f3"),
+    "eve": (US, "en-us+f4"),
+    "asha": (INDIA, "en-029+f4"),
     "mix3": (f"{US},{ENGLAND}", "en-us+m2"),
-    "fay": (US, "en-us+f2"), "gus": (US, "en-us+m7"), "hal": (US, "en-us+m5"),
-    "kiran": (INDIA, "en-029+m3"), "mix4": (f"{US},{INDIA}", "en-us+f5"), "tom": (ENGLAND, "en-gb"),
+    "fay": (US, "en-us+f2"),
+    "gus": (US, "en-us+m7"),
+    "hal": (US, "en-us+m5"),
+    "kiran": (INDIA, "en-029+m3"),
+    "mix4": (f"{US},{INDIA}", "en-us+f5"),
+    "tom": (ENGLAND, "en-gb"),
 }
 # split -> [(speaker, number of clips)]
 SPEAKER_SPLITS: dict[str, list[tuple[str, int]]] = {
-    "train": [("amy", 4), ("ben", 4), ("cal", 3), ("ravi", 3), ("sita", 2), ("mix1", 1), ("mix2", 1),
-              ("ian", 1), ("quiet", 1)],                           # kept 11 US / 5 Indian
-    "dev": [("dee", 2), ("eve", 1), ("asha", 2), ("mix3", 1)],     # kept 3 US / 2 Indian
+    "train": [
+        ("amy", 4),
+        ("ben", 4),
+        ("cal", 3),
+        ("ravi", 3),
+        ("sita", 2),
+        ("mix1", 1),
+        ("mix2", 1),
+        ("ian", 1),
+        ("quiet", 1),
+    ],  # kept 11 US / 5 Indian
+    "dev": [("dee", 2), ("eve", 1), ("asha", 2), ("mix3", 1)],  # kept 3 US / 2 Indian
     "test": [("fay", 4), ("gus", 3), ("hal", 3), ("kiran", 4), ("mix4", 1), ("tom", 1)],  # kept 10 US / 4 Indian
 }
 # Short sentences (one clip each, in row order); pangrams among them so that every letter is spoken.
 SENTENCES: tuple[str, ...] = (
-    "The quick brown fox jumps over the lazy dog.", "Pack my box with five dozen liquor jugs.",
-    "How vexingly quick daft zebras jump!", "Sphinx of black quartz, judge my vow.",
-    "The train leaves at noon.", "She sells sea shells by the shore.", "We watched the river rise.",
-    "My brother plays the violin.", "Turn left at the old mill.", "The soup is far too hot.",
-    "Bring your umbrella today.", "A cold wind blew all night.", "They painted the fence green.",
-    "He forgot his keys again.", "The market opens early.", "Please close the kitchen window.",
-    "Our team won the final match.", "The baby laughed at the puppy.", "I like reading old maps.",
-    "Water boils at one hundred degrees.", "The library is very quiet.", "Jack fixed the broken chair.",
-    "The moon was bright and full.", "Quiet minds solve hard puzzles.", "Send me the report by Friday.",
-    "The garden needs more water.", "Zebras graze on the open plain.", "Mix the flour with the eggs.",
-    "Every child deserves a good school.", "The bus was late this morning.", "Keep the change, please.",
-    "Birds sing before the sunrise.", "The doctor will see you now.", "Fresh bread smells wonderful.",
-    "Count the coins on the table.", "Lights went out across the city.", "The ship sailed into the fog.",
-    "Yellow leaves fall in autumn.", "Never judge a book by its cover.", "The exam starts in an hour.",
-    "Thank you for the lovely gift.", "Snow covered the quiet village.", "Wash your hands before dinner.",
-    "Ask the guide about the castle.", "The lamp on my desk is broken.",
+    "The quick brown fox jumps over the lazy dog.",
+    "Pack my box with five dozen liquor jugs.",
+    "How vexingly quick daft zebras jump!",
+    "Sphinx of black quartz, judge my vow.",
+    "The train leaves at noon.",
+    "She sells sea shells by the shore.",
+    "We watched the river rise.",
+    "My brother plays the violin.",
+    "Turn left at the old mill.",
+    "The soup is far too hot.",
+    "Bring your umbrella today.",
+    "A cold wind blew all night.",
+    "They painted the fence green.",
+    "He forgot his keys again.",
+    "The market opens early.",
+    "Please close the kitchen window.",
+    "Our team won the final match.",
+    "The baby laughed at the puppy.",
+    "I like reading old maps.",
+    "Water boils at one hundred degrees.",
+    "The library is very quiet.",
+    "Jack fixed the broken chair.",
+    "The moon was bright and full.",
+    "Quiet minds solve hard puzzles.",
+    "Send me the report by Friday.",
+    "The garden needs more water.",
+    "Zebras graze on the open plain.",
+    "Mix the flour with the eggs.",
+    "Every child deserves a good school.",
+    "The bus was late this morning.",
+    "Keep the change, please.",
+    "Birds sing before the sunrise.",
+    "The doctor will see you now.",
+    "Fresh bread smells wonderful.",
+    "Count the coins on the table.",
+    "Lights went out across the city.",
+    "The ship sailed into the fog.",
+    "Yellow leaves fall in autumn.",
+    "Never judge a book by its cover.",
+    "The exam starts in an hour.",
+    "Thank you for the lovely gift.",
+    "Snow covered the quiet village.",
+    "Wash your hands before dinner.",
+    "Ask the guide about the castle.",
+    "The lamp on my desk is broken.",
 )
 
 

@@ -34,24 +34,46 @@ PAPER = REPO / "configs" / "paper.yaml"
 R = "results/paper"
 # The paper's DAG, job by job: 13 fine-tunes; 19 evaluations (13 models at λC(i) = λC(t), 6 more table columns);
 # 16 attacked (model, λC(i)) pairs x 4 milestones; one job per table.
-PAPER_JOBS = {"fetch_commonvoice": 1, "prepare_commonvoice": 1, "espnet_data_dir": 3, "data_report": 1,
-              "fetch_pretrained": 1, "pretrained_tokenizer": 1, "tokenizer_coverage": 1, "collect_stats": 1,
-              "finetune": 13, "evaluate": 19, "evaluate_base": 1, "attack_targets": 1, "attack": 64,
-              "results_advtwer": 1, "results_table": 3, "results_benign": 1, "results_comparison": 1,
-              "results_figure1": 1, "results_training_curves": 1, "all": 1}
+PAPER_JOBS = {
+    "fetch_commonvoice": 1,
+    "prepare_commonvoice": 1,
+    "espnet_data_dir": 3,
+    "data_report": 1,
+    "fetch_pretrained": 1,
+    "pretrained_tokenizer": 1,
+    "tokenizer_coverage": 1,
+    "collect_stats": 1,
+    "finetune": 13,
+    "evaluate": 19,
+    "evaluate_base": 1,
+    "attack_targets": 1,
+    "attack": 64,
+    "results_advtwer": 1,
+    "results_table": 3,
+    "results_benign": 1,
+    "results_comparison": 1,
+    "results_figure1": 1,
+    "results_training_curves": 1,
+    "all": 1,
+}
 TEST_UTTERANCES = 10  # the test split's subsample; all of it is attacked, as the paper attacks its 1000
 
 # The rehearsal's overlay: sizes only (the paper's values in comments). Same ε, step size, λ grid, tables,
 # discriminator, learning rate, engine and PGD batch. Two chained milestones instead of four: each attack job
 # costs ~8 s here, nearly all of it Python, torch and ESPnet start-up, and 64 of them took the run past 8 min.
 SIZES = {
-    "data": {"threads": 2},                                                    # 16
+    "data": {"threads": 2},  # 16
     "commonvoice": {"subsample": {"train": None, "dev": 4, "test": TEST_UTTERANCES}},  # all, 1200, 1000
-    "finetune": {"epochs": 1, "threads": 1, "gpu": 0},                         # 30 epochs, 4 threads, 1 GPU
-    "evaluation": {"threads": 1, "gpu": 0},                                    # 2 threads, 1 GPU
-    "attack": {"steps": [1, 2], "n_utterances": TEST_UTTERANCES,              # 500-2000 steps, 1000 utterances
-               "checkpoint_every": 1, "threads": 1, "gpu": 0},                 # every 100 steps, 2 threads, 1 GPU
-    "results": {"bootstrap_samples": 200},                                     # 2000
+    "finetune": {"epochs": 1, "threads": 1, "gpu": 0},  # 30 epochs, 4 threads, 1 GPU
+    "evaluation": {"threads": 1, "gpu": 0},  # 2 threads, 1 GPU
+    "attack": {
+        "steps": [1, 2],  # 500, 1000, 1500, 2000
+        "n_utterances": TEST_UTTERANCES,  # 1000
+        "checkpoint_every": 1,  # 100 steps
+        "threads": 1,  # 2
+        "gpu": 0,  # 1
+    },
+    "results": {"bootstrap_samples": 200},  # 2000
 }
 
 
@@ -87,9 +109,28 @@ def paper_inputs(tmp_path_factory):
     # HTTPS as Zenodo's (the config accepts https:// only), with a certificate made here and trusted by the
     # workflow's downloads through REQUESTS_CA_BUNDLE
     cert, key = base / "cert.pem", base / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out",
-                    str(cert)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     handler = type("Zenodo", (_Zenodo,), {"requests": []})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(zenodo)))
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -99,8 +140,11 @@ def paper_inputs(tmp_path_factory):
     thread.start()
     url = f"https://127.0.0.1:{server.server_port}/record/4604011/files/{zipped.name}?download=1"
     overlay = base / "inputs.yaml"
-    overlay.write_text(yaml.safe_dump({"commonvoice": {"archive": str(archive)},
-                                       "pretrained": {"url": url, "sha256": sha256_of(zipped)}}))
+    overlay.write_text(
+        yaml.safe_dump(
+            {"commonvoice": {"archive": str(archive)}, "pretrained": {"url": url, "sha256": sha256_of(zipped)}}
+        )
+    )
     env = {"REQUESTS_CA_BUNDLE": str(cert), "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
     try:
         yield overlay, env, zipped, handler.requests
@@ -159,8 +203,11 @@ def _model_ids(paper: dict) -> list[str]:
 
 
 def _pairs(paper: dict) -> set[tuple[str, str]]:
-    return {(f"la{float(c['lambda_a'])}_lc{float(c['lambda_c_train'])}", str(float(c["lambda_c_infer"])))
-            for t in paper["tables"] for c in t["columns"]}
+    return {
+        (f"la{float(c['lambda_a'])}_lc{float(c['lambda_c_train'])}", str(float(c["lambda_c_infer"])))
+        for t in paper["tables"]
+        for c in t["columns"]
+    }
 
 
 @pytest.fixture(scope="module")
@@ -203,12 +250,16 @@ def test_rehearsal_downloads_verifies_and_lays_out_the_model(rehearsal, paper_in
     downloaded = list((workdir / "resources/model_zoo_cache").rglob(zipped.name))
     assert downloaded and downloaded[0].read_bytes() == zipped.read_bytes()
     base = workdir / "resources/pretrained/zenodo"
-    assert sorted(p.name for p in base.iterdir()) == sorted(["config.yaml", "model.pth", "bpe.model", "tokens.txt",
-                                                             "feats_stats.npz"])
+    assert sorted(p.name for p in base.iterdir()) == sorted(
+        ["config.yaml", "model.pth", "bpe.model", "tokens.txt", "feats_stats.npz"]
+    )
     base_cfg = yaml.safe_load((base / "config.yaml").read_text())
     assert (base_cfg["frontend_conf"]["n_fft"], base_cfg["frontend_conf"]["hop_length"]) == (512, 256)
-    assert (base_cfg["encoder"], base_cfg["decoder"], base_cfg["normalize"]) == ("conformer", "transformer",
-                                                                                 "global_mvn")
+    assert (base_cfg["encoder"], base_cfg["decoder"], base_cfg["normalize"]) == (
+        "conformer",
+        "transformer",
+        "global_mvn",
+    )
     out = workdir / R
     assert (out / "tokenizer/tokens.txt").read_text() == (base / "tokens.txt").read_text()
     assert (out / "tokenizer/bpe.model").read_bytes() == (base / "bpe.model").read_bytes()
@@ -226,9 +277,16 @@ def test_rehearsal_reads_common_voice_and_keeps_its_accent_mix(rehearsal):
     test_mix = {a: kept[("test", a)] for a in ("us", "indian")}
     assert sum(test_mix.values()) == TEST_UTTERANCES and test_mix["us"] > test_mix["indian"] > 0
     drops = {(d["split"], d["reason"]): d["rows"] for d in report["dropped"]}
-    assert drops == {("train", "multi_accent"): 2, ("train", "other_accent"): 1, ("train", "no_accent"): 1,
-                     ("dev", "multi_accent"): 1, ("dev", "subsampled"): 1, ("test", "multi_accent"): 1,
-                     ("test", "other_accent"): 1, ("test", "subsampled"): 4}
+    assert drops == {
+        ("train", "multi_accent"): 2,
+        ("train", "other_accent"): 1,
+        ("train", "no_accent"): 1,
+        ("dev", "multi_accent"): 1,
+        ("dev", "subsampled"): 1,
+        ("test", "multi_accent"): 1,
+        ("test", "other_accent"): 1,
+        ("test", "subsampled"): 4,
+    }
     classes = (out / "data/accent_classes.txt").read_text().split()[1::2]
     last = SIZES["attack"]["steps"][-1]
     for cell in out.glob(f"attacks/*/infer*/pgd{last}/utterances.csv"):
@@ -240,8 +298,14 @@ def test_rehearsal_reads_common_voice_and_keeps_its_accent_mix(rehearsal):
 def test_rehearsal_fine_tunes_evaluates_and_attacks_the_grid(rehearsal, paper):
     out = rehearsal[0] / R
     for model in _model_ids(paper):  # with the paper's discriminator, exported for Speech2Text and with its head
-        for name in ("config.yaml", "model.pth", "mtl_config.yaml", "mtl_model.pth", "train_curve.csv",
-                     "train_curve.png"):
+        for name in (
+            "config.yaml",
+            "model.pth",
+            "mtl_config.yaml",
+            "mtl_model.pth",
+            "train_curve.csv",
+            "train_curve.png",
+        ):
             assert (out / "models" / model / name).is_file(), (model, name)
         mtl = yaml.safe_load((out / "models" / model / "mtl_config.yaml").read_text())
         assert mtl["model_conf"]["dis_hidden"] == paper["discriminator"]["hidden"]
@@ -252,8 +316,12 @@ def test_rehearsal_fine_tunes_evaluates_and_attacks_the_grid(rehearsal, paper):
         for steps in SIZES["attack"]["steps"]:
             cell = out / f"attacks/{m}/infer{lci}/pgd{steps}"
             summary = json.loads((cell / "summary.json").read_text())
-            assert (summary["n_utts"], summary["steps"], summary["eps"], summary["step_size"]) == \
-                (TEST_UTTERANCES, steps, paper["attack"]["epsilon"], paper["attack"]["step_size"])
+            assert (summary["n_utts"], summary["steps"], summary["eps"], summary["step_size"]) == (
+                TEST_UTTERANCES,
+                steps,
+                paper["attack"]["epsilon"],
+                paper["attack"]["step_size"],
+            )
             assert summary["max_l2_norm"] <= paper["attack"]["epsilon"] and (cell / "state.npz").is_file()
 
 
@@ -265,10 +333,10 @@ def test_rehearsal_writes_the_papers_tables_and_figure(rehearsal, paper):
     assert len(advtwer) == len(_pairs(paper)) * len(steps) and set(advtwer["n_utts"]) == {TEST_UTTERANCES}
     for table in paper["tables"]:
         frame = pd.read_csv(out / f"tables/{table['name']}.csv")
-        labels = [c.removesuffix(" (baseline)") for c in frame.columns[1:1 + len(table["columns"])]]
+        labels = [c.removesuffix(" (baseline)") for c in frame.columns[1 : 1 + len(table["columns"])]]
         assert labels == [c["label"] for c in table["columns"]]
         assert frame["steps"].tolist() == [f"PGD-{s}" for s in steps]
-        assert frame[frame.columns[1:1 + len(labels)]].notna().all().all()  # every cell filled
+        assert frame[frame.columns[1 : 1 + len(labels)]].notna().all().all()  # every cell filled
         for ext in ("md", "tex", "html"):
             assert (out / f"tables/{table['name']}.{ext}").stat().st_size > 0
     for name in ("benign.csv", "benign.md", "benign.tex", "benign.html", "paper_comparison.md"):

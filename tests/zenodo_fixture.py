@@ -33,13 +33,23 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 TAG = "asr_conformer6_n_fft512_hop_length256_raw_en_bpe5000_scheduler_confwarmup_steps40000_optim_conflr0.0025_sp"
 ASR_EXP = f"exp/asr_train_{TAG}"
-LM_EXP = "exp/lm_train_lm_transformer2_bpe5000_scheduler_confwarmup_steps25000_batch_bins500000000_accum_grad2_use_amptrue"
+LM_EXP = (
+    "exp/lm_train_lm_transformer2_bpe5000_scheduler_confwarmup_steps25000_batch_bins500000000_accum_grad2_use_amptrue"
+)
 STATS = "exp/asr_stats_raw_en_bpe5000_sp"
 BPE = "data/en_token_list/bpe_unigram5000/bpe.model"
 ASR_MODEL = f"{ASR_EXP}/valid.acc.ave_10best.pth"  # asr.sh packs valid.acc.ave.pth, a link to this file
 LM_MODEL = f"{LM_EXP}/valid.loss.ave_10best.pth"
-ZIP_MEMBERS = ("meta.yaml", f"{ASR_EXP}/config.yaml", ASR_MODEL, f"{ASR_EXP}/RESULTS.md", f"{LM_EXP}/config.yaml",
-               LM_MODEL, f"{STATS}/train/feats_stats.npz", BPE)
+ZIP_MEMBERS = (
+    "meta.yaml",
+    f"{ASR_EXP}/config.yaml",
+    ASR_MODEL,
+    f"{ASR_EXP}/RESULTS.md",
+    f"{LM_EXP}/config.yaml",
+    LM_MODEL,
+    f"{STATS}/train/feats_stats.npz",
+    BPE,
+)
 
 
 def paper_zip_name() -> str:
@@ -50,34 +60,83 @@ def paper_zip_name() -> str:
 
 # The real config's keys, tiny sizes. frontend_conf.fs is what asr.sh adds for raw audio.
 ASR_RECIPE = {
-    "batch_type": "numel", "batch_bins": 140000000, "accum_grad": 1, "max_epoch": 35, "patience": None,
-    "init": None, "best_model_criterion": [["valid", "acc", "max"]], "keep_nbest_models": 10,
+    "batch_type": "numel",
+    "batch_bins": 140000000,
+    "accum_grad": 1,
+    "max_epoch": 35,
+    "patience": None,
+    "init": None,
+    "best_model_criterion": [["valid", "acc", "max"]],
+    "keep_nbest_models": 10,
     "encoder": "conformer",
-    "encoder_conf": {"output_size": 16, "attention_heads": 2, "linear_units": 32, "num_blocks": 1,
-                     "dropout_rate": 0.1, "positional_dropout_rate": 0.1, "attention_dropout_rate": 0.1,
-                     "input_layer": "conv2d", "normalize_before": True, "macaron_style": True,
-                     "pos_enc_layer_type": "rel_pos", "selfattention_layer_type": "rel_selfattn",
-                     "activation_type": "swish", "use_cnn_module": True, "cnn_module_kernel": 7},
+    "encoder_conf": {
+        "output_size": 16,
+        "attention_heads": 2,
+        "linear_units": 32,
+        "num_blocks": 1,
+        "dropout_rate": 0.1,
+        "positional_dropout_rate": 0.1,
+        "attention_dropout_rate": 0.1,
+        "input_layer": "conv2d",
+        "normalize_before": True,
+        "macaron_style": True,
+        "pos_enc_layer_type": "rel_pos",
+        "selfattention_layer_type": "rel_selfattn",
+        "activation_type": "swish",
+        "use_cnn_module": True,
+        "cnn_module_kernel": 7,
+    },
     "decoder": "transformer",
-    "decoder_conf": {"attention_heads": 2, "linear_units": 32, "num_blocks": 1, "dropout_rate": 0.1,
-                     "positional_dropout_rate": 0.1, "self_attention_dropout_rate": 0.1,
-                     "src_attention_dropout_rate": 0.1},
+    "decoder_conf": {
+        "attention_heads": 2,
+        "linear_units": 32,
+        "num_blocks": 1,
+        "dropout_rate": 0.1,
+        "positional_dropout_rate": 0.1,
+        "self_attention_dropout_rate": 0.1,
+        "src_attention_dropout_rate": 0.1,
+    },
     "model_conf": {"ctc_weight": 0.3, "lsm_weight": 0.1, "length_normalized_loss": False},
-    "optim": "adam", "optim_conf": {"lr": 0.0025}, "scheduler": "warmuplr", "scheduler_conf": {"warmup_steps": 40000},
-    "frontend": "default", "frontend_conf": {"n_fft": 512, "hop_length": 256, "fs": "16k"},
+    "optim": "adam",
+    "optim_conf": {"lr": 0.0025},
+    "scheduler": "warmuplr",
+    "scheduler_conf": {"warmup_steps": 40000},
+    "frontend": "default",
+    "frontend_conf": {"n_fft": 512, "hop_length": 256, "fs": "16k"},
     "specaug": "specaug",
-    "specaug_conf": {"apply_time_warp": True, "time_warp_window": 5, "time_warp_mode": "bicubic",
-                     "apply_freq_mask": True, "freq_mask_width_range": [0, 30], "num_freq_mask": 2,
-                     "apply_time_mask": True, "time_mask_width_range": [0, 40], "num_time_mask": 2},
-    "normalize": "global_mvn", "normalize_conf": {"stats_file": f"{STATS}/train/feats_stats.npz"},
-    "token_type": "bpe", "bpemodel": BPE,
+    "specaug_conf": {
+        "apply_time_warp": True,
+        "time_warp_window": 5,
+        "time_warp_mode": "bicubic",
+        "apply_freq_mask": True,
+        "freq_mask_width_range": [0, 30],
+        "num_freq_mask": 2,
+        "apply_time_mask": True,
+        "time_mask_width_range": [0, 40],
+        "num_time_mask": 2,
+    },
+    "normalize": "global_mvn",
+    "normalize_conf": {"stats_file": f"{STATS}/train/feats_stats.npz"},
+    "token_type": "bpe",
+    "bpemodel": BPE,
 }
 LM_RECIPE = {
     "lm": "transformer",
-    "lm_conf": {"pos_enc": None, "embed_unit": 16, "att_unit": 16, "head": 2, "unit": 32, "layer": 1,
-                "dropout_rate": 0.0},
-    "optim": "adam", "optim_conf": {"lr": 0.001}, "scheduler": "warmuplr", "scheduler_conf": {"warmup_steps": 25000},
-    "token_type": "bpe", "bpemodel": BPE,
+    "lm_conf": {
+        "pos_enc": None,
+        "embed_unit": 16,
+        "att_unit": 16,
+        "head": 2,
+        "unit": 32,
+        "layer": 1,
+        "dropout_rate": 0.0,
+    },
+    "optim": "adam",
+    "optim_conf": {"lr": 0.001},
+    "scheduler": "warmuplr",
+    "scheduler_conf": {"warmup_steps": 25000},
+    "token_type": "bpe",
+    "bpemodel": BPE,
 }
 
 # Run inside the experiment folder (paths in the configs are relative to it, as in an ESPnet recipe).
@@ -141,22 +200,49 @@ def make_standin_zip(work: Path, sentences: list[str], wavs: list[Path], vocab_s
         (src / folder).mkdir(parents=True, exist_ok=True)
     text = src / "data" / "en_token_list" / "train.txt"
     text.write_text("".join(f"{s}\n" for s in sentences), encoding="utf-8")
-    spm.SentencePieceTrainer.train(input=str(text), model_prefix=str(src / BPE)[: -len(".model")],
-                                   model_type="unigram", vocab_size=vocab_size, character_coverage=1.0,
-                                   input_sentence_size=100000000, hard_vocab_limit=False, num_threads=1,
-                                   minloglevel=2)
+    spm.SentencePieceTrainer.train(
+        input=str(text),
+        model_prefix=str(src / BPE)[: -len(".model")],
+        model_type="unigram",
+        vocab_size=vocab_size,
+        character_coverage=1.0,
+        input_sentence_size=100000000,
+        hard_vocab_limit=False,
+        num_threads=1,
+        minloglevel=2,
+    )
     sp = spm.SentencePieceProcessor(model_file=str(src / BPE))
     # ESPnet's token list: <blank>, <unk>, every piece of the BPE model, <sos/eos> (the real one: 5000 entries)
-    pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size())
-              if not (sp.is_unknown(i) or sp.is_control(i))]
+    pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size()) if not (sp.is_unknown(i) or sp.is_control(i))]
     (src / "tokens.txt").write_text("\n".join(["<blank>", "<unk>", *pieces, "<sos/eos>"]) + "\n", encoding="utf-8")
     (src / "recipe.yaml").write_text(yaml.safe_dump(ASR_RECIPE, sort_keys=False))
     (src / "lm_recipe.yaml").write_text(yaml.safe_dump(LM_RECIPE, sort_keys=False))
     _run([sys.executable, "-c", _BUILD, ASR_EXP, LM_EXP, STATS, ASR_MODEL, LM_MODEL, *map(str, wavs)], src)
     (src / ASR_EXP / "RESULTS.md").write_text("# RESULTS\nA stand-in made by the tests: random weights.\n")
     out = work / paper_zip_name()
-    _run([sys.executable, "-m", "espnet2.bin.pack", "asr", "--asr_train_config", f"{ASR_EXP}/config.yaml",
-          "--asr_model_file", ASR_MODEL, "--lm_train_config", f"{LM_EXP}/config.yaml", "--lm_file", LM_MODEL,
-          "--option", f"{STATS}/train/feats_stats.npz", "--option", BPE, "--option", f"{ASR_EXP}/RESULTS.md",
-          "--outpath", str(out)], src)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "espnet2.bin.pack",
+            "asr",
+            "--asr_train_config",
+            f"{ASR_EXP}/config.yaml",
+            "--asr_model_file",
+            ASR_MODEL,
+            "--lm_train_config",
+            f"{LM_EXP}/config.yaml",
+            "--lm_file",
+            LM_MODEL,
+            "--option",
+            f"{STATS}/train/feats_stats.npz",
+            "--option",
+            BPE,
+            "--option",
+            f"{ASR_EXP}/RESULTS.md",
+            "--outpath",
+            str(out),
+        ],
+        src,
+    )
     return out
