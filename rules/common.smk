@@ -8,6 +8,15 @@ from snakemake.utils import validate
 # the one spelling of weights, model ids, settings and result folders (dependency-free: fine at parse time)
 from hne_core.naming import attack_checkpoint, attack_dir, eval_dir, fmt_weight, model_id, parse_setting
 from hne_core.naming import setting_of as setting_key
+from hne_core.naming import (  # the robustness checks' folders
+    noise_dir,
+    seed_attack_dir,
+    seed_dir,
+    seed_model_dir,
+    sweep_dir,
+    transfer_file,
+    untargeted_dir,
+)
 
 
 def _validate_config(cfg):
@@ -377,3 +386,117 @@ def get_final_output():
         *results_outputs(),
         *(robustness_outputs() if ROBUSTNESS_ENABLED else []),  # rules/robustness.smk (issue 17)
     ]
+
+
+# ---------------------------------------------------------------- robustness (rules/robustness.smk, issue 17)
+
+ROB = config["robustness"]
+LAST = MILESTONES[-1]
+
+
+def _robustness_settings():
+    """(model, λC(i)) pairs given the sweep, noise and untargeted checks: robustness.settings, every one a table
+    column, or every table column."""
+    pairs = {
+        parse_setting(f"{a}/{t}/{i}"): (m, i)
+        for m, i in table_pairs()
+        for a, t in [(model_weights(m)["lambda_a"], model_weights(m)["lambda_c"])]
+    }
+    if ROB["settings"] is None:
+        return sorted(pairs.values())
+    chosen = []
+    for k, text in enumerate(ROB["settings"]):
+        if parse_setting(text) not in pairs:
+            raise WorkflowError(
+                f"Invalid config key 'robustness.settings.{k}': {text} (λA/λC(t)/λC(i)) is not a "
+                "column of any table, so it is not attacked"
+            )
+        chosen.append(pairs[parse_setting(text)])
+    return sorted(chosen)
+
+
+ROBUSTNESS_PAIRS = _robustness_settings()
+# the sweep's multipliers that need a job: ×1 is the attack itself
+SWEEP_SCALES = [fmt_weight(s) for s in ROB["epsilon_scales"] if abs(float(s) - 1.0) > 1e-9]
+
+
+def _seed_pairs():
+    """(model, λC(i)) of robustness.seed_settings (table columns), retrained with every robustness.seeds."""
+    if config["seed"] in ROB["seeds"]:
+        raise WorkflowError(f"Invalid config key 'robustness.seeds': {config['seed']} is the run's own `seed`")
+    columns = {
+        parse_setting(f"{model_weights(m)['lambda_a']}/{model_weights(m)['lambda_c']}/{i}"): (m, i)
+        for m, i in table_pairs()
+    }
+    out = []
+    for k, text in enumerate(ROB["seed_settings"]):
+        if parse_setting(text) not in columns:
+            raise WorkflowError(f"Invalid config key 'robustness.seed_settings.{k}': {text} is not a table column")
+        out.append(columns[parse_setting(text)])
+    return sorted(out) if ROB["seeds"] else []
+
+
+SEED_PAIRS = _seed_pairs()
+
+
+def _table_pair_sets():
+    return [
+        {(model_id(c["lambda_a"], c["lambda_c_train"]), fmt_weight(c["lambda_c_infer"])) for c in t["columns"]}
+        for t in config["tables"]
+    ]
+
+
+def transfer_victims():
+    """Every table column sharing a table with another column."""
+    return sorted({p for cols in _table_pair_sets() if len(cols) > 1 for p in cols})
+
+
+def transfer_sources(wildcards):
+    """The final state (and summary, for its setting) of every other column of the victim's tables."""
+    victim = (wildcards.model, fmt_weight(wildcards.lci))
+    sources = sorted({p for cols in _table_pair_sets() if victim in cols for p in cols} - {victim})
+    return {
+        "states": [f"{attack_dir(R, m, l, LAST)}/state.npz" for m, l in sources],
+        "summaries": [f"{attack_dir(R, m, l, LAST)}/summary.json" for m, l in sources],
+    }
+
+
+def previous_untargeted_state(wildcards):
+    steps = int(wildcards.steps)
+    if steps not in MILESTONES:
+        raise WorkflowError(f"PGD milestone {steps} is not in attack.steps {MILESTONES}")
+    i = MILESTONES.index(steps)
+    return (
+        {}
+        if i == 0
+        else {"prev_state": f"{untargeted_dir(R, wildcards.model, wildcards.lci, MILESTONES[i - 1])}/state.npz"}
+    )
+
+
+def robustness_tables():
+    return [t["name"] for t in config["tables"] if len(t["columns"]) > 1]
+
+
+def robustness_outputs():
+    """The checks' final outputs (get_final_output adds them when robustness.enabled)."""
+    return [
+        results_path("tables", "robustness_checks.csv"),
+        results_path("tables", "robustness_checks.md"),
+        results_path("figures", "budget_sweep.png"),
+        results_path("figures", "transfer.png"),
+        *(results_path("tables", f"transfer_{n}.{ext}") for n in robustness_tables() for ext in ("csv", "md")),
+    ]
+
+
+ATTACK_SETTINGS = dict(
+    clip=config["attack"]["clip"],
+    engine=config["attack"]["engine"],
+    batch_size=config["attack"]["batch_size"],
+    batch_samples=config["attack"]["batch_samples"],
+    autocast=config["attack"]["autocast"],
+    checkpoint_every=config["attack"]["checkpoint_every"],
+    on_nan=config["attack"]["on_nan"],
+    label_smoothing=config["attack"]["label_smoothing"],
+    decoding=config["decoding"]["mode"],
+    text_case=config["data"]["text_case"],
+)
