@@ -49,9 +49,16 @@ def evaluation_effect(eval_dir: Path, data_dir: Path, text_case: str) -> dict | 
     waves = [read_audio(utts[u].wav) for u in frame.utt_id]
     other = [normalize_transcript(t, text_case) for t in transcribe.batch(waves)]
     refs = list(frame.reference)
-    return {"kind": "benign", "model": model, "lci": lci, "steps": 0, "n": len(refs),
-            "changed": int(sum(a != b for a, b in zip(frame.hypothesis, other))),
-            f"wer_{mode}": _wer(refs, list(frame.hypothesis)), f"wer_{_other(mode)}": _wer(refs, other)}
+    return {
+        "kind": "benign",
+        "model": model,
+        "lci": lci,
+        "steps": 0,
+        "n": len(refs),
+        "changed": int(sum(a != b for a, b in zip(frame.hypothesis, other))),
+        f"wer_{mode}": _wer(refs, list(frame.hypothesis)),
+        f"wer_{_other(mode)}": _wer(refs, other),
+    }
 
 
 def attack_effect(attack_dir: Path, data_dir: Path, text_case: str) -> dict | None:
@@ -74,26 +81,38 @@ def attack_effect(attack_dir: Path, data_dir: Path, text_case: str) -> dict | No
     advs = [(read_audio(utts[u].wav) + d).astype(np.float32) for u, d in zip(state["utt_ids"], state["deltas"])]
     other = [normalize_transcript(t, text_case) for t in transcribe.batch(advs)]
     targets = list(frame.target)
-    return {"kind": "attack", "model": model, "lci": lci, "steps": int(summary["steps"]), "n": len(targets),
-            "changed": int(sum(a != b for a, b in zip(frame.hypothesis, other))),
-            f"adv_twer_{mode}": _wer(targets, list(frame.hypothesis)), f"adv_twer_{_other(mode)}": _wer(targets, other)}
+    return {
+        "kind": "attack",
+        "model": model,
+        "lci": lci,
+        "steps": int(summary["steps"]),
+        "n": len(targets),
+        "changed": int(sum(a != b for a, b in zip(frame.hypothesis, other))),
+        f"adv_twer_{mode}": _wer(targets, list(frame.hypothesis)),
+        f"adv_twer_{_other(mode)}": _wer(targets, other),
+    }
 
 
 def decoding_effect(results: str | Path, text_case: str = "upper") -> pd.DataFrame:
     results = Path(results)
     data_dir = results / "data" / "test"
     rows = [r for d in sorted(results.glob("eval/*/infer*")) if (r := evaluation_effect(d, data_dir, text_case))]
-    rows += [r for d in sorted(results.glob("attacks/*/infer*/pgd*")) if d.is_dir()
-             and (r := attack_effect(d, data_dir, text_case))]
+    milestones = [d for d in results.glob("attacks/*/infer*/pgd*") if d.is_dir()]
+    for d in sorted(milestones, key=lambda d: (str(d.parent), int(d.name.removeprefix("pgd")))):  # 50 before 100
+        if r := attack_effect(d, data_dir, text_case):
+            rows.append(r)
     return pd.DataFrame(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hne_core.results.decoding_effect", description=__doc__)
     parser.add_argument("results", help="a finished run's results folder (results_dir)")
-    parser.add_argument("--workdir", default=None,
-                        help="the run's working directory (the models' configs name files relative to it; "
-                             "default: the results folder's parent)")
+    parser.add_argument(
+        "--workdir",
+        default=None,
+        help="the run's working directory (the models' configs name files relative to it; "
+        "default: the results folder's parent)",
+    )
     parser.add_argument("--text-case", default="upper")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
@@ -112,8 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(frame.round(2).to_string(index=False))
     benign, attacked = frame[frame.kind == "benign"], frame[frame.kind == "attack"]
-    print(f"benign_changed={int(benign.changed.sum())}/{int(benign.n.sum())} "
-          f"attacked_changed={int(attacked.changed.sum())}/{int(attacked.n.sum())}")
+    print(
+        f"benign_changed={int(benign.changed.sum())}/{int(benign.n.sum())} "
+        f"attacked_changed={int(attacked.changed.sum())}/{int(attacked.n.sum())}"
+    )
     return 0
 
 
