@@ -15,6 +15,35 @@ REPO = Path(__file__).resolve().parent.parent
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 SMOKE = REPO / "tests" / "configs" / "smoke.yaml"
 
+# The model and results jobs of a full grid (13 models, the three tables) as `snakemake -n` counts them.
+MODEL_JOBS = {
+    "collect_stats": 1,
+    "finetune": 13,
+    "evaluate": 19,
+    "evaluate_base": 1,
+    "attack_targets": 1,
+    "attack": 64,
+    "all": 1,
+    # results: the tidy frame, one job per table (3), benign table, comparison, Figure 1, training curves
+    "results_advtwer": 1,
+    "results_table": 3,
+    "results_benign": 1,
+    "results_comparison": 1,
+    "results_figure1": 1,
+    "results_training_curves": 1,
+}
+# The paper's DAG on a Common Voice archive: fetch and prepare the data, fetch the Zenodo base, then the grid.
+PAPER_JOBS = {
+    "fetch_commonvoice": 1,
+    "prepare_commonvoice": 1,
+    "espnet_data_dir": 3,
+    "data_report": 1,
+    "fetch_pretrained": 1,
+    "pretrained_tokenizer": 1,
+    "tokenizer_coverage": 1,
+    **MODEL_JOBS,
+}
+
 
 def run_snakemake(
     workdir: Path, *args: str, check: bool = True, env: dict | None = None, timeout: int = 1800

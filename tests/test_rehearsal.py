@@ -26,36 +26,12 @@ from typing import ClassVar
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, planned_jobs, run_snakemake
+from conftest import PAPER_JOBS, REPO, planned_jobs, run_snakemake
 from cv_fixture import RELEASE, SENTENCES, expected_kept, make_unbalanced_release
 from zenodo_fixture import make_standin_zip
 
 PAPER = REPO / "configs" / "paper.yaml"
 R = "results/paper"
-# The paper's DAG, job by job: 13 fine-tunes; 19 evaluations (13 models at λC(i) = λC(t), 6 more table columns);
-# 16 attacked (model, λC(i)) pairs x 4 milestones; one job per table.
-PAPER_JOBS = {
-    "fetch_commonvoice": 1,
-    "prepare_commonvoice": 1,
-    "espnet_data_dir": 3,
-    "data_report": 1,
-    "fetch_pretrained": 1,
-    "pretrained_tokenizer": 1,
-    "tokenizer_coverage": 1,
-    "collect_stats": 1,
-    "finetune": 13,
-    "evaluate": 19,
-    "evaluate_base": 1,
-    "attack_targets": 1,
-    "attack": 64,
-    "results_advtwer": 1,
-    "results_table": 3,
-    "results_benign": 1,
-    "results_comparison": 1,
-    "results_figure1": 1,
-    "results_training_curves": 1,
-    "all": 1,
-}
 TEST_UTTERANCES = 10  # the test split's subsample; all of it is attacked, as the paper attacks its 1000
 
 # The rehearsal's overlay: sizes only (the paper's values in comments). Same ε, step size, λ grid, tables,
