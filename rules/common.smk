@@ -486,17 +486,3 @@ def robustness_outputs():
         results_path("figures", "transfer.png"),
         *(results_path("tables", f"transfer_{n}.{ext}") for n in robustness_tables() for ext in ("csv", "md")),
     ]
-
-
-ATTACK_SETTINGS = dict(
-    clip=config["attack"]["clip"],
-    engine=config["attack"]["engine"],
-    batch_size=config["attack"]["batch_size"],
-    batch_samples=config["attack"]["batch_samples"],
-    autocast=config["attack"]["autocast"],
-    checkpoint_every=config["attack"]["checkpoint_every"],
-    on_nan=config["attack"]["on_nan"],
-    label_smoothing=config["attack"]["label_smoothing"],
-    decoding=config["decoding"]["mode"],
-    text_case=config["data"]["text_case"],
-)

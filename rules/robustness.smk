@@ -129,18 +129,16 @@ rule robustness_untargeted:
     threads: config["attack"]["threads"]
     resources:
         **job_resources("attack"),
-    params:
-        **ATTACK_SETTINGS,
+    params:  # the attack rule's, ascending the loss of the references (no targets file)
         model_dir=input_dir("model"),
         test_dir=input_dir("test"),
         weights=lambda wc: model_weights(wc.model),
         lambda_c_infer=lambda wc: float(wc.lci),
         steps=lambda wc: int(wc.steps),
-        epsilon=config["attack"]["epsilon"],
-        step_size=config["attack"]["step_size"],
+        settings=attack_settings(targeted=False),
         checkpoint=lambda wc: f"{untargeted_dir(R, wc.model, wc.lci, wc.steps)}.checkpoint",
     script:
-        "../workflow_scripts/robustness_untargeted.py"
+        "../workflow_scripts/attack.py"  # the attack job itself, untargeted
 
 
 rule robustness_seed_finetune:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -428,16 +429,23 @@ def test_greedy_decoder_matches_speech2text(exported, model, waves, lambda_c):
         assert ours(w) == s2t(w)[0][2]
 
 
-def test_attack_job_chains_milestones_and_writes_checked_outputs(exported, bpe, waves, tmp_path):
+JOB_IDS, JOB_REFS = ["u1", "u2", "u3"], ["A BAD CAB", "DEAD", "BE"]
+
+
+def write_job_data(tmp_path, waves) -> Path:
+    """A Kaldi-style data directory of the first three waves (the attack job's input)."""
     data = tmp_path / "data"
     data.mkdir()
-    ids = ["u1", "u2", "u3"]
-    refs = ["A BAD CAB", "DEAD", "BE"]
-    for u, w in zip(ids, waves):
+    for u, w in zip(JOB_IDS, waves):
         sf.write(data / f"{u}.wav", w, 16000, subtype="FLOAT")
-    (data / "wav.scp").write_text("".join(f"{u} {data / u}.wav\n" for u in ids))
-    (data / "text").write_text("".join(f"{u} {r}\n" for u, r in zip(ids, refs)))
+    (data / "wav.scp").write_text("".join(f"{u} {data / u}.wav\n" for u in JOB_IDS))
+    (data / "text").write_text("".join(f"{u} {r}\n" for u, r in zip(JOB_IDS, JOB_REFS)))
     (data / "accent").write_text("u1 0\nu2 1\nu3 0\n")
+    return data
+
+
+def test_attack_job_chains_milestones_and_writes_checked_outputs(exported, bpe, waves, tmp_path):
+    data, ids = write_job_data(tmp_path, waves), JOB_IDS
     write_targets(tmp_path / "targets.txt", ["CAB", "ABE DEED", "EBB"])
     out = {k: tmp_path / f"{k}" for k in ("c2.csv", "s2.npz", "j2.json", "c4.csv", "s4.npz", "j4.json")}
     elsewhere = AttackOutputs(tmp_path / "x.csv", tmp_path / "x.npz", tmp_path / "x.json")
@@ -514,6 +522,55 @@ def test_attack_job_chains_milestones_and_writes_checked_outputs(exported, bpe, 
         )
     with pytest.raises(AttackSetupError, match="engine must be one of"):
         replace(SETTINGS, engine="cleverhans")
+
+
+def test_untargeted_attack_job_ascends_the_references_and_never_chains_a_targeted_state(exported, bpe, waves, tmp_path):
+    """The robustness checks' untargeted attack is the attack job with ``targeted=False``: no targets file, the
+    references are what it moves away from (the CSV's target column), δ is ``run_attack(targeted=False)``'s as
+    stored, and a targeted milestone's state is refused as its previous state (and the reverse)."""
+    data = write_job_data(tmp_path, waves)
+    untargeted = replace(SETTINGS, targeted=False)
+    paths = {k: tmp_path / k for k in ("u.csv", "u.npz", "u.json", "t.csv", "t.npz", "t.json")}
+    summary = attack_job(
+        exported,
+        data,
+        JOB_IDS,
+        None,
+        0.3,
+        2,
+        untargeted,
+        AttackOutputs(paths["u.csv"], paths["u.npz"], paths["u.json"]),
+        device="cpu",
+    )
+    frame = pd.read_csv(paths["u.csv"], keep_default_na=False)
+    assert list(frame.target) == JOB_REFS and (frame.target_wer == frame.wer).all()
+    assert list(frame.success) == [h != r for h, r in zip(frame.hypothesis, frame.reference)]
+    assert summary["targeted"] is False and summary["adv_twer"] == summary["wer"]
+    model, encoder = build_tiny(1.0, 0.3), TargetEncoder(TOKENS, bpe)
+    direct = run_attack(
+        "native", model, waves[:3], JOB_REFS, 0.3, EPS, STEP, 2, targeted=False, batch_size=2, encoder=encoder
+    )
+    for d, s in zip(load_state(paths["u.npz"])["deltas"], direct.deltas):
+        np.testing.assert_array_equal(d, dequantize(*quantize(s)))
+    with pytest.raises(AttackSetupError, match="needs a targets file"):
+        attack_job(exported, data, JOB_IDS, None, 0.3, 1, SETTINGS, AttackOutputs(*list(paths.values())[3:]))
+    write_targets(tmp_path / "targets.txt", ["CAB", "ABE DEED", "EBB"])
+    targeted_outputs = AttackOutputs(paths["t.csv"], paths["t.npz"], paths["t.json"])
+    attack_job(exported, data, JOB_IDS, tmp_path / "targets.txt", 0.3, 1, SETTINGS, targeted_outputs, device="cpu")
+    for prev, settings, targets in ((paths["t.npz"], untargeted, None), (paths["u.npz"], SETTINGS, "targets.txt")):
+        with pytest.raises(AttackSetupError, match="different attack"):
+            attack_job(
+                exported,
+                data,
+                JOB_IDS,
+                targets and tmp_path / targets,
+                0.3,
+                4,
+                settings,
+                AttackOutputs(tmp_path / "x.csv", tmp_path / "x.npz", tmp_path / "x.json"),
+                prev_state=prev,
+                device="cpu",
+            )
 
 
 def test_attack_benchmark_prints_consistent_figures_and_a_summary_line():

@@ -1,4 +1,5 @@
-"""Targeted L2 PGD on one (model, λC(i)) up to one milestone, continuing from the previous milestone's δ."""
+"""L2 PGD on one (model, λC(i)) up to one milestone, continuing from the previous milestone's δ: targeted at the
+lorem-ipsum targets, or (robustness checks) untargeted, ascending the loss of the references."""
 
 from hne_core.startup import skip_typeguard_instrumentation
 
@@ -16,7 +17,7 @@ with logged_to(snakemake.log[0]) as log:
         p.model_dir,
         p.test_dir,
         utt_ids,
-        snakemake.input.targets,
+        snakemake.input.get("targets"),  # none for an untargeted attack
         p.lambda_c_infer,
         p.steps,
         AttackSettings(**p.settings),

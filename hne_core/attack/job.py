@@ -52,7 +52,7 @@ from hne_core.text import normalize_transcript
 log = logging.getLogger(__name__)
 
 STATE_FORMAT = "hne-attack-state-1"
-META_DEFAULTS = {"target_length": "chars", "label_smoothing": "model", "autocast": None}
+META_DEFAULTS = {"target_length": "chars", "label_smoothing": "model", "autocast": None, "targeted": True}
 _QMAX = 32767
 
 
@@ -156,6 +156,9 @@ class AttackSettings:
     text_case: str = "upper"
     decoding: str = DEFAULT_MODE
     decoding_batch_size: int = DEFAULT_BATCH_SIZE
+    # False: the untargeted attack of the robustness checks: ascend Eq. 4's loss of each utterance's own
+    # reference (the "target" of every output is then the reference, and success means leaving it).
+    targeted: bool = True
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -174,6 +177,7 @@ class AttackSettings:
             "target_length": self.target_length,
             "label_smoothing": self.label_smoothing,
             "autocast": self.autocast,
+            "targeted": bool(self.targeted),  # a targeted state never chains into an untargeted attack
         }
 
 
@@ -202,12 +206,13 @@ def _load(
     model_dir: Path,
     data_dir: str | Path,
     utt_ids: list[str],
-    targets_file: str | Path,
+    targets_file: str | Path | None,
     lambda_c_infer: float,
     settings: AttackSettings,
     device: str,
 ) -> _Inputs:
-    """The utterances, their closest-length targets (spelled in the model's tokens) and the model."""
+    """The utterances, their targets (spelled in the model's tokens) and the model. The targets are the
+    closest-length lorem-ipsum sentences of ``targets_file``; for an untargeted attack, the references."""
     from hne_core.data.utterances import read_audio, read_data_dir
 
     if not utt_ids:
@@ -220,7 +225,12 @@ def _load(
         raise AttackSetupError(f"{data_dir} has no utterance(s) {missing[:5]}")
     utts = [by_id[u] for u in utt_ids]
     refs = [normalize_transcript(u.reference, settings.text_case) for u in utts]
-    targets = assign_targets(refs, read_targets(targets_file), settings.target_length)
+    if settings.targeted:
+        if targets_file is None:
+            raise AttackSetupError("a targeted attack needs a targets file")
+        targets = assign_targets(refs, read_targets(targets_file), settings.target_length)
+    else:
+        targets = list(refs)
     s2t = _load_model(model_dir, lambda_c_infer, device)
     model = s2t.asr_model
     set_label_smoothing(model, settings.label_smoothing)
@@ -297,7 +307,7 @@ def _score(
             "hypothesis": hyps,
             "target_wer": [corpus_wer([t], [h]) for t, h in zip(targets, hyps)],
             "wer": [corpus_wer([r], [h]) for r, h in zip(refs, hyps)],
-            "success": [h == t for h, t in zip(hyps, targets)],
+            "success": [(h == t) == settings.targeted for h, t in zip(hyps, targets)],
             "l2_norm": [float(np.linalg.norm(d.astype(np.float64))) for d in stored],
             "linf_norm": [float(np.abs(d).max()) for d in stored],
             "snr_db": [_snr_db(x, d) for x, d in zip(inputs.waves, stored)],
@@ -353,7 +363,7 @@ def attack_job(
     model_dir: str | Path,
     data_dir: str | Path,
     utt_ids: Sequence[str],
-    targets_file: str | Path,
+    targets_file: str | Path | None,
     lambda_c_infer: float,
     steps: int,
     settings: AttackSettings,
@@ -369,7 +379,8 @@ def attack_job(
     Load (utterances, targets, model) -> resume (the previous milestone's δ) -> run (``run_attack``) -> quantise
     once and check the constraints on what is stored -> score (decode x + δ) -> write. CSV columns: utt_id,
     accent_id, reference, target, hypothesis, target_wer, wer (per utterance, fractions), success (hypothesis ==
-    target), l2_norm, linf_norm, snr_db, adv_loss (Eq. 4 at x+δ), n_samples, nan_skips. Summary: adv_twer and
+    target; for an untargeted attack, hypothesis != reference), l2_norm, linf_norm, snr_db, adv_loss (Eq. 4 at
+    x+δ), n_samples, nan_skips. Summary: adv_twer and
     wer (corpus WER ×100), n_utts, success_rate, nan_skipped_steps, n_utts_with_nan, steps, steps_run,
     resumed_from, the settings, and timing. Returns the summary.
 
@@ -405,6 +416,7 @@ def attack_job(
         names=utt_ids,
         batch_samples=settings.batch_samples,
         autocast=settings.autocast,
+        targeted=settings.targeted,
     )
     attack_s = time.perf_counter() - t0
 
@@ -424,7 +436,8 @@ def attack_job(
     if outputs.checkpoint:
         Path(outputs.checkpoint).unlink(missing_ok=True)
     log.info(
-        "attack %s λC(i)=%s milestone %d: AdvTWER %.2f, WER %.2f over %d utterances",
+        "%s attack %s λC(i)=%s milestone %d: AdvTWER %.2f, WER %.2f over %d utterances",
+        "targeted" if settings.targeted else "untargeted",
         model_dir,
         lambda_c_infer,
         steps,
