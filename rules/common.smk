@@ -482,6 +482,7 @@ def robustness_outputs():
     return [
         results_path("tables", "robustness_checks.csv"),
         results_path("tables", "robustness_checks.md"),
+        results_path("tables", "robustness_seeds.csv"),
         results_path("figures", "budget_sweep.png"),
         results_path("figures", "transfer.png"),
         *(results_path("tables", f"transfer_{n}.{ext}") for n in robustness_tables() for ext in ("csv", "md")),

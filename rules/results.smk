@@ -124,6 +124,7 @@ rule results_comparison:
         paper=PAPER_RESULTS,
         # the robustness checks' verdicts, when they run (rules/robustness.smk)
         robustness=[results_path("tables", "robustness_checks.csv")] if ROBUSTNESS_ENABLED else [],
+        robustness_seeds=[results_path("tables", "robustness_seeds.csv")] if ROBUSTNESS_ENABLED else [],
     output:
         md=report(
             results_path("tables", "paper_comparison.md"),

@@ -244,6 +244,7 @@ rule robustness_report:
             subcategory="Robustness checks",
         ),
         md=results_path("tables", "robustness_checks.md"),
+        seeds=results_path("tables", "robustness_seeds.csv"),  # AdvTWER per retrained setting and seed
         sweep_png=report(
             results_path("figures", "budget_sweep.png"),
             caption="../report/robustness.rst",

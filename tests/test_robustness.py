@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import shutil
+from dataclasses import astuple
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,7 @@ from conftest import REPO, SMOKE, planned_jobs, run_snakemake
 from hne_core.attack.pgd import l2_step
 from hne_core.attack.run import run_attack
 from hne_core.results.aggregate import Setting
-from hne_core.results.compare import Comparison, Difference, FindingResult, robustness_support
+from hne_core.results.compare import Comparison, Difference, FindingResult, robustness_support, seed_support
 from hne_core.robustness.noise import noise_direction, noisy
 from hne_core.robustness.report import pooled_scores, setting_verdicts
 from hne_core.robustness.verdicts import (
@@ -128,6 +129,44 @@ def test_setting_verdicts_and_the_comparisons_support_line():
     assert robustness_support(holds, {}).startswith("partly checked")
     fails = FindingResult("c", "adv_twer", [Comparison(best, base, {2: Difference(-5, -9, -1)})])
     assert robustness_support(fails, checks).startswith("not needed")
+
+
+def test_a_finding_judged_across_training_seeds():
+    """seed_support: from robustness_seeds.csv (AdvTWER per retrained setting and seed), each comparison of a
+    finding with both sides retrained counts the seeds where the better side is higher; the finding holds at
+    every seed, at none, or depends on the seed (a finding that holds at the run's seed only is reported so)."""
+    best, base, other = Setting(0.7, 0.3, 0.0), Setting(1.0, 0.0, 0.0), Setting(1.0, 1.0, 1.0)
+
+    def frame(values):
+        return pd.DataFrame(
+            [
+                {
+                    **dict(zip(("lambda_a", "lambda_c_train", "lambda_c_infer"), astuple(s))),
+                    "seed": k,
+                    "steps": 4,
+                    "adv_twer": v,
+                }
+                for s, per in values.items()
+                for k, v in per.items()
+            ]  # fmt: skip
+        )
+
+    finding = FindingResult(
+        "c", "adv_twer", [Comparison(best, base, {4: Difference(5, 1, 9)}), Comparison(best, other, {})]
+    )
+    every = frame({best: {1: 110, 2: 108, 9: 120}, base: {1: 100, 2: 100, 9: 101}})
+    assert seed_support(finding, every) == (
+        "holds at every seed at PGD-4 (seeds where the better side has the higher AdvTWER: "
+        "0.7/0.3/0.0 vs 1.0/0.0/0.0 3 of 3); 1 comparisons not retrained"
+    )
+    run_seed_only = frame({best: {1: 90, 2: 108, 9: 120}, base: {1: 100, 2: 108, 9: 101}})  # a tie is no win
+    assert seed_support(finding, run_seed_only).startswith("**depends on the training seed** at PGD-4")
+    assert "1.0/0.0/0.0 1 of 3" in seed_support(finding, run_seed_only)
+    never = frame({best: {1: 90, 9: 95}, base: {1: 100, 9: 101}, other: {1: 99, 9: 99.5}})
+    assert seed_support(finding, never).startswith("holds at no seed")
+    assert seed_support(finding, frame({best: {1: 90, 9: 95}, other: {1: 99}})).startswith("not judged")
+    benign = FindingResult("c", "benign_wer", finding.comparisons)
+    assert seed_support(benign, every).startswith("not applicable")
 
 
 def test_noise_has_the_attacks_norm_and_the_same_direction_for_every_model():
@@ -327,6 +366,11 @@ def test_every_check_runs_on_the_smoke_config_with_a_verdict_per_model(robustnes
         assert (robustness_run / "results/figures" / name).read_bytes()[:4] == b"\x89PNG"
     comparison = (tables / "paper_comparison.md").read_text()
     assert comparison.count("- Robustness checks (robustness_checks.md): ") == len(smoke["findings"])
+    # the findings judged across seeds, from the per-seed AdvTWER of both retrained columns (seeds 8 and the run's)
+    per_seed = pd.read_csv(tables / "robustness_seeds.csv")
+    assert sorted(per_seed["seed"].unique()) == sorted([8, smoke["seed"]]) and len(per_seed) == 4
+    assert (per_seed["steps"] == 4).all()
+    assert comparison.count("- Across training seeds (robustness_seeds.csv): ") == len(smoke["findings"])
 
 
 @pytest.mark.slow

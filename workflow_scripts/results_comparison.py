@@ -26,13 +26,14 @@ with logged_to(snakemake.log[0]) as log:
     benign = {Setting.of(read_summary(f)): read_benign_scores(sibling(f, "hypotheses.tsv", i.hyps)) for f in i.evals}
     paper = load_paper_results(i.paper)
     results = evaluate_findings(p.findings, attack, benign, p.steps, p.bootstrap_samples, p.ci_level, p.seed, paper)
-    checks = None
-    if i.get("robustness"):  # robustness.enabled: the checks' verdicts per setting (issue 17)
+    checks = seeds = None
+    if i.get("robustness"):  # robustness.enabled: the checks' verdicts per setting, AdvTWER per seed (issue 17)
         import pandas as pd
 
         from hne_core.robustness.report import setting_verdicts
 
         checks = setting_verdicts(pd.read_csv(i.robustness[0]))
+        seeds = pd.read_csv(i.robustness_seeds[0])
     text = comparison_markdown(
         p.tables,
         read_advtwer(i.advtwer),
@@ -44,6 +45,7 @@ with logged_to(snakemake.log[0]) as log:
         p.seed,
         paper,
         checks,
+        seeds,
     )
     write_text_atomic(snakemake.output.md, text)
     for r in results:

@@ -1,5 +1,5 @@
-"""Every robustness job's outputs -> robustness_checks.{csv,md}, the transfer matrices, budget_sweep.png and
-transfer.png."""
+"""Every robustness job's outputs -> robustness_checks.{csv,md}, robustness_seeds.csv, the transfer matrices,
+budget_sweep.png and transfer.png."""
 
 from hne_core.startup import skip_typeguard_instrumentation
 
@@ -7,7 +7,7 @@ skip_typeguard_instrumentation()  # before ESPnet is imported
 from hne_core.logs import logged_to
 from hne_core.results.aggregate import Setting, read_advtwer
 from hne_core.robustness.figures import budget_sweep, transfer_heatmap
-from hne_core.robustness.report import check_frame, checks_markdown, read_inputs, write_outputs
+from hne_core.robustness.report import check_frame, checks_markdown, read_inputs, seed_frame, write_outputs
 
 with logged_to(snakemake.log[0]) as log:
     i, p, o = snakemake.input, snakemake.params, snakemake.output
@@ -55,7 +55,7 @@ with logged_to(snakemake.log[0]) as log:
         for n in p.matrix_tables
         for f, g in [tuple(m for m in o.matrices if m.endswith((f"/transfer_{n}.csv", f"/transfer_{n}.md")))]
     }
-    write_outputs(frame, matrices, md, o.csv, o.md, paths)
+    write_outputs(frame, matrices, md, o.csv, o.md, paths, seed_frame(got, p.run_seed, p.steps[-1]), o.seeds)
     budget_sweep(sweeps, p.epsilon, p.step_size, p.steps[-1], [o.sweep_png])
     transfer_heatmap(matrices, [o.transfer_png])
     log.info("%d verdict rows, %d flags", len(frame), int((frame["verdict"] == "flag").sum()))

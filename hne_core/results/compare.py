@@ -221,8 +221,39 @@ def robustness_support(f: FindingResult, checks: Mapping[Setting, Mapping[str, s
     return "supported (every setting it calls more robust passes every check)"
 
 
+def seed_support(f: FindingResult, seeds: pd.DataFrame) -> str:
+    """The finding judged across training seeds (issue 17, ``robustness_seeds.csv``: AdvTWER at the last milestone
+    per retrained setting and seed, this run's seed included): for each of its comparisons whose two settings were
+    both retrained, at how many seeds the better one has the higher AdvTWER. A finding that holds at this run's
+    seed but not at every seed is reported as depending on the seed, whatever the bootstrap over utterances says,
+    since the bootstrap resamples utterances and never the training."""
+    if f.metric != "adv_twer":
+        return "not applicable (a benign-WER finding)"
+    per: dict[Setting, dict[int, float]] = {}
+    for r in seeds.to_dict("records"):
+        per.setdefault(Setting.of(r), {})[int(r["seed"])] = float(r["adv_twer"])
+    judged: list[tuple[Comparison, int, int]] = []  # (comparison, seeds where it holds, seeds)
+    for c in f.comparisons:
+        common = sorted(set(per.get(c.better, {})) & set(per.get(c.worse, {})))
+        if len(common) >= 2:
+            judged.append((c, sum(per[c.better][k] > per[c.worse][k] for k in common), len(common)))
+    if not judged:
+        return "not judged (no comparison of it has both settings retrained: robustness.seed_settings)"
+    if all(held == n for _, held, n in judged):
+        verdict = "holds at every seed"
+    elif all(held == 0 for _, held, _ in judged):
+        verdict = "holds at no seed"
+    else:
+        verdict = "**depends on the training seed**"
+    counts = "; ".join(f"{c.better.short} vs {c.worse.short} {held} of {n}" for c, held, n in judged)
+    rest = len(f.comparisons) - len(judged)
+    return (f"{verdict} at PGD-{int(seeds['steps'].max())} (seeds where the better side has the higher AdvTWER: "
+            f"{counts})" + (f"; {rest} comparisons not retrained" if rest else ""))
+
+
 def findings_section(results: Sequence[FindingResult], steps: Sequence[int], level: float,
-                     checks: Mapping[Setting, Mapping[str, str]] | None = None) -> list[str]:
+                     checks: Mapping[Setting, Mapping[str, str]] | None = None,
+                     seeds: pd.DataFrame | None = None) -> list[str]:
     pct = f"{100 * level:g}%"
     lines = []
     for i, f in enumerate(results, 1):
@@ -234,7 +265,9 @@ def findings_section(results: Sequence[FindingResult], steps: Sequence[int], lev
                   f"- The paper's numbers: {_verdict(k_paper, n_paper)} ({k_paper} of {n_paper} where it gives both "
                   f"sides).",
                   *([f"- Robustness checks (robustness_checks.md): {robustness_support(f, checks)}."]
-                    if checks is not None else []), ""]
+                    if checks is not None else []),
+                  *([f"- Across training seeds (robustness_seeds.csv): {seed_support(f, seeds)}."]
+                    if seeds is not None and len(seeds) else []), ""]
         what = "AdvTWER (better − worse)" if f.metric == "adv_twer" else "benign WER (worse − better)"
         cols = [f"PGD-{s}" for s in steps] if f.metric == "adv_twer" else ["test split"]
         keys = list(steps) if f.metric == "adv_twer" else [BENIGN]
@@ -254,7 +287,8 @@ def findings_section(results: Sequence[FindingResult], steps: Sequence[int], lev
 def comparison_markdown(tables: Sequence[Mapping], frame: pd.DataFrame, results: Sequence[FindingResult],
                         benign: Mapping[Setting, UtteranceScores], steps: Sequence[int], n_samples: int,
                         level: float, seed: int, paper: pd.DataFrame | None = None,
-                        checks: Mapping[Setting, Mapping[str, str]] | None = None) -> str:
+                        checks: Mapping[Setting, Mapping[str, str]] | None = None,
+                        seeds: pd.DataFrame | None = None) -> str:
     n_utts = int(frame["n_utts"].max()) if len(frame) else 0
     intro = [
         "# This run beside Das & Chau (Interspeech 2022)", "",
@@ -266,4 +300,4 @@ def comparison_markdown(tables: Sequence[Mapping], frame: pd.DataFrame, results:
                       "## The paper's findings", "",
                       "Each finding is a set of paired comparisons (config `findings:`); a positive difference "
                       "agrees with the claim. ✓ = in the claimed direction (a tie is not), ✗ = not.", "",
-                      *findings_section(results, steps, level, checks)]) + "\n"
+                      *findings_section(results, steps, level, checks, seeds)]) + "\n"

@@ -226,21 +226,39 @@ def noise_numbers(setting: Setting, got: Inputs, boot: Bootstrap) -> dict:
     }
 
 
+SEED_COLUMNS = ["lambda_a", "lambda_c_train", "lambda_c_infer", "seed", "steps", "adv_twer"]
+
+
+def per_seed_advtwer(got: Inputs, run_seed: int | None) -> dict[Setting, dict[int, float]]:
+    """AdvTWER at the last milestone of every retrained setting, per training seed (this run's at ``run_seed``)."""
+    return {
+        s: {
+            run_seed: _targets(got.whitebox[s]).wer,
+            **{k: _targets(f).wer for (t, k), f in got.seeds.items() if t == s},
+        }
+        for s in sorted({s for s, _ in got.seeds})
+    }
+
+
+def seed_frame(got: Inputs, run_seed: int | None, steps: int) -> pd.DataFrame:
+    """``per_seed_advtwer`` as a tidy table (``SEED_COLUMNS``): what the paper comparison judges each finding
+    against across seeds (``hne_core.results.compare.seed_support``)."""
+    rows = [
+        {"lambda_a": s.lambda_a, "lambda_c_train": s.lambda_c_train, "lambda_c_infer": s.lambda_c_infer,
+         "seed": k, "steps": int(steps), "adv_twer": v}
+        for s, values in per_seed_advtwer(got, run_seed).items()
+        for k, v in sorted(values.items())
+    ]  # fmt: skip
+    return pd.DataFrame(rows, columns=SEED_COLUMNS)
+
+
 def seed_rows(
     tables: Sequence[Mapping], got: Inputs, boot: Bootstrap, run_seed: int | None
 ) -> list[tuple[Setting, Verdict]]:
     """The training-noise rules of every retrained setting: its AdvTWER per seed (this run's at ``run_seed``),
     and, where a baseline of one of its tables was retrained alike, its difference from it per seed."""
-    settings = sorted({s for s, _ in got.seeds})
-    if not settings:
-        return []
-    per_seed = {
-        s: {
-            run_seed: _targets(got.whitebox[s]).wer,
-            **{k: _targets(f).wer for (t, k), f in got.seeds.items() if t == s},
-        }
-        for s in settings
-    }
+    per_seed = per_seed_advtwer(got, run_seed)
+    settings = sorted(per_seed)
     rows = []
     for s in settings:
         against = {}
@@ -401,9 +419,16 @@ def write_outputs(
     csv_path: str | Path,
     md_path: str | Path,
     matrix_paths: Mapping[str, tuple[str | Path, str | Path]],
+    seeds: pd.DataFrame | None = None,
+    seeds_path: str | Path | None = None,
 ) -> None:
     with atomic_path(csv_path) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.4f")
+    if seeds_path is not None:
+        with atomic_path(seeds_path) as tmp:
+            (seeds if seeds is not None else pd.DataFrame(columns=SEED_COLUMNS)).to_csv(
+                tmp, index=False, float_format="%.4f"
+            )
     write_text_atomic(md_path, md)
     for name, (csv, mdp) in matrix_paths.items():
         with atomic_path(csv) as tmp:
