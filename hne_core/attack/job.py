@@ -42,10 +42,11 @@ import pandas as pd
 import torch
 
 from hne_core.atomic import atomic_path, write_text_atomic
+from hne_core.attack.inputs import Utterances, read_utterances
 from hne_core.attack.loss import AttackSetupError, adversarial_losses, pad_targets, set_label_smoothing
 from hne_core.attack.pgd import check_constraints
 from hne_core.attack.run import ENGINES, run_attack
-from hne_core.attack.targets import TargetEncoder, assign_targets, read_targets
+from hne_core.attack.targets import TargetEncoder
 from hne_core.decoding import DEFAULT_BATCH_SIZE, DEFAULT_MODE, Transcriber, check_mode
 from hne_core.text import normalize_transcript
 
@@ -193,10 +194,7 @@ class AttackOutputs:
 
 @dataclass
 class _Inputs:
-    utts: list
-    waves: list[np.ndarray]
-    refs: list[str]
-    targets: list[str]
+    utts: Utterances
     target_ids: list[list[int]]
     model: torch.nn.Module
     transcribe: Transcriber
@@ -213,24 +211,11 @@ def _load(
 ) -> _Inputs:
     """The utterances, their targets (spelled in the model's tokens) and the model. The targets are the
     closest-length lorem-ipsum sentences of ``targets_file``; for an untargeted attack, the references."""
-    from hne_core.data.utterances import read_audio, read_data_dir
-
-    if not utt_ids:
-        raise AttackSetupError("no utterances to attack")
-    if len(set(utt_ids)) != len(utt_ids):
-        raise AttackSetupError("utterance ids repeat")
-    by_id = {u.utt_id: u for u in read_data_dir(data_dir)}
-    missing = [u for u in utt_ids if u not in by_id]
-    if missing:
-        raise AttackSetupError(f"{data_dir} has no utterance(s) {missing[:5]}")
-    utts = [by_id[u] for u in utt_ids]
-    refs = [normalize_transcript(u.reference, settings.text_case) for u in utts]
-    if settings.targeted:
-        if targets_file is None:
-            raise AttackSetupError("a targeted attack needs a targets file")
-        targets = assign_targets(refs, read_targets(targets_file), settings.target_length)
-    else:
-        targets = list(refs)
+    if settings.targeted and targets_file is None:
+        raise AttackSetupError("a targeted attack needs a targets file")
+    utts = read_utterances(
+        data_dir, utt_ids, targets_file if settings.targeted else None, settings.text_case, settings.target_length
+    )
     s2t = _load_model(model_dir, lambda_c_infer, device)
     model = s2t.asr_model
     set_label_smoothing(model, settings.label_smoothing)
@@ -238,10 +223,7 @@ def _load(
     encoder = TargetEncoder(model.token_list, getattr(args, "bpemodel", None), getattr(args, "token_type", "bpe"))
     return _Inputs(
         utts,
-        [read_audio(u.wav) for u in utts],
-        refs,
-        targets,
-        [encoder.encode(t) for t in targets],  # SpellingError names the target
+        [encoder.encode(t) for t in utts.targets],  # SpellingError names the target
         model,
         Transcriber(s2t, lambda_c_infer, settings.decoding),
     )
@@ -256,7 +238,7 @@ def _resume(
         prev = load_state(prev_state)
         # states written before a setting existed were made with its default
         prev_meta = {k: prev["meta"].get(k, META_DEFAULTS.get(k)) for k in meta}
-        if prev["utt_ids"] != utt_ids or prev["targets"] != inputs.targets or prev_meta != meta:
+        if prev["utt_ids"] != utt_ids or prev["targets"] != inputs.utts.targets or prev_meta != meta:
             raise AttackSetupError(
                 f"{prev_state} is the state of a different attack (utterances, targets or "
                 f"settings {prev_meta} differ from {meta})"
@@ -280,7 +262,7 @@ def _score(
 
     model = inputs.model
     dev = next(model.parameters()).device
-    advs = [(x + d).astype(np.float32) for x, d in zip(inputs.waves, stored)]
+    advs = [(x + d).astype(np.float32) for x, d in zip(inputs.utts.waves, stored)]
     losses = []
     with torch.no_grad():
         hyps = [
@@ -297,11 +279,11 @@ def _score(
                     )[0]
                 )
             )
-    refs, targets = inputs.refs, inputs.targets
+    refs, targets = inputs.utts.references, inputs.utts.targets
     return pd.DataFrame(
         {
             "utt_id": utt_ids,
-            "accent_id": [u.accent_id for u in inputs.utts],
+            "accent_id": inputs.utts.accent_ids,
             "reference": refs,
             "target": targets,
             "hypothesis": hyps,
@@ -310,9 +292,9 @@ def _score(
             "success": [(h == t) == settings.targeted for h, t in zip(hyps, targets)],
             "l2_norm": [float(np.linalg.norm(d.astype(np.float64))) for d in stored],
             "linf_norm": [float(np.abs(d).max()) for d in stored],
-            "snr_db": [_snr_db(x, d) for x, d in zip(inputs.waves, stored)],
+            "snr_db": [_snr_db(x, d) for x, d in zip(inputs.utts.waves, stored)],
             "adv_loss": losses,
-            "n_samples": [len(x) for x in inputs.waves],
+            "n_samples": [len(x) for x in inputs.utts.waves],
             "nan_skips": nan_skips,
         }
     )
@@ -400,7 +382,7 @@ def attack_job(
     result = run_attack(
         settings.engine,
         inputs.model,
-        inputs.waves,
+        inputs.utts.waves,
         inputs.target_ids,
         lambda_c_infer,
         settings.eps,
@@ -423,13 +405,13 @@ def attack_job(
     # Quantise once; what is stored is what is checked, scored, reported and chained.
     codes = [quantize(d) for d in result.deltas]
     stored = [dequantize(q, s) for q, s in codes]
-    for name, x, d in zip(utt_ids, inputs.waves, stored):
+    for name, x, d in zip(utt_ids, inputs.utts.waves, stored):
         check_constraints(name, x, d, settings.eps, settings.clip)
     nan_skips = [a + b for a, b in zip(prev_skips, result.nan_skips)]
     frame = _score(inputs, utt_ids, stored, lambda_c_infer, settings, nan_skips)
     summary = _summary(frame, settings, meta, steps, prev_steps, result, device, attack_s, t0, model_weights)
 
-    save_state(outputs.state, utt_ids, inputs.targets, codes, {**meta, "steps": int(steps)}, nan_skips)
+    save_state(outputs.state, utt_ids, inputs.utts.targets, codes, {**meta, "steps": int(steps)}, nan_skips)
     with atomic_path(outputs.csv) as tmp:
         frame.to_csv(tmp, index=False)
     write_text_atomic(outputs.summary, json.dumps(summary, indent=2, sort_keys=True) + "\n")

@@ -5,49 +5,14 @@ decoded exactly as the evaluation and the attack decode it (``hne_core.decoding.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from hne_core.attack.loss import AttackSetupError
-from hne_core.attack.targets import assign_targets, read_targets
+from hne_core.attack.inputs import Utterances, read_utterances  # noqa: F401 (the checks read them from here)
 from hne_core.decoding import DEFAULT_MODE, Transcriber
 from hne_core.text import normalize_transcript
-
-
-@dataclass
-class Utterances:
-    """The attacked utterances in the attack's order: ids, accent ids, audio, normalised references and the
-    lorem-ipsum target each gets (the same for every model: targets depend on the reference alone)."""
-
-    utt_ids: list[str]
-    accent_ids: list[int]
-    waves: list[np.ndarray]
-    references: list[str]
-    targets: list[str]
-
-
-def read_utterances(
-    data_dir: str | Path,
-    utt_ids: Sequence[str],
-    targets_file: str | Path | None,
-    text_case: str = "upper",
-    target_length: str = "chars",
-) -> Utterances:
-    from hne_core.model.evaluate import read_audio, read_data_dir
-
-    by_id = {u.utt_id: u for u in read_data_dir(data_dir)}
-    missing = [u for u in utt_ids if u not in by_id]
-    if missing:
-        raise AttackSetupError(f"{data_dir} has no utterance(s) {missing[:5]}")
-    utts = [by_id[str(u)] for u in utt_ids]
-    refs = [normalize_transcript(u.reference, text_case) for u in utts]
-    targets = assign_targets(refs, read_targets(targets_file), target_length) if targets_file else list(refs)
-    return Utterances(
-        [str(u) for u in utt_ids], [u.accent_id for u in utts], [read_audio(u.wav) for u in utts], refs, targets
-    )
 
 
 def load_victim(
