@@ -19,11 +19,12 @@ import numpy as np
 import pandas as pd
 
 from hne_core.atomic import atomic_path, write_text_atomic
+from hne_core.attack.inputs import read_utterances
 from hne_core.attack.job import load_state
 from hne_core.attack.loss import AttackSetupError
 from hne_core.decoding import DEFAULT_MODE
 from hne_core.naming import SETTING_KEYS
-from hne_core.robustness.victim import decode_all, load_victim, read_utterances
+from hne_core.robustness.victim import decode_all, load_victim
 
 log = logging.getLogger(__name__)
 

@@ -419,16 +419,13 @@ def write_outputs(
     csv_path: str | Path,
     md_path: str | Path,
     matrix_paths: Mapping[str, tuple[str | Path, str | Path]],
-    seeds: pd.DataFrame | None = None,
-    seeds_path: str | Path | None = None,
+    seeds: pd.DataFrame,
+    seeds_path: str | Path,
 ) -> None:
     with atomic_path(csv_path) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.4f")
-    if seeds_path is not None:
-        with atomic_path(seeds_path) as tmp:
-            (seeds if seeds is not None else pd.DataFrame(columns=SEED_COLUMNS)).to_csv(
-                tmp, index=False, float_format="%.4f"
-            )
+    with atomic_path(seeds_path) as tmp:
+        seeds.to_csv(tmp, index=False, float_format="%.4f")
     write_text_atomic(md_path, md)
     for name, (csv, mdp) in matrix_paths.items():
         with atomic_path(csv) as tmp:

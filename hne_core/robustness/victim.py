@@ -1,4 +1,4 @@
-"""What every robustness job shares: the attacked utterances read as the attack job reads them, and a model
+"""What every robustness job shares beside the attacked utterances (``hne_core.attack.inputs``): a model
 decoded exactly as the evaluation and the attack decode it (``hne_core.decoding.Transcriber`` in
 ``decoding.mode`` at the model's λC(i)), so that a check's hypotheses are comparable with the attack's."""
 
@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hne_core.attack.inputs import Utterances, read_utterances  # noqa: F401 (the checks read them from here)
 from hne_core.decoding import DEFAULT_MODE, Transcriber
 from hne_core.text import normalize_transcript
 
