@@ -251,7 +251,7 @@ def _candidates(
             )
             continue
         if utt_id in ids:
-            first = f"; {ids[utt_id][0]} row {ids[utt_id][1]} has it" if utt_id in ids else ""
+            first = f"; {ids[utt_id][0]} row {ids[utt_id][1]} has it"
             bad(
                 row_split,
                 tsv,
