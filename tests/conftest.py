@@ -15,7 +15,17 @@ REPO = Path(__file__).resolve().parent.parent
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 SMOKE = REPO / "tests" / "configs" / "smoke.yaml"
 
+DATA_JOBS = {  # the data stage of the synthetic source and its tokenizer
+    "synthetic_script": 1,
+    "synthesize_corpus": 1,
+    "espnet_data_dir": 3,
+    "data_report": 1,
+    "train_tokenizer": 1,
+    "tokenizer_coverage": 1,
+}
 # The model and results jobs of a full grid (13 models, the three tables) as `snakemake -n` counts them.
+# Evaluated at λC(i) = λC(t) (13) and at the tables' other inference weights (table 1: 3, table 3: 3); 16 attacked
+# (model, λC(i)) pairs (the tables' unique columns) x 4 milestones.
 MODEL_JOBS = {
     "collect_stats": 1,
     "finetune": 13,

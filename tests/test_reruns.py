@@ -13,7 +13,7 @@ import shutil
 import pandas as pd
 import pytest
 import yaml
-from conftest import SMOKE, planned_jobs, run_snakemake
+from conftest import DATA_JOBS, SMOKE, planned_jobs, run_snakemake
 
 pytestmark = pytest.mark.slow  # real workflow runs (minutes each)
 
@@ -22,12 +22,7 @@ ATTACK_AGGREGATES = {"results_advtwer": 1, "results_table": 1, "results_comparis
 AGGREGATES = {**ATTACK_AGGREGATES, "results_benign": 1, "results_training_curves": 1}
 # Everything the smoke config builds (2 models, 3 evaluations, 2 attacked pairs x 2 milestones).
 SMOKE_JOBS = {
-    "synthetic_script": 1,
-    "synthesize_corpus": 1,
-    "espnet_data_dir": 3,
-    "data_report": 1,
-    "train_tokenizer": 1,
-    "tokenizer_coverage": 1,
+    **DATA_JOBS,
     "collect_stats": 1,
     "pretrain": 1,
     "evaluate_base": 1,

@@ -8,20 +8,9 @@ import re
 import pandas as pd
 import pytest
 import yaml
-from conftest import MODEL_JOBS, PAPER_JOBS, REPO, SMOKE, planned_jobs, run_snakemake
+from conftest import DATA_JOBS, MODEL_JOBS, PAPER_JOBS, REPO, SMOKE, planned_jobs, run_snakemake
 
 pytestmark = pytest.mark.slow  # real workflow runs (minutes each)
-
-DATA_JOBS = {
-    "synthetic_script": 1,
-    "synthesize_corpus": 1,
-    "espnet_data_dir": 3,
-    "data_report": 1,
-    "train_tokenizer": 1,
-    "tokenizer_coverage": 1,
-}
-# 13 models; evaluated at λC(i) = λC(t) (13) and at the tables' other inference weights (table 1: 3, table 3: 3).
-# 16 attacked (model, λC(i)) pairs (the tables' unique columns) x 4 milestones.
 
 
 def write_config(path, data: dict):
