@@ -362,9 +362,9 @@ def attack_job(
     once and check the constraints on what is stored -> score (decode x + δ) -> write. CSV columns: utt_id,
     accent_id, reference, target, hypothesis, target_wer, wer (per utterance, fractions), success (hypothesis ==
     target; for an untargeted attack, hypothesis != reference), l2_norm, linf_norm, snr_db, adv_loss (Eq. 4 at
-    x+δ), n_samples, nan_skips. Summary: adv_twer and
-    wer (corpus WER ×100), n_utts, success_rate, nan_skipped_steps, n_utts_with_nan, steps, steps_run,
-    resumed_from, the settings, and timing. Returns the summary.
+    x+δ), n_samples, nan_skips. Summary: adv_twer and wer (corpus WER ×100), n_utts, success_rate,
+    nan_skipped_steps, n_utts_with_nan, steps, steps_run, resumed_from, the settings, and timing. Returns the
+    summary.
 
     ``model_weights``: the attacked model's ``lambda_a`` and ``lambda_c_train``, written into the summary so that
     the results read each cell's setting from its own files.
