@@ -20,6 +20,7 @@ arithmetic, so it holds on any x86-64 CPU whatever SIMD code path torch, MKL, on
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -37,7 +38,18 @@ from hne_core.attack.batching import batch_invariant
 from hne_core.attack.decode import GreedyDecoder
 from hne_core.attack.job import AttackOutputs, AttackSettings, attack_job, dequantize, load_state, quantize
 from hne_core.attack.loss import AttackSetupError, adversarial_losses, decoder_losses, pad_targets, pad_waves
-from hne_core.attack.pgd import CLIP_TOL, FLOAT32_U, NORM_RTOL, NaNGradientError, frozen, length_batches
+from hne_core.attack.pgd import (
+    CLIP_TOL,
+    FLOAT32_U,
+    NORM_RTOL,
+    NaNGradientError,
+    channels_last,
+    cpu_has_bf16,
+    frozen,
+    length_batches,
+    resolve_autocast,
+)
+from hne_core.attack.stft_grad import fast_stft_gradient
 from hne_core.attack.run import run_attack
 from hne_core.attack.targets import (
     LOREM_WORDS,
@@ -133,14 +145,60 @@ def test_unspellable_target_is_an_error_naming_it(bpe, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ loss, batching
-def grads(model, waves, targets, lambda_c=0.3):
+def grads(model, waves, targets, lambda_c=0.3, levers=True):
+    """Losses and input gradients; ``levers``: with the native engine's float32 speed-ups (its default), so that a
+    gradient here is the one the engine steps with."""
     x, lens = pad_waves(waves, "cpu")
     x.requires_grad_(True)
     ys, ys_lens = pad_targets(targets, "cpu")
-    with frozen(model):
+    stft = fast_stft_gradient() if levers else contextlib.nullcontext()
+    with frozen(model), stft, channels_last(model, levers):
         losses = adversarial_losses(model, x, lens, ys, ys_lens, lambda_c)
         (g,) = torch.autograd.grad(losses.sum(), x)
     return losses.detach(), g
+
+
+# The STFT gradient by irfft + overlap-add against PyTorch's (a complex FFT over the full spectrum): the same linear
+# map summed in another order. Each FFT's relative error in norm is O(log2(N)·u) (about 5·log2(N)·u for the
+# radix-2/4 kernels of pocketfft and MKL); two of them, plus the overlap-add's ceil(N/hop) terms per sample.
+def stft_grad_rtol(n_fft: int, hop: int) -> float:
+    return (10 * np.log2(n_fft) + np.ceil(n_fft / hop)) * FLOAT32_U
+
+
+@pytest.mark.parametrize("n_fft,hop,length", [(512, 160, 16000), (512, 256, 12345), (400, 128, 9000), (511, 100, 7000)])
+def test_fast_stft_gradient_is_torch_stft_gradient(n_fft, hop, length):
+    """Bit-identical spectrum, and the input gradient of a random complex cotangent within ``stft_grad_rtol``; a
+    slip in the adjoint (no halving of interior bins, a missing window, the wrong Nyquist bin) is off by >10 %."""
+    gen = torch.Generator().manual_seed(n_fft + hop)
+    x = torch.randn(3, length, generator=gen)
+    window = torch.hann_window(n_fft)
+    frames = 1 + (length + 2 * (n_fft // 2) - n_fft) // hop  # centred: padded by n_fft // 2 on both sides
+    cot = torch.randn(3, n_fft // 2 + 1, frames, dtype=torch.complex64, generator=gen)
+    out, original = {}, torch.stft
+    for fast in (False, True):
+        xx = x.clone().requires_grad_(True)
+        with fast_stft_gradient() if fast else contextlib.nullcontext():
+            spec = torch.stft(xx, n_fft, hop_length=hop, window=window, center=True, return_complex=True)
+        (g,) = torch.autograd.grad(spec, xx, cot)
+        out[fast] = (spec.detach(), g)
+    assert torch.equal(out[False][0], out[True][0])
+    ref, fast = out[False][1].double(), out[True][1].double()
+    assert 0 < float((fast - ref).norm() / ref.norm()) <= stft_grad_rtol(n_fft, hop)
+    assert torch.stft is original  # restored after the block
+
+
+def test_speed_levers_change_the_input_gradient_only_by_round_off(model, waves):
+    """The fast STFT gradient and channels-last convolutions against neither, batched with the hooks on: within
+    ``GRAD_RTOL`` (the same sums in another order), and the padding still gets no gradient."""
+    with batch_invariant(model):
+        _, plain = grads(model, waves, TARGETS, levers=False)
+        _, fast = grads(model, waves, TARGETS)
+    for i, w in enumerate(waves):
+        n = len(w)
+        a, b = plain[i, :n].double(), fast[i, :n].double()
+        assert float((a - b).abs().max() / a.abs().max()) <= GRAD_RTOL
+        assert torch.count_nonzero(fast[i, n:]) == 0
+    assert all(p.is_contiguous() for p in model.parameters())  # the layout is restored after the block
 
 
 def test_loss_is_eq4_per_utterance_as_espnet_computes_it(model, waves):
@@ -813,6 +871,19 @@ def test_bf16_autocast_gradient_agrees_with_float32(waves):
         attack("art", m, waves, 1, autocast="bf16")
     with pytest.raises(AttackSetupError, match="autocast"):
         attack("native", m, waves, 1, autocast="fp8")
+
+
+def test_autocast_auto_is_bf16_only_on_a_cpu_with_native_bf16(tmp_path):
+    """``attack.autocast: auto`` reads the CPU's flags: bf16 where avx512_bf16 or amx_bf16 is listed, float32 on
+    other CPUs, on GPUs and where the flags cannot be read; explicit settings are kept."""
+    with_bf16 = tmp_path / "bf16"
+    with_bf16.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n")
+    without = tmp_path / "plain"
+    without.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n")
+    assert cpu_has_bf16(with_bf16) and not cpu_has_bf16(without) and not cpu_has_bf16(tmp_path / "missing")
+    assert resolve_autocast("auto", "cpu") == ("bf16" if cpu_has_bf16() else None)
+    assert resolve_autocast("auto", "cuda") is None
+    assert resolve_autocast(None, "cpu") is None and resolve_autocast("fp16", "cpu") == "fp16"
 
 
 def test_paper_benchmark_adds_up():

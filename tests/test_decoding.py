@@ -314,7 +314,7 @@ def speech(tmp_path_factory) -> list[np.ndarray]:
     sentences = ["a bad cab", "dead bee", "the cat sat on the mat by the door", "be"]
     out = []
     for k, (sentence, variant) in enumerate(zip(sentences, ["m1", "f2", "m3", "f1"])):
-        path, _ = _render((str(d / f"s{k}.wav"), "en-us", variant, 160, 50, 1.0, sentence, 1))
+        path, _ = _render((str(d / f"s{k}.wav"), "en-us", variant, 160, 50, 1.0, sentence, 1, None))
         wave, rate = sf.read(path, dtype="float32")
         assert rate == 16000
         out.append(wave)

@@ -187,3 +187,26 @@ def test_warp_is_drawn_per_utterance_in_range_and_checked():
     assert plain["rate"].tolist() == build_script(small_spec(warp=[1.0, 1.0]))["rate"].tolist()
     with pytest.raises(DataError, match=r"synthetic\.warp"):
         build_script(small_spec(warp=[1.2, 0.9]))
+
+
+def test_trim_cuts_the_quiet_ends_and_keeps_the_speech_sample_for_sample(tmp_path):
+    """The same sentence rendered with and without ``synthetic.trim``: the trimmed audio is a contiguous slice of the
+    untrimmed (the same samples, nothing resampled), at least 0.15 s shorter (espeak-ng's trailing silence), and
+    what was cut lies more than ``top_db`` below the loudest 32-ms frame, except for the ``margin_s`` kept."""
+    import numpy as np
+
+    from hne_core.data.synthetic import Trim
+
+    row = build_script(small_spec()).iloc[[0]].copy()
+    trim = Trim(top_db=40.0, margin_s=0.05)
+    full = sf.read(synthesize(row, tmp_path / "full", processes=1)[0]["wav"].iloc[0], dtype="int16")[0]
+    cut = sf.read(synthesize(row, tmp_path / "cut", processes=1, trim=trim)[0]["wav"].iloc[0], dtype="int16")[0]
+    assert len(full) - len(cut) >= 0.15 * 16000
+    start = next(k for k in range(len(full) - len(cut) + 1) if np.array_equal(full[k : k + len(cut)], cut))
+    # librosa keeps every 512-sample frame whose RMS is within top_db of the loudest frame's; a sample of a dropped
+    # frame is at most sqrt(512) times that frame's RMS (all its energy in one sample)
+    frames = np.lib.stride_tricks.sliding_window_view(np.pad(full.astype(np.float64), 256), 512)[::128]
+    floor = np.sqrt((frames**2).mean(axis=1)).max() * 10 ** (-trim.top_db / 20) * np.sqrt(512)
+    margin = int(trim.margin_s * 16000)
+    for removed in (full[: max(0, start - margin)], full[start + len(cut) + margin :]):
+        assert removed.size == 0 or np.abs(removed).max() <= floor

@@ -34,7 +34,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +44,7 @@ import torch
 from hne_core.atomic import atomic_path, write_text_atomic
 from hne_core.attack.inputs import Utterances, read_utterances
 from hne_core.attack.loss import AttackSetupError, adversarial_losses, pad_targets, set_label_smoothing
-from hne_core.attack.pgd import check_constraints
+from hne_core.attack.pgd import check_constraints, resolve_autocast
 from hne_core.attack.run import ENGINES, run_attack
 from hne_core.attack.targets import TargetEncoder
 from hne_core.decoding import DEFAULT_BATCH_SIZE, DEFAULT_MODE, Transcriber, check_mode
@@ -375,6 +375,7 @@ def attack_job(
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     utt_ids = [str(u) for u in utt_ids]
     model_dir = Path(model_dir)
+    settings = replace(settings, autocast=resolve_autocast(settings.autocast, device))  # "auto" -> what runs
     inputs = _load(model_dir, data_dir, utt_ids, targets_file, lambda_c_infer, settings, device)
     meta = settings.chained(lambda_c_infer)
     delta0, prev_steps, prev_skips = _resume(prev_state, inputs, utt_ids, meta, steps)

@@ -25,10 +25,20 @@ def main(argv: list[str] | None = None) -> int:
     attack.add_argument(
         "--config",
         default="config.yaml",
-        help="workflow config: its `model:` (random weights) and `attack:` milestones",
+        help="workflow config: its `model:` (random weights without a trained run), `attack:` and `synthetic.trim`",
     )
     attack.add_argument("--device", default=None, help="device for the default model (default: cpu)")
-    attack.add_argument("--utts", type=int, default=4, help="utterances (2-3 s of random audio)")
+    attack.add_argument("--utts", type=int, default=16, help="utterances (the test split's first, or espeak-ng speech)")
+    attack.add_argument(
+        "--trained",
+        default="results/pretrained",
+        help="a trained default base (pre-trained layout) with its run's data/test, used if both exist",
+    )
+    attack.add_argument(
+        "--layout",
+        action="store_true",
+        help="also time two 1-thread jobs against one 2-thread job (spawns two processes)",
+    )
     attack.add_argument("--batch", type=int, default=None, help="native batch size (default: all utterances)")
     attack.add_argument("--steps", type=int, default=3, help="timed PGD steps per engine")
     attack.add_argument(

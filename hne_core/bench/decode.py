@@ -44,8 +44,9 @@ SENTENCES = [
 VARIANTS = ["m1", "f2", "m3", "f1", "m5", "f4"]
 
 
-def espeak_utterances(n: int, directory: Path) -> list[np.ndarray]:
-    """``n`` real espeak-ng utterances (the data stage's own renderer), lengths varied by sentence and rate."""
+def espeak_utterances(n: int, directory: Path, trim=None) -> list[np.ndarray]:
+    """``n`` real espeak-ng utterances (the data stage's own renderer), lengths varied by sentence and rate,
+    silence trimmed with ``trim`` (``synthetic.Trim``; None: as espeak-ng speaks them)."""
     import soundfile as sf
 
     from hne_core.data.synthetic import _render
@@ -61,6 +62,7 @@ def espeak_utterances(n: int, directory: Path) -> list[np.ndarray]:
             1.0,
             SENTENCES[k % len(SENTENCES)],
             1,
+            trim,
         )
         path, _ = _render(job)
         waves.append(sf.read(path, dtype="float32")[0])

@@ -17,7 +17,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from hne_core.data.audio import TARGET_RATE, AudioError, read_wav_bytes, require_tool, resample, write_wav16
+from hne_core.data.audio import (
+    TARGET_RATE,
+    AudioError,
+    read_wav_bytes,
+    require_tool,
+    resample,
+    trim_silence,
+    write_wav16,
+)
 from hne_core.data.corpus import SPLITS, DataError, DropLog
 from hne_core.data.sources.synthetic import voices
 from hne_core.data.vocabulary import unique_sentences
@@ -174,14 +182,22 @@ def read_script(path: str | Path) -> pd.DataFrame:
     return script
 
 
-def _render(job: tuple[str, str, str, int, int, float, str, int]) -> tuple[str, int]:
+@dataclass(frozen=True)
+class Trim:
+    """Silence trimming of every rendered sentence (``synthetic.trim``; ``audio.trim_silence``)."""
+
+    top_db: float
+    margin_s: float
+
+
+def _render(job: tuple[str, str, str, int, int, float, str, int, Trim | None]) -> tuple[str, int]:
     """Speak one sentence to a 16 kHz WAV. Returns (path, samples).
 
     ``warp`` scales every frequency (formants and pitch) and the tempo by reading espeak-ng's samples as if
     they were taken at ``warp`` times its rate: the classic speed perturbation, free here because the audio is
     resampled to 16 kHz anyway. It turns a dozen espeak-ng variants into a continuum of vocal-tract lengths.
     """
-    path, voice, variant, rate, pitch, warp, sentence, min_samples = job
+    path, voice, variant, rate, pitch, warp, sentence, min_samples, trim = job
     cmd = ["espeak-ng", "-v", f"{voice}+{variant}", "-s", str(rate), "-p", str(pitch), "--stdout", sentence]
     proc = subprocess.run(cmd, capture_output=True, check=False)
     if proc.returncode != 0 or not proc.stdout:
@@ -193,15 +209,23 @@ def _render(job: tuple[str, str, str, int, int, float, str, int]) -> tuple[str, 
     # The warped rate is rounded to a multiple of 50 Hz (a 0.2 % step): resampling cost grows with
     # rate / gcd(rate, 16000), and an arbitrary rate (gcd 1) takes gigabytes and minutes per utterance.
     wave = resample(wave, 50 * int(round(source_rate * warp / 50)))
+    if trim is not None:
+        wave = trim_silence(wave, trim.top_db, trim.margin_s)
     if wave.size < min_samples:
         raise AudioError(f"{path}: espeak-ng spoke only {wave.size} samples (need {min_samples}) for {sentence!r}")
     return path, write_wav16(path, wave)
 
 
 def synthesize(
-    script: pd.DataFrame, wav_dir: str | Path, processes: int, text_case: str = "upper", min_samples: int = 1
+    script: pd.DataFrame,
+    wav_dir: str | Path,
+    processes: int,
+    text_case: str = "upper",
+    min_samples: int = 1,
+    trim: Trim | None = None,
 ) -> tuple[pd.DataFrame, DropLog]:
-    """Render the script into ``wav_dir`` with ``processes`` workers; returns (manifest, drops).
+    """Render the script into ``wav_dir`` with ``processes`` workers, trimming silence with ``trim``; returns
+    (manifest, drops).
 
     espeak-ng either speaks a sentence or fails loudly (AudioError), so nothing is ever dropped here; the
     empty drop log keeps the interface of the Common Voice source.
@@ -223,6 +247,7 @@ def synthesize(
                 float(row["warp"]),
                 row["sentence"],
                 min_samples,
+                trim,
             )
         )
     samples = dict(parallel_map(_render, jobs, processes))

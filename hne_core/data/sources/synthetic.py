@@ -2,8 +2,9 @@
 
 Two jobs: ``synthetic_script`` (``rules/sources/synthetic.smk``) writes the seeded plan of every utterance,
 ``data/synthetic_script.tsv``, which a user may edit; this source's prepare job speaks that plan. The plan is the
-prepare job's only input and carries everything from ``synthetic:``, so the job takes no settings of its own:
-editing one sentence of the plan re-synthesises the corpus and nothing upstream.
+prepare job's only input and carries everything from ``synthetic:`` that is drawn per utterance; the job's one
+setting is ``synthetic.trim`` (silence trimming of the rendered audio). Editing one sentence of the plan
+re-synthesises the corpus and nothing upstream.
 
 Classes: ``synthetic.classes: {name: {voice: <espeak-ng voice>}}``.
 """
@@ -42,7 +43,8 @@ def check(section: Mapping) -> None:
 
 
 def settings(section: Mapping) -> dict:
-    return {}  # everything of synthetic: reaches the corpus through the plan, the job's input
+    """Silence trimming (``{top_db, margin_s}`` or None); everything else reaches the corpus through the plan."""
+    return {"trim": section.get("trim")}
 
 
 def inputs(section: Mapping, paths: Paths) -> dict[str, str]:
@@ -57,9 +59,12 @@ def prepare(
     settings: Mapping, inputs: Mapping, outputs: Outputs, *, threads: int, text_case: str, min_samples: int
 ) -> str:
     from hne_core.data.corpus import write_prepared
-    from hne_core.data.synthetic import read_script, synthesize
+    from hne_core.data.synthetic import Trim, read_script, synthesize
 
     script = read_script(inputs["script"])
-    manifest, drops = synthesize(script, outputs.wavs, processes=threads, text_case=text_case, min_samples=min_samples)
+    trim = Trim(float(settings["trim"]["top_db"]), float(settings["trim"]["margin_s"])) if settings["trim"] else None
+    manifest, drops = synthesize(
+        script, outputs.wavs, processes=threads, text_case=text_case, min_samples=min_samples, trim=trim
+    )
     write_prepared(manifest, drops, inputs["script"], outputs.manifest, outputs.dropped)
     return f"synthesized {len(manifest)} utterances with {threads} processes"
