@@ -24,7 +24,7 @@ import pandas as pd
 
 from hne_core.results.aggregate import (Setting, UtteranceScores, bootstrap_indices, check_same_utterances,
                                         percentile_interval, resampled_wer)
-from hne_core.results.paper import describe_mapping, milestone_map, paper_adv_twer, paper_benign_wer
+from hne_core.results.paper import budget_note, describe_mapping, milestone_map, paper_adv_twer, paper_benign_wer
 from hne_core.results.tables import Column, escape_md
 
 BENIGN = 0  # the "milestone" of a benign comparison
@@ -290,8 +290,9 @@ def comparison_markdown(tables: Sequence[Mapping], frame: pd.DataFrame, results:
                         checks: Mapping[Setting, Mapping[str, str]] | None = None,
                         seeds: pd.DataFrame | None = None) -> str:
     n_utts = int(frame["n_utts"].max()) if len(frame) else 0
+    note = budget_note(steps)
     intro = [
-        "# This run beside Das & Chau (Interspeech 2022)", "",
+        "# This run beside Das & Chau (Interspeech 2022)", "", *([f"**{note}.**", ""] if note else []),
         f"AdvTWER (%) over {n_utts} attacked utterances; in brackets the {100 * level:g}% percentile bootstrap "
         f"interval ({n_samples} resamples of the utterances, seed {seed}), then the paper's published value "
         f"(about 1000 Common Voice utterances). {describe_mapping(steps)}", "",

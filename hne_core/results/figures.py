@@ -15,7 +15,7 @@ import pandas as pd
 
 from hne_core.atomic import atomic_path
 from hne_core.results.aggregate import Setting
-from hne_core.results.paper import milestone_map, paper_adv_twer
+from hne_core.results.paper import budget_note, milestone_map, paper_adv_twer
 from hne_core.results.tables import Column
 
 
@@ -70,7 +70,9 @@ def figure1(frame: pd.DataFrame, series: Sequence[Mapping], steps: Sequence[int]
     if published and any(o != p for o, p in mapping.items()):
         ax.set_xticklabels([f"{s}\n(paper {mapping[s]})" if s in mapping else str(s) for s in steps])
         ax.set_xlabel("PGD steps (the paper's curves drawn at our milestones by position)")
-    ax.set_title("Adversarial performance of MTL combinations (shaded: bootstrap interval)")
+    note = budget_note(steps)
+    ax.set_title("Adversarial performance of MTL combinations (shaded: bootstrap interval)" + (f"\n{note}" if note
+                                                                                                  else ""))
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     _save(fig, paths)
     plt.close(fig)

@@ -35,6 +35,15 @@ def milestone_map(ours: Sequence[int], paper: Sequence[int] = PAPER_STEPS) -> di
     return {int(o): int(p) for o, p in zip(ours, paper)}
 
 
+def budget_note(ours: Sequence[int], paper: Sequence[int] = PAPER_STEPS) -> str:
+    """A warning for every output of a run that attacks with other milestones than the paper's (a quick look at
+    the pipeline, ``configs/quick.yaml``); empty for the paper's own budget."""
+    if tuple(int(s) for s in ours) == tuple(paper):
+        return ""
+    return (f"NOT the paper's attack budget: PGD milestones {'/'.join(str(int(s)) for s in ours)} "
+            f"(the paper's: {'/'.join(str(p) for p in paper)})")
+
+
 def describe_mapping(ours: Sequence[int], paper: Sequence[int] = PAPER_STEPS) -> str:
     """One sentence for captions and the comparison: how our milestones meet the paper's."""
     mapping = milestone_map(ours, paper)

@@ -27,6 +27,7 @@ import pandas as pd
 
 from hne_core.atomic import write_text_atomic
 from hne_core.results.aggregate import Setting
+from hne_core.results.paper import budget_note
 
 MISSING = "–"
 LEGEND = ("italic = baseline (gray in the paper); highlighted = beats every baseline of its row; "
@@ -129,7 +130,9 @@ class PaperTable:
             rows.append([Cell(f"PGD-{steps}")] + [
                 Cell(self.fmt(v), bold=bool(bold[i, j]), highlight=bool(highlight[i, j]), baseline=c.baseline)
                 for j, (v, c) in enumerate(zip(self.values[i], self.columns))])
-        return Grid(self.title, ["steps"] + [c.label for c in self.columns], rows, self.legend,
+        note = budget_note(self.steps)
+        title = f"{self.title} ({note})" if note else self.title
+        return Grid(title, ["steps"] + [c.label for c in self.columns], rows, self.legend,
                     {j + 1 for j, c in enumerate(self.columns) if c.baseline})
 
     def to_csv(self) -> str:
