@@ -85,7 +85,7 @@ def job_name(*parts: object) -> str:
 
 # ------------------------------------------------------------------------------------------------ robustness checks
 def robustness_dir(results: str) -> str:
-    """Everything the robustness checks (issue 17) write besides their tables and figures."""
+    """Everything the robustness checks write besides their tables and figures."""
     return f"{results}/robustness"
 
 

@@ -94,7 +94,7 @@ _check_experiment(config)
 
 RESULT_FILES = ("advtwer", "benign", "paper_comparison", "robustness_checks")  # results/tables/<name>.*: no table
 # may take these
-ROBUSTNESS_ENABLED = bool(config["robustness"]["enabled"])  # the checks of rules/robustness.smk (issue 17)
+ROBUSTNESS_ENABLED = bool(config["robustness"]["enabled"])  # the checks of rules/robustness.smk
 REFWER_SUFFIX = "_refwer"  # results/tables/<table>_refwer.*: each table's twin of WER against the references
 
 
@@ -384,11 +384,11 @@ def get_final_output():
         f"{eval_dir(R, 'pretrained', 0.0)}/summary.json",
         *attack_files("summary.json"),
         *results_outputs(),
-        *(robustness_outputs() if ROBUSTNESS_ENABLED else []),  # rules/robustness.smk (issue 17)
+        *(robustness_outputs() if ROBUSTNESS_ENABLED else []),  # rules/robustness.smk
     ]
 
 
-# ---------------------------------------------------------------- robustness (rules/robustness.smk, issue 17)
+# ---------------------------------------------------------------- robustness (rules/robustness.smk)
 
 ROB = config["robustness"]
 LAST = MILESTONES[-1]

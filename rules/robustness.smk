@@ -1,6 +1,6 @@
-# Is the robustness real? (issue 17) Transfer of final perturbations between the models of a table, an ε budget
+# Is the robustness real? Transfer of final perturbations between the models of a table, an ε budget
 # sweep, a random-noise floor and an untargeted attack, then one aggregate job with every verdict. Planned only
-# when robustness.enabled (configs/robustness.yaml); see README "Robustness checks".
+# when robustness.enabled (configs/robustness.yaml); see docs/robustness.md.
 # Its helpers (pairs, seeds, sources and victims, outputs) are in rules/common.smk, section "robustness".
 
 

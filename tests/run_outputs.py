@@ -3,7 +3,7 @@ interrupted or not): every aggregate the run wrote, compared byte for byte after
 
 Included: the data manifest; the attack targets; per (model, λC(i), milestone) the attack CSV, the δ state and the
 summary; per evaluation the hypotheses and summary; every fine-tuned model's weights; and every file under
-results/tables/ and results/figures/ (issue 5's aggregates, whatever they are). Excluded: logs, benchmarks, ESPnet's
+results/tables/ and results/figures/ (the aggregates, whatever they are). Excluded: logs, benchmarks, ESPnet's
 training folders (they hold timings), and PDFs (they carry a creation date).
 """
 

@@ -49,8 +49,8 @@ from hne_core.attack.pgd import (
     length_batches,
     resolve_autocast,
 )
-from hne_core.attack.stft_grad import fast_stft_gradient
 from hne_core.attack.run import run_attack
+from hne_core.attack.stft_grad import fast_stft_gradient
 from hne_core.attack.targets import (
     LOREM_WORDS,
     SpellingError,
@@ -631,8 +631,9 @@ def test_untargeted_attack_job_ascends_the_references_and_never_chains_a_targete
             )
 
 
-def test_attack_benchmark_prints_consistent_figures_and_a_summary_line():
-    """The bench's command line on a tiny setting: every figure the issue asks for, and sums that add up."""
+def test_attack_benchmark_prints_consistent_figures_and_a_summary_line(tmp_path):
+    """The bench's command line on a tiny setting (random weights: no trained run at ``--trained``): every figure,
+    every lever's ratio, sums that add up, and the last line ``step_ms_per_utt=<x> floor_ratio=<y>``."""
     import subprocess
     import sys
     from pathlib import Path
@@ -658,6 +659,8 @@ def test_attack_benchmark_prints_consistent_figures_and_a_summary_line():
             "1",
             "--paper-seconds",
             "1.5",
+            "--trained",
+            str(tmp_path / "no-run"),
         ],
         cwd=repo,
         capture_output=True,
@@ -665,9 +668,11 @@ def test_attack_benchmark_prints_consistent_figures_and_a_summary_line():
         timeout=600,
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    last = out.stdout.strip().splitlines()[-1]
-    assert last.startswith("summary: ")
-    f = dict(kv.split("=", 1) for kv in last.split()[1:])
+    lines = out.stdout.strip().splitlines()
+    final = dict(kv.split("=", 1) for kv in lines[-1].split())
+    assert set(final) == {"step_ms_per_utt", "floor_ratio"}
+    summary = next(line for line in lines if line.startswith("summary: "))
+    f = dict(kv.split("=", 1) for kv in summary.split()[1:])
     num = {k: float(v) for k, v in f.items() if k not in ("device", "paper_device")}
     for key in (
         "art_b1_utt_steps_per_s",
@@ -679,8 +684,15 @@ def test_attack_benchmark_prints_consistent_figures_and_a_summary_line():
         "sweep_ceiling",
         "paper_utt_step_ms",
         "paper_grid_device_hours",
+        "lever_trim",
+        "lever_fast_stft",
+        "lever_channels_last",
+        "lever_bf16",
+        "lever_all",
     ):
         assert num[key] > 0, key
+    assert float(final["floor_ratio"]) == pytest.approx(num["native_step_over_fwd_bwd"], abs=0.011)
+    assert float(final["step_ms_per_utt"]) == pytest.approx(1000 / num["native_batched_utt_steps_per_s"], rel=0.01)
     assert num["native_batched_over_art"] == pytest.approx(
         num["native_batched_utt_steps_per_s"] / num["art_b1_utt_steps_per_s"], abs=0.011
     )
@@ -690,10 +702,11 @@ def test_attack_benchmark_prints_consistent_figures_and_a_summary_line():
     assert num["paper_grid_device_hours"] == pytest.approx(
         16 * 1000 * 2000 * num["paper_utt_step_ms"] / 1000 / 3600, rel=0.01
     )
-    assert "paper sweep [500, 1000, 1500, 2000]" in out.stdout and "config sweep [50, 100, 150, 200]" in out.stdout
+    steps = yaml.safe_load((repo / "config.yaml").read_text())["attack"]["steps"]
+    assert "paper sweep [500, 1000, 1500, 2000]" in out.stdout and f"config sweep {steps}" in out.stdout
 
 
-# ------------------------------------------------------------------------------------------------ issue 15
+# ------------------------------------------------------------------------------------------------ batching
 def test_length_batches_fill_a_sample_budget():
     """Longest first; a batch takes the next utterance while rows x its longest row stays within the budget and
     the row cap; an utterance over the budget is a batch of its own; without a budget, ``batch_size`` at a time."""

@@ -262,7 +262,7 @@ def test_finetune_scheduler_key_is_what_espnet_gets(merged):
 
 
 def test_fine_tuning_amp_and_loader_workers_reach_espnet(merged):
-    """Issue 15: the paper config fine-tunes with ESPnet's --use_amp and 4 DataLoader workers (config keys
+    """The paper config fine-tunes with ESPnet's --use_amp and 4 DataLoader workers (config keys
     finetune.use_amp / num_workers, in the recipe YAML and on the command line); the default config's recipe and
     command line stay as they were (no use_amp key, --num_workers 0). ESPnet's own parser reads both."""
     from espnet2.tasks.asr import ASRTask

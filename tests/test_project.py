@@ -117,3 +117,23 @@ def test_package_declares_every_library_it_imports():
     }
     assert not missing, f"imported by hne_core but not in pyproject.toml's dependencies: {missing}"
     assert {"art", "seaborn", "matplotlib", "espnet_model_zoo", "datacollective"} <= third_party
+
+
+def test_no_tracked_file_names_the_issue_tracker():
+    """Users of the workflow do not have the project's issue tracker: no tracked text file refers to an issue by
+    its number (the word issue followed by a number, with or without '#')."""
+    import subprocess
+
+    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    pattern = re.compile(r"\bissues?\s*#?\d+", re.IGNORECASE)
+    found = []
+    for name in files:
+        path = REPO / name
+        if path.suffix in {".png", ".pdf", ".gz", ".zip", ".npz", ".pth", ".wav", ".mp3"} or not path.is_file():
+            continue
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            continue
+        found += [f"{name}:{n}" for n, line in enumerate(text.splitlines(), 1) if pattern.search(line)]
+    assert not found, found

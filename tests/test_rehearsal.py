@@ -8,7 +8,7 @@ shaped like the real ones and made here, with an overlay that only shrinks sizes
   served over HTTPS on the loopback interface at a Zenodo-shaped URL, so that espnet_model_zoo's downloader
   fetches it and the fetch rule checks its sha256, unpacks it and lays it out, as it would the real one.
 
-What this proves and what it cannot is in README.md, "The paper-scale run".
+What this proves and what it cannot is in docs/paper-run.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The robustness checks (issue 17): every verdict rule fed constructed numbers where it must pass and where it must
+"""The robustness checks: every verdict rule fed constructed numbers where it must pass and where it must
 flag; the untargeted step of both engines; and (slow) a real smoke run of every check, with the partial-rerun plan
 of one ε added to the sweep."""
 

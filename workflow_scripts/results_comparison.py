@@ -27,7 +27,7 @@ with logged_to(snakemake.log[0]) as log:
     paper = load_paper_results(i.paper)
     results = evaluate_findings(p.findings, attack, benign, p.steps, p.bootstrap_samples, p.ci_level, p.seed, paper)
     checks = seeds = None
-    if i.get("robustness"):  # robustness.enabled: the checks' verdicts per setting, AdvTWER per seed (issue 17)
+    if i.get("robustness"):  # robustness.enabled: the checks' verdicts per setting, AdvTWER per seed
         import pandas as pd
 
         from hne_core.robustness.report import setting_verdicts

@@ -64,7 +64,6 @@ import torch
 
 from hne_core.atomic import atomic_path
 from hne_core.attack.batching import batch_invariant, n_fft, static_lengths
-from hne_core.attack.stft_grad import fast_stft_gradient
 from hne_core.attack.loss import (
     AttackSetupError,
     adversarial_losses,
@@ -73,6 +72,7 @@ from hne_core.attack.loss import (
     pad_targets,
     pad_waves,
 )
+from hne_core.attack.stft_grad import fast_stft_gradient
 
 log = logging.getLogger(__name__)
 

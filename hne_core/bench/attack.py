@@ -21,8 +21,8 @@ Then, on one model and one set of utterances, in one run: steps × utterances pe
 engine at batch 1 and batched, their ratios, the native step time over a bare forward+backward of ESPnet's own
 loss on the same padded batch with frozen parameters (the floor an attack step cannot beat), and the cost of
 a 4-milestone sweep run chained (each milestone continues the previous one: max(M) steps) against independent
-runs (sum(M) steps), greedy decoding of every milestone included: for the paper's milestones 500-2000 (the
-sweep the goal is about) and for the config's own (50-200 in the default config).
+runs (sum(M) steps), greedy decoding of every milestone included: for the paper's milestones 500-2000 and for the
+config's own (the same in the default config; 50-200 in ``configs/quick.yaml``).
 
 Then the paper's architecture (12-block conformer d=512, 8 heads, FF 2048, kernel 31; 6-block decoder; 5000
 tokens; random weights) on whatever device is present: the native engine's cost per utterance-step, and the
@@ -107,7 +107,7 @@ def _timed_attack(engine: str, model, waves, targets, steps: int, batch: int, de
             spec = make_spec(model, waves, targets, LAMBDA_C, 2.0, 0.05, n, True)
             pgd_native(model, spec, batch_size=batch, device=device, **levers)
         else:
-            run_attack(engine, model, waves, targets, LAMBDA_C, 2.0, 0.05, n, clip=True, batch_size=batch, device=device)
+            run_attack(engine, model, waves, targets, LAMBDA_C, 2.0, 0.05, n, batch_size=batch, device=device)
 
     go(1)
     _sync(device)
@@ -337,8 +337,8 @@ def run(args: argparse.Namespace) -> int:
         f"weights never emit <eos>: every decode runs to the length limit, so this overstates it)",
         flush=True,
     )
-    # The goal is the paper's sweep (500-2000 steps); the config's own milestones (50-200 by default, for a CPU
-    # run) are shown too: decoding, the same for both engines, weighs ten times more there.
+    # The paper's sweep (500-2000 steps) and the config's own milestones (with 50-200, decoding, the same for both
+    # engines, weighs ten times more).
     pm = PAPER_GRID["milestones"]
     sweeps = {
         name: _sweep(name, ms, n_attacked, per_utt_step, 1.0 / rate["art"], t_dec)

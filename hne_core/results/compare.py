@@ -202,7 +202,7 @@ def benign_section(benign: Mapping[Setting, UtteranceScores], paper: pd.DataFram
 
 
 def robustness_support(f: FindingResult, checks: Mapping[Setting, Mapping[str, str]]) -> str:
-    """Whether the robustness checks (issue 17, ``robustness_checks.csv``: per setting, per check, passes or
+    """Whether the robustness checks (``robustness_checks.csv``: per setting, per check, passes or
     flag) support a finding that holds: every setting it calls more robust must pass every check it was given,
     since a flag (masking, a flat sweep, noise, a failed untargeted attack) says its AdvTWER may not be robustness."""
     if f.metric != "adv_twer":
@@ -222,7 +222,7 @@ def robustness_support(f: FindingResult, checks: Mapping[Setting, Mapping[str, s
 
 
 def seed_support(f: FindingResult, seeds: pd.DataFrame) -> str:
-    """The finding judged across training seeds (issue 17, ``robustness_seeds.csv``: AdvTWER at the last milestone
+    """The finding judged across training seeds (``robustness_seeds.csv``: AdvTWER at the last milestone
     per retrained setting and seed, this run's seed included): for each of its comparisons whose two settings were
     both retrained, at how many seeds the better one has the higher AdvTWER. A finding that holds at this run's
     seed but not at every seed is reported as depending on the seed, whatever the bootstrap over utterances says,

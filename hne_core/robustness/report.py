@@ -370,7 +370,7 @@ def checks_markdown(
         f"{', '.join(f'{s:g}' for s in scales)} (α scaled alike); sweep, noise and untargeted checks on "
         f"{len(settings)} settings; noise: {params['noise_draws']} draws; thresholds: sweep_floor "
         f"{params['sweep_floor']:g}, noise_margin {params['noise_margin']:g}. Rules: "
-        '`hne_core/robustness/verdicts.py`; the README\'s "Robustness checks".',
+        "`hne_core/robustness/verdicts.py`; docs/robustness.md.",
         "",
         "## Verdicts per model",
         "",
