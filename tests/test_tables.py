@@ -26,7 +26,7 @@ from hne_core.results.aggregate import (
     resampled_wer,
 )
 from hne_core.results.compare import evaluate_findings, paired_difference, parse_setting
-from hne_core.results.paper import PAPER_STEPS, describe_mapping, load_paper_results, milestone_map
+from hne_core.results.paper import PAPER_STEPS, budget_note, describe_mapping, load_paper_results, milestone_map
 from hne_core.results.tables import (
     PaperTable,
     benign_frame,
@@ -159,7 +159,7 @@ def test_csv_keeps_numbers_and_spells_out_the_marks():
 def test_markdown_marks_and_escapes():
     md = to_markdown(_toy_table().grid())
     lines = md.splitlines()
-    assert lines[0] == r"### Toy \| table with 100% & more\_λ"
+    assert lines[0].startswith(r"### Toy \| table with 100% & more\_λ (NOT the paper")  # milestones 50, 100
     assert lines[2] == r"| steps | *STL \*dec\** | a\|b\_c & 50% | \<x\> |"
     assert lines[4] == "| λA/λC(t)/λC(i) | *1.0/0.0/0.0* | 0.7/0.5/0.0 | 0.7/0.3/0.0 |"
     assert lines[5] == "| PGD-50 | *99.95* | <mark>100.65</mark> | <mark>**101.04**</mark> |"
@@ -169,7 +169,7 @@ def test_markdown_marks_and_escapes():
 
 def test_latex_marks_and_escapes():
     tex = to_latex(_toy_table().grid())
-    assert r"\caption{Toy | table with 100\% \& more\_$\lambda$}" in tex
+    assert r"\caption{Toy | table with 100\% \& more\_$\lambda$ (NOT the paper" in tex  # milestones 50, 100
     assert r"\cellcolor{gray!20}STL *dec* & a|b\_c \& 50\% & <x> \\" in tex
     assert (
         r"PGD-50 & \cellcolor{gray!20}99.95 & \cellcolor{yellow!35}100.65 & \cellcolor{yellow!35}\textbf{101.04} \\"
@@ -233,6 +233,17 @@ def test_the_rules_reproduce_the_papers_bold_cells(name):
         assert highlighted == [{"0.8", "0.7", "0.6"}] * 2 + [{"0.8", "0.7", "0.6", "0.5"}] * 2
     else:
         assert highlighted == [{"0.5", "0.7"}] * 4
+
+
+def test_a_run_off_the_papers_budget_says_so_in_every_table_title():
+    """Milestones other than 500/1000/1500/2000: the title of every table format carries the warning; the paper's
+    own milestones carry none."""
+    quick = _toy_table()  # milestones 50 and 100
+    assert budget_note([50, 100]) in quick.grid().title and "NOT the paper's attack budget" in budget_note([50, 100])
+    for text in (to_markdown(quick.grid()), to_html(quick.grid()), to_latex(quick.grid())):
+        assert "NOT the paper" in text
+    paper = PaperTable.from_frame(_frame({(1.0, 0.0, 0.0, s): 50.0 for s in PAPER_STEPS}), TOY, list(PAPER_STEPS))
+    assert budget_note(list(PAPER_STEPS)) == "" and "NOT" not in paper.grid().title
 
 
 def test_milestones_are_matched_to_the_papers_by_position():

@@ -23,6 +23,20 @@ def test_default_dag_dry_run(tmp_path):
     assert planned_jobs(proc) == {**DATA_JOBS, **MODEL_JOBS, "pretrain": 1}
 
 
+def test_default_config_attacks_with_the_papers_budget_and_quick_overlay_does_not(tmp_path):
+    """The default run: ε 2.0, α 0.05, milestones 500-2000, at least 32 utterances, every table setting attacked;
+    configs/quick.yaml plans the same DAG (same jobs) at 50-200 steps into results/quick/."""
+    default = yaml.safe_load((REPO / "config.yaml").read_text())
+    attack = default["attack"]
+    assert (attack["epsilon"], attack["step_size"], attack["steps"]) == (2.0, 0.05, [500, 1000, 1500, 2000])
+    assert attack["n_utterances"] >= 32
+    quick = yaml.safe_load((REPO / "configs/quick.yaml").read_text())
+    assert max(quick["attack"]["steps"]) < 500
+    proc = run_snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(REPO / "configs/quick.yaml"))
+    assert planned_jobs(proc) == {**DATA_JOBS, **MODEL_JOBS, "pretrain": 1}
+    assert "results/quick/attacks/la1.0_lc0.0/infer0.0/pgd200/summary.json" in proc.stdout
+
+
 def test_paper_dag_dry_run_with_a_fake_archive(tmp_path):
     archive = tmp_path / "cv-corpus-7.0-2021-07-21-en.tar.gz"
     archive.write_bytes(b"")
