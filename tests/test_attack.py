@@ -697,7 +697,10 @@ def test_attack_benchmark_prints_consistent_figures_and_a_summary_line(tmp_path)
         num["native_batched_utt_steps_per_s"] / num["art_b1_utt_steps_per_s"], abs=0.011
     )
     # the paper's sweep: 2000 chained steps against 5000, decoding the same four times in each
-    assert num["sweep_native_over_art"] == pytest.approx(num["sweep_art_s"] / num["sweep_chained_s"], rel=0.01)
+    # printed to two decimals: rounding adds up to 0.005 (which matters where the ratio is below 1, on a tiny setting)
+    assert num["sweep_native_over_art"] == pytest.approx(
+        num["sweep_art_s"] / num["sweep_chained_s"], rel=0.01, abs=0.006
+    )
     assert num["sweep_independent_s"] > num["sweep_chained_s"]
     assert num["paper_grid_device_hours"] == pytest.approx(
         16 * 1000 * 2000 * num["paper_utt_step_ms"] / 1000 / 3600, rel=0.01
