@@ -72,29 +72,28 @@ def _targets_for(wave: np.ndarray, vocab: int, rng: np.random.Generator) -> list
 def _trim(cfg_all: dict):
     from hne_core.data.synthetic import Trim
 
-    trim = (cfg_all.get("synthetic") or {}).get("trim")
-    return Trim(float(trim["top_db"]), float(trim["margin_s"])) if trim else None
+    return Trim.from_config((cfg_all.get("synthetic") or {}).get("trim"))
 
 
 def _default_model(args: argparse.Namespace, cfg_all: dict, tmp: Path) -> tuple[torch.nn.Module, list, str]:
     """A trained default base on its test split if a finished run holds both; else the config's ``model:`` with
     random weights on espeak-ng speech rendered as the default corpus is."""
-    from hne_core.bench.decode import espeak_utterances
+    from hne_core.bench.decode import espeak_utterances, trained_base
 
-    trained = Path(args.trained)
-    test_dir = trained.parent / "data" / "test"
-    if (trained / "config.yaml").is_file() and (test_dir / "wav.scp").is_file():
-        from hne_core.model.evaluate import load_speech2text, read_audio, read_data_dir
-
-        model = load_speech2text(trained, LAMBDA_C, "cpu").asr_model
-        waves = [read_audio(u.wav) for u in read_data_dir(test_dir)[: args.utts]]
-        return model, waves, f"trained base {trained} on {len(waves)} of its test utterances"
+    found = trained_base(args.trained, LAMBDA_C, args.utts)
+    if found is not None:
+        return found
     model = _build(_recipe(cfg_all["model"], 32))
     waves = espeak_utterances(args.utts, tmp, _trim(cfg_all))
     return model, waves, "config `model:` with random weights on espeak-ng speech (no trained run here)"
 
 
 NO_LEVERS = {"fast_stft": False, "channels_last_convs": False, "autocast": None}
+
+
+def config_levers(autocast: str | None) -> dict:
+    """``pgd_native``'s speed settings as the workflow's attack job runs them (``autocast`` resolved)."""
+    return {"fast_stft": True, "channels_last_convs": True, "autocast": autocast}
 
 
 def _timed_attack(engine: str, model, waves, targets, steps: int, batch: int, device: str, **levers) -> float:
@@ -159,7 +158,7 @@ def _levers(model, cfg_all: dict, args: argparse.Namespace, tmp: Path, device: s
     rng = np.random.default_rng(3)
     targets = [_targets_for(w, len(model.token_list), rng) for w in raw]
     batch = args.batch or n
-    on = {"fast_stft": True, "channels_last_convs": True, "autocast": autocast}
+    on = config_levers(autocast)
     cases = {
         "today": (raw, NO_LEVERS),
         "trim": (trimmed, NO_LEVERS),
@@ -294,7 +293,7 @@ def run(args: argparse.Namespace) -> int:
     audio = sum(len(w) for w in waves) / 16000
     n = len(waves)
     batch = args.batch or n
-    levers = {"fast_stft": True, "channels_last_convs": True, "autocast": autocast}
+    levers = config_levers(autocast)
     print(
         f"{what}: {params:.2f} M parameters on {device}, {n} utterances ({audio:.1f} s), λC(i)={LAMBDA_C}, "
         f"{args.steps} timed steps, {args.threads} threads, best of {max(1, args.repeat)} interleaved repetitions "

@@ -69,17 +69,26 @@ def espeak_utterances(n: int, directory: Path, trim=None) -> list[np.ndarray]:
     return waves
 
 
+def trained_base(trained: str | Path, lambda_c: float, n: int) -> tuple[torch.nn.Module, list[np.ndarray], str] | None:
+    """A finished run's trained base (its pre-trained layout at ``trained``) with the first ``n`` utterances of
+    the run's test split, or None when the run lacks either."""
+    trained = Path(trained)
+    test_dir = trained.parent / "data" / "test"
+    if not ((trained / "config.yaml").is_file() and (test_dir / "wav.scp").is_file()):
+        return None
+    from hne_core.model.evaluate import load_speech2text, read_audio, read_data_dir
+
+    model = load_speech2text(trained, lambda_c, "cpu").asr_model
+    waves = [read_audio(u.wav) for u in read_data_dir(test_dir)[:n]]
+    return model, waves, f"trained base {trained} on {len(waves)} of its test utterances"
+
+
 def _model_and_waves(args: argparse.Namespace, tmp: Path) -> tuple[torch.nn.Module, list[np.ndarray], str]:
     from hne_core.bench.train import PAPER_MODEL, PAPER_VOCAB, _build, _recipe
 
-    trained = Path(args.trained)
-    test_dir = trained.parent / "data" / "test"
-    if args.model == "default" and (trained / "config.yaml").is_file() and (test_dir / "wav.scp").is_file():
-        from hne_core.model.evaluate import load_speech2text, read_audio, read_data_dir
-
-        s2t = load_speech2text(trained, args.lambda_c, "cpu")
-        waves = [read_audio(u.wav) for u in read_data_dir(test_dir)[: args.utts]]
-        return s2t.asr_model, waves, f"trained base {trained} on {len(waves)} of its test utterances"
+    found = trained_base(args.trained, args.lambda_c, args.utts) if args.model == "default" else None
+    if found is not None:
+        return found
     spec, vocab = (
         (PAPER_MODEL, PAPER_VOCAB)
         if args.model == "paper"

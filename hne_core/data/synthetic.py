@@ -189,6 +189,11 @@ class Trim:
     top_db: float
     margin_s: float
 
+    @classmethod
+    def from_config(cls, trim: Mapping | None) -> Trim | None:
+        """From ``synthetic.trim`` (``{top_db, margin_s}``, or null: no trimming)."""
+        return cls(float(trim["top_db"]), float(trim["margin_s"])) if trim else None
+
 
 def _render(job: tuple[str, str, str, int, int, float, str, int, Trim | None]) -> tuple[str, int]:
     """Speak one sentence to a 16 kHz WAV. Returns (path, samples).

@@ -62,7 +62,7 @@ def prepare(
     from hne_core.data.synthetic import Trim, read_script, synthesize
 
     script = read_script(inputs["script"])
-    trim = Trim(float(settings["trim"]["top_db"]), float(settings["trim"]["margin_s"])) if settings["trim"] else None
+    trim = Trim.from_config(settings["trim"])
     manifest, drops = synthesize(
         script, outputs.wavs, processes=threads, text_case=text_case, min_samples=min_samples, trim=trim
     )
