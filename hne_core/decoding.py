@@ -16,7 +16,10 @@ between the decoder's top token and <eos>: the output is the decoder's greedy hy
 short (when the top token's CTC prefix score falls far enough that <eos> wins); CTC never picks a token. At
 λC(i) = 1 (no decoder) ESPnet has no pre-beam and scores CTC over the whole vocabulary, and at λC(i) = 0 only the
 decoder is scored, so there the two modes pick the same tokens. Mode ``espnet_beam1`` keeps ESPnet's behaviour for
-comparison (``Speech2Text`` itself, or ``hne_core.attack.decode.GreedyDecoder`` on a model in memory).
+comparison: ``Speech2Text`` itself, or ``GreedyDecoder``, which builds the same ``BatchBeamSearch`` (scorers decoder
+1-λC(i), CTC prefix λC(i), length bonus 0) around a model already in memory, so predictions need no second copy of
+the weights (``tests/test_attack.py`` checks it against ``Speech2Text`` on an exported model); with
+``full_vocabulary=True`` it turns the pre-beam off, a beam-1 Eq. 2 that the tests use as an independent reference.
 
 The CTC term is the quantity of ESPnet's vectorised prefix scorer (``CTCPrefixScoreTH``, the one its batched
 beam search uses), for all tokens at once, computed by ``CTCPrefixGreedy`` without ESPnet's Python loop over frames
@@ -54,6 +57,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from hne_core.batching import batch_invariant
+from hne_core.heads import check_heads, pad_waves
 
 DECODING_MODES = ("exact", "espnet_beam1")
 DEFAULT_MODE = "exact"
@@ -356,8 +362,6 @@ class Eq2GreedyDecoder:
     """``decoder(wave) -> token ids`` (exact Eq. 2, one utterance); ``decoder.batch(waves)`` for padded batches."""
 
     def __init__(self, model: torch.nn.Module, lambda_c: float):
-        from hne_core.attack.loss import check_heads
-
         check_heads(model, lambda_c)
         self.model = model
         self.lambda_c = float(lambda_c)
@@ -378,8 +382,6 @@ class Eq2GreedyDecoder:
         """One ``Hypothesis`` per wave, in the order given. ``batch_size`` 1: each wave encoded and decoded alone
         (no padding, no hooks: ESPnet's own arithmetic); larger: padded batches of that many, longest first (to pad
         least), encoded under ``batch_invariant(model)`` (see the module docstring). ``track``: ``eq2_search``'s."""
-        from hne_core.attack.batching import batch_invariant
-
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         dev = self._device()
@@ -408,8 +410,6 @@ class Eq2GreedyDecoder:
         utterances of 1.4-3.4 s: 0.32 s in groups, 0.43 s as one batch, 0.49 s one at a time, one CPU thread).
         The padded frames between groups are never read: the CTC scorer and the decoder's memory mask stop at
         each row's length."""
-        from hne_core.attack.loss import pad_waves
-
         dev = self._device()
         groups: list[list[np.ndarray]] = []
         for w in waves:
@@ -461,14 +461,68 @@ def mismatches(single: Sequence[Hypothesis], batched: Sequence[Hypothesis]) -> l
     return found
 
 
+class GreedyDecoder:
+    """Mode ``espnet_beam1`` on a model in memory: ``Speech2Text``'s beam-1 search, ``decoder(wave) -> token ids``
+    (no <sos>/<eos>, blanks removed), one utterance at a time."""
+
+    def __init__(
+        self, model, lambda_c: float, maxlenratio: float = 0.0, minlenratio: float = 0.0, full_vocabulary: bool = False
+    ):
+        from espnet2.legacy.nets.batch_beam_search import BatchBeamSearch
+        from espnet2.legacy.nets.beam_search import BeamSearch
+        from espnet2.legacy.nets.scorers.ctc import CTCPrefixScorer
+        from espnet2.legacy.nets.scorers.length_bonus import LengthBonus
+
+        check_heads(model, lambda_c)
+        self.model = model
+        token_list = model.token_list
+        scorers = {
+            "decoder": model.decoder,
+            "ctc": CTCPrefixScorer(ctc=model.ctc, eos=model.eos) if model.ctc is not None else None,
+            "length_bonus": LengthBonus(len(token_list)),
+        }
+        weights = {"decoder": 1.0 - lambda_c, "ctc": lambda_c, "lm": 0.0, "ngram": 0.0, "length_bonus": 0.0}
+        search = BeamSearch(
+            beam_size=1,
+            weights=weights,
+            scorers=scorers,
+            sos=model.sos,
+            eos=model.eos,
+            vocab_size=len(token_list),
+            token_list=token_list,
+            pre_beam_score_key=None if lambda_c == 1.0 or full_vocabulary else "full",
+            normalize_length=False,
+        )
+        search.__class__ = BatchBeamSearch
+        self.search = search.eval()
+        self.maxlenratio, self.minlenratio = maxlenratio, minlenratio
+
+    @torch.no_grad()
+    def __call__(self, wave: np.ndarray | torch.Tensor) -> list[int]:
+        import logging
+
+        device = next(self.model.parameters()).device
+        speech = torch.as_tensor(np.asarray(wave, dtype=np.float32)).reshape(1, -1).to(device)
+        enc, _ = self.model.encode(speech, torch.tensor([speech.size(1)], device=device))
+        if isinstance(enc, tuple):
+            enc = enc[0]
+        level = logging.getLogger().level
+        logging.getLogger().setLevel(max(level, logging.WARNING))  # BeamSearch logs every hypothesis
+        try:
+            hyps = self.search(x=enc[0], maxlenratio=self.maxlenratio, minlenratio=self.minlenratio)
+        finally:
+            logging.getLogger().setLevel(level)
+        if not hyps:
+            return []
+        return [int(t) for t in hyps[0].yseq[1:-1].tolist() if int(t) != 0]
+
+
 def make_decoder(
     model: torch.nn.Module, lambda_c: float, mode: str = DEFAULT_MODE
 ) -> Callable[[np.ndarray], list[int]]:
     """A ``wave -> token ids`` greedy decoder of ``model`` at λC(i) in ``mode`` (see ``DECODING_MODES``)."""
     if check_mode(mode) == "exact":
         return Eq2GreedyDecoder(model, lambda_c)
-    from hne_core.attack.decode import GreedyDecoder
-
     return GreedyDecoder(model, lambda_c)
 
 

@@ -34,10 +34,8 @@ import yaml
 from model_utils import TOKENS, build_tiny, tiny_config
 
 from hne_core.attack.art_engine import ESPnetARTRecognizer, make_art_pgd, object_array
-from hne_core.attack.batching import batch_invariant
-from hne_core.attack.decode import GreedyDecoder
-from hne_core.attack.job import AttackOutputs, AttackSettings, attack_job, dequantize, load_state, quantize
-from hne_core.attack.loss import AttackSetupError, adversarial_losses, decoder_losses, pad_targets, pad_waves
+from hne_core.attack.job import AttackJob, AttackOutputs, AttackSettings, attack_job, dequantize, load_state, quantize
+from hne_core.attack.loss import AttackSetupError, adversarial_losses, decoder_losses, pad_targets
 from hne_core.attack.pgd import (
     CLIP_TOL,
     FLOAT32_U,
@@ -62,6 +60,9 @@ from hne_core.attack.targets import (
     spellable_words,
     write_targets,
 )
+from hne_core.batching import batch_invariant
+from hne_core.decoding import GreedyDecoder
+from hne_core.heads import SetupError, pad_waves
 
 pytestmark = pytest.mark.numeric
 
@@ -250,9 +251,9 @@ def test_decoder_losses_are_criterion_att_row_by_row(model, waves, normalize_len
 def test_loss_refuses_missing_heads_and_training_mode(waves):
     x, lens = torch.from_numpy(waves[0])[None], torch.tensor([len(waves[0])])
     ys, ys_lens = pad_targets([TARGETS[0]], "cpu")
-    with pytest.raises(AttackSetupError, match="needs the CTC head"):
+    with pytest.raises(SetupError, match="needs the CTC head"):
         adversarial_losses(build_tiny(1.0, 0.0), x, lens, ys, ys_lens, 0.3)
-    with pytest.raises(AttackSetupError, match="needs the attention decoder"):
+    with pytest.raises(SetupError, match="needs the attention decoder"):
         adversarial_losses(build_tiny(1.0, 1.0), x, lens, ys, ys_lens, 0.5)
     adversarial_losses(build_tiny(1.0, 0.0), x, lens, ys, ys_lens, 0.0)  # decoder only: fine
     m = build_tiny(1.0, 0.3).train()
@@ -510,15 +511,9 @@ def test_attack_job_chains_milestones_and_writes_checked_outputs(exported, bpe, 
 
     def job(steps, prev, csv, state, summary, **kw):
         return attack_job(
-            exported,
-            data,
-            ids,
-            tmp_path / "targets.txt",
-            0.3,
-            steps,
+            AttackJob(exported, data, ids, tmp_path / "targets.txt", 0.3, steps, prev_state=prev),
             SETTINGS,
             AttackOutputs(csv, state, summary, tmp_path / "ckpt"),
-            prev_state=prev,
             device="cpu",
             **kw,
         )
@@ -554,26 +549,15 @@ def test_attack_job_chains_milestones_and_writes_checked_outputs(exported, bpe, 
         np.testing.assert_array_equal(d, dequantize(*quantize(s)))
     with pytest.raises(AttackSetupError, match="different attack"):
         attack_job(
-            exported,
-            data,
-            ids,
-            tmp_path / "targets.txt",
-            0.5,
-            4,
+            AttackJob(exported, data, ids, tmp_path / "targets.txt", 0.5, 4, prev_state=out["s2.npz"]),
             SETTINGS,
             elsewhere,
-            prev_state=out["s2.npz"],
             device="cpu",
         )
     write_targets(tmp_path / "bad.txt", ["FAB"])
     with pytest.raises(SpellingError, match="'FAB'"):
         attack_job(
-            exported,
-            data,
-            ids,
-            tmp_path / "bad.txt",
-            0.3,
-            1,
+            AttackJob(exported, data, ids, tmp_path / "bad.txt", 0.3, 1),
             replace(SETTINGS, engine="art", batch_size=1),
             elsewhere,
             device="cpu",
@@ -590,12 +574,7 @@ def test_untargeted_attack_job_ascends_the_references_and_never_chains_a_targete
     untargeted = replace(SETTINGS, targeted=False)
     paths = {k: tmp_path / k for k in ("u.csv", "u.npz", "u.json", "t.csv", "t.npz", "t.json")}
     summary = attack_job(
-        exported,
-        data,
-        JOB_IDS,
-        None,
-        0.3,
-        2,
+        AttackJob(exported, data, JOB_IDS, None, 0.3, 2),
         untargeted,
         AttackOutputs(paths["u.csv"], paths["u.npz"], paths["u.json"]),
         device="cpu",
@@ -611,22 +590,18 @@ def test_untargeted_attack_job_ascends_the_references_and_never_chains_a_targete
     for d, s in zip(load_state(paths["u.npz"])["deltas"], direct.deltas):
         np.testing.assert_array_equal(d, dequantize(*quantize(s)))
     with pytest.raises(AttackSetupError, match="needs a targets file"):
-        attack_job(exported, data, JOB_IDS, None, 0.3, 1, SETTINGS, AttackOutputs(*list(paths.values())[3:]))
+        attack_job(AttackJob(exported, data, JOB_IDS, None, 0.3, 1), SETTINGS, AttackOutputs(*list(paths.values())[3:]))
     write_targets(tmp_path / "targets.txt", ["CAB", "ABE DEED", "EBB"])
     targeted_outputs = AttackOutputs(paths["t.csv"], paths["t.npz"], paths["t.json"])
-    attack_job(exported, data, JOB_IDS, tmp_path / "targets.txt", 0.3, 1, SETTINGS, targeted_outputs, device="cpu")
+    attack_job(
+        AttackJob(exported, data, JOB_IDS, tmp_path / "targets.txt", 0.3, 1), SETTINGS, targeted_outputs, device="cpu"
+    )
     for prev, settings, targets in ((paths["t.npz"], untargeted, None), (paths["u.npz"], SETTINGS, "targets.txt")):
         with pytest.raises(AttackSetupError, match="different attack"):
             attack_job(
-                exported,
-                data,
-                JOB_IDS,
-                targets and tmp_path / targets,
-                0.3,
-                4,
+                AttackJob(exported, data, JOB_IDS, targets and tmp_path / targets, 0.3, 4, prev_state=prev),
                 settings,
                 AttackOutputs(tmp_path / "x.csv", tmp_path / "x.npz", tmp_path / "x.json"),
-                prev_state=prev,
                 device="cpu",
             )
 
@@ -806,7 +781,7 @@ def test_native_step_loop_reads_nothing_back_after_the_first_step(waves, batch_s
 def test_length_replay_fails_when_lengths_change():
     """The replay is exact or fails: lengths that differ from the recorded ones are found (on the device) by
     ``check``; another call signature at once."""
-    from hne_core.attack.batching import LengthReplay
+    from hne_core.batching import LengthReplay
 
     replay = LengthReplay()
     for lens, expect in ((torch.tensor([5, 3]), 1), (torch.tensor([5, 3]), 1), (torch.tensor([5, 4]), 1)):

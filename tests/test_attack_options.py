@@ -8,8 +8,9 @@ import pytest
 import torch
 from model_utils import build_tiny
 
-from hne_core.attack.loss import AttackSetupError, decoder_losses, pad_targets, pad_waves, set_label_smoothing
+from hne_core.attack.loss import AttackSetupError, decoder_losses, pad_targets, set_label_smoothing
 from hne_core.attack.targets import assign_targets, text_length
+from hne_core.heads import pad_waves
 
 TARGETS = [[3, 4, 5], [4, 5, 6, 7]]
 

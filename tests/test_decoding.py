@@ -29,13 +29,13 @@ import pytest
 import torch
 from model_utils import TOKENS, build_tiny
 
-from hne_core.attack.decode import GreedyDecoder
 from hne_core.decoding import (
     DECODING_MODES,
     LOGZERO,
     NEAR_TIE,
     CTCPrefixGreedy,
     Eq2GreedyDecoder,
+    GreedyDecoder,
     Hypothesis,
     Mismatch,
     decoder_projections_once,
@@ -308,7 +308,7 @@ def speech(tmp_path_factory) -> list[np.ndarray]:
     """Real espeak-ng speech of different lengths (0.7-2.5 s), rendered by the data stage's own function."""
     import soundfile as sf
 
-    from hne_core.data.synthetic import _render
+    from hne_core.data.sources.synthetic import _render
 
     d = tmp_path_factory.mktemp("speech")
     sentences = ["a bad cab", "dead bee", "the cat sat on the mat by the door", "be"]
@@ -344,8 +344,8 @@ def test_batched_hypotheses_score_as_one_at_a_time_and_need_their_lengths(speech
     longest reduction of this model is the STFT's 512-point one, and ten such stages in a chain give the
     relative tolerance 10·512·u. Told that every row is as long as the longest, the short rows' CTC and
     decoder attend to padded frames, and the scores move far beyond it."""
-    from hne_core.attack.batching import batch_invariant
-    from hne_core.attack.loss import pad_waves
+    from hne_core.batching import batch_invariant
+    from hne_core.heads import pad_waves
 
     m = build_tiny(1.0, 0.3)
     rtol = 10 * 512 * U32
@@ -408,11 +408,11 @@ def test_modes_and_weights_are_checked(model):
     assert DECODING_MODES == ("exact", "espnet_beam1")
     with pytest.raises(ValueError, match="decoding mode"):
         make_decoder(model, 0.3, "beam")
-    from hne_core.attack.loss import AttackSetupError
+    from hne_core.heads import SetupError
 
-    with pytest.raises(AttackSetupError, match="needs the CTC head"):
+    with pytest.raises(SetupError, match="needs the CTC head"):
         Eq2GreedyDecoder(build_tiny(1.0, 0.0), 0.3)
-    with pytest.raises(AttackSetupError, match="must lie in"):
+    with pytest.raises(SetupError, match="must lie in"):
         Eq2GreedyDecoder(model, 1.5)
 
 
@@ -481,8 +481,8 @@ def test_ctc_prefix_scores_are_espnets_within_its_float32_roundoff(speech, batch
     u·(1 + M). A candidate ESPnet gives log-zero must get log-zero here."""
     from espnet2.legacy.nets.ctc_prefix_score import CTCPrefixScoreTH
 
-    from hne_core.attack.batching import batch_invariant
-    from hne_core.attack.loss import pad_waves
+    from hne_core.batching import batch_invariant
+    from hne_core.heads import pad_waves
 
     m = build_tiny(1.0, 0.3)
     groups = [speech] if batched else [[w] for w in speech]
@@ -528,8 +528,8 @@ def test_decoder_projections_once_project_each_position_once_and_give_espnets_lo
     step instead of the whole prefix."""
     from espnet2.legacy.nets.pytorch_backend.transformer.mask import subsequent_mask
 
-    from hne_core.attack.batching import batch_invariant
-    from hne_core.attack.loss import pad_waves
+    from hne_core.batching import batch_invariant
+    from hne_core.heads import pad_waves
 
     m = build_tiny(1.0, 0.3)
     with torch.no_grad(), batch_invariant(m):

@@ -7,24 +7,27 @@ skip_typeguard_instrumentation()  # before ESPnet is imported
 from hne_core.gpu import claim_gpus
 
 claim_gpus(snakemake.resources.gpu)  # before CUDA starts: devices of its own on a multi-GPU machine
-from hne_core.attack.job import AttackOutputs, AttackSettings, attack_job
+from hne_core.attack.job import AttackJob, AttackOutputs, AttackSettings, attack_job
 from hne_core.logs import logged_to
 
 with logged_to(snakemake.log[0]) as log:
     p, out = snakemake.params, snakemake.output
     utt_ids = open(snakemake.input.utterances, encoding="utf-8").read().split()
-    summary = attack_job(
+    job = AttackJob(
         p.model_dir,
         p.test_dir,
         utt_ids,
         snakemake.input.get("targets"),  # none for an untargeted attack
         p.lambda_c_infer,
         p.steps,
+        prev_state=snakemake.input.get("prev_state"),
+        model_weights={"lambda_a": p.weights["lambda_a"], "lambda_c_train": p.weights["lambda_c"]},
+    )
+    summary = attack_job(
+        job,
         AttackSettings(**p.settings),
         AttackOutputs(out.csv, out.state, out.summary, p.checkpoint),
-        prev_state=snakemake.input.get("prev_state"),
         device="cuda" if snakemake.resources.gpu else "cpu",
         threads=snakemake.threads,
-        model_weights={"lambda_a": p.weights["lambda_a"], "lambda_c_train": p.weights["lambda_c"]},
     )
     log.info("%s", summary)

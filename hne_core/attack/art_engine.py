@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hne_core.attack.loss import adversarial_losses, pad_targets, pad_waves
+from hne_core.attack.loss import adversarial_losses, pad_targets
 from hne_core.attack.pgd import (
     AttackResult,
     AttackSetupError,
@@ -41,6 +41,7 @@ from hne_core.attack.pgd import (
     model_device,
     save_checkpoint,
 )
+from hne_core.heads import pad_waves
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -183,6 +183,23 @@ class AttackSettings:
 
 
 @dataclass(frozen=True)
+class AttackJob:
+    """What one milestone job reads: the exported model, the test data directory and the attacked utterances, the
+    targets file (None for the untargeted attack), λC(i), the milestone ``steps``, and the previous milestone's
+    state to continue from (None: δ = 0). ``model_weights``: the model's ``lambda_a`` and ``lambda_c_train``,
+    written into the summary so that the results read each cell's setting from its own files."""
+
+    model_dir: str | Path
+    data_dir: str | Path
+    utt_ids: Sequence[str]
+    targets_file: str | Path | None
+    lambda_c_infer: float
+    steps: int
+    prev_state: str | Path | None = None
+    model_weights: Mapping[str, float] | None = None
+
+
+@dataclass(frozen=True)
 class AttackOutputs:
     """The files of one milestone; ``checkpoint`` (in-job, not an output) survives a killed job."""
 
@@ -310,7 +327,7 @@ def _summary(
     device: str,
     attack_s: float,
     t0: float,
-    model_weights: dict | None,
+    model_weights: Mapping[str, float] | None,
 ) -> dict:
     from hne_core.model.evaluate import corpus_wer
 
@@ -342,43 +359,32 @@ def _summary(
 
 
 def attack_job(
-    model_dir: str | Path,
-    data_dir: str | Path,
-    utt_ids: Sequence[str],
-    targets_file: str | Path | None,
-    lambda_c_infer: float,
-    steps: int,
+    job: AttackJob,
     settings: AttackSettings,
     outputs: AttackOutputs,
     *,
-    prev_state: str | Path | None = None,
     device: str | None = None,
     threads: int | None = None,
-    model_weights: dict | None = None,
 ) -> dict:
-    """Attack ``utt_ids`` of ``data_dir`` up to milestone ``steps``; write the CSV, summary and state.
+    """Attack ``job.utt_ids`` of ``job.data_dir`` up to milestone ``job.steps``; write the CSV, summary and state.
 
     Load (utterances, targets, model) -> resume (the previous milestone's δ) -> run (``run_attack``) -> quantise
     once and check the constraints on what is stored -> score (decode x + δ) -> write. CSV columns: utt_id,
     accent_id, reference, target, hypothesis, target_wer, wer (per utterance, fractions), success (hypothesis ==
     target; for an untargeted attack, hypothesis != reference), l2_norm, linf_norm, snr_db, adv_loss (Eq. 4 at
     x+δ), n_samples, nan_skips. Summary: adv_twer and wer (corpus WER ×100), n_utts, success_rate,
-    nan_skipped_steps, n_utts_with_nan, steps, steps_run, resumed_from, the settings, and timing. Returns the
-    summary.
-
-    ``model_weights``: the attacked model's ``lambda_a`` and ``lambda_c_train``, written into the summary so that
-    the results read each cell's setting from its own files.
+    nan_skipped_steps, n_utts_with_nan, steps, steps_run, resumed_from, the settings, the model's weights, and
+    timing. Returns the summary.
     """
     t0 = time.perf_counter()
     if threads:
         torch.set_num_threads(int(threads))
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    utt_ids = [str(u) for u in utt_ids]
-    model_dir = Path(model_dir)
+    utt_ids, lambda_c_infer, steps = [str(u) for u in job.utt_ids], job.lambda_c_infer, job.steps
     settings = replace(settings, autocast=resolve_autocast(settings.autocast, device))  # "auto" -> what runs
-    inputs = _load(model_dir, data_dir, utt_ids, targets_file, lambda_c_infer, settings, device)
+    inputs = _load(Path(job.model_dir), job.data_dir, utt_ids, job.targets_file, lambda_c_infer, settings, device)
     meta = settings.chained(lambda_c_infer)
-    delta0, prev_steps, prev_skips = _resume(prev_state, inputs, utt_ids, meta, steps)
+    delta0, prev_steps, prev_skips = _resume(job.prev_state, inputs, utt_ids, meta, steps)
 
     result = run_attack(
         settings.engine,
@@ -410,7 +416,7 @@ def attack_job(
         check_constraints(name, x, d, settings.eps, settings.clip)
     nan_skips = [a + b for a, b in zip(prev_skips, result.nan_skips)]
     frame = _score(inputs, utt_ids, stored, lambda_c_infer, settings, nan_skips)
-    summary = _summary(frame, settings, meta, steps, prev_steps, result, device, attack_s, t0, model_weights)
+    summary = _summary(frame, settings, meta, steps, prev_steps, result, device, attack_s, t0, job.model_weights)
 
     save_state(outputs.state, utt_ids, inputs.utts.targets, codes, {**meta, "steps": int(steps)}, nan_skips)
     with atomic_path(outputs.csv) as tmp:
@@ -421,7 +427,7 @@ def attack_job(
     log.info(
         "%s attack %s λC(i)=%s milestone %d: AdvTWER %.2f, WER %.2f over %d utterances",
         "targeted" if settings.targeted else "untargeted",
-        model_dir,
+        job.model_dir,
         lambda_c_infer,
         steps,
         summary["adv_twer"],

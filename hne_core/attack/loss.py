@@ -9,7 +9,7 @@ Per utterance, not per batch: ESPnet's CTC and attention losses are sums over th
 size (or by the batch's token count with ``length_normalized_loss``), so the gradient of a batched loss is
 each utterance's own gradient scaled by 1/B. Here every utterance's loss is what ESPnet computes for it alone
 (a batch of one): the encoder and decoder run batched, and the losses are taken per row. With the STFT hooks
-of ``batching.py`` a padded row's encoder output equals its unpadded one, so ``losses.sum()`` has each
+of ``hne_core.batching`` a padded row's encoder output equals its unpadded one, so ``losses.sum()`` has each
 utterance's own gradient in its row.
 
 - L_CTC: the model's ``ctc.ctc_lo`` and its ``torch.nn.CTCLoss`` (reduction none, the model's
@@ -33,25 +33,11 @@ from dataclasses import dataclass
 import torch
 from espnet2.legacy.nets.pytorch_backend.transformer.add_sos_eos import add_sos_eos
 
-
-class AttackSetupError(ValueError):
-    """The attack cannot run as asked (missing head, bad input, training mode ...)."""
+from hne_core.heads import SetupError, check_heads
 
 
-def check_heads(model: torch.nn.Module, lambda_c: float) -> None:
-    """The heads Eq. 4 needs for ``lambda_c`` exist."""
-    if not 0.0 <= lambda_c <= 1.0:
-        raise AttackSetupError(f"λC(i) = {lambda_c} must lie in [0, 1]")
-    if lambda_c > 0.0 and getattr(model, "ctc", None) is None:
-        raise AttackSetupError(
-            f"λC(i) = {lambda_c} needs the CTC head, but this model has none (it was trained with λC(t) = 0)"
-        )
-    if lambda_c < 1.0 and getattr(model, "decoder", None) is None:
-        raise AttackSetupError(
-            f"λC(i) = {lambda_c} needs the attention decoder, but this model has none (it was trained with λC(t) = 1)"
-        )
-    if lambda_c > 0.0 and getattr(model.ctc, "ctc_type", "builtin") != "builtin":
-        raise AttackSetupError(f"CTC type {model.ctc.ctc_type!r} is not supported (only 'builtin')")
+class AttackSetupError(SetupError):
+    """The attack cannot run as asked (bad input, training mode, bad settings ...)."""
 
 
 def set_label_smoothing(model: torch.nn.Module, smoothing: float | str = "model") -> float | None:
@@ -70,15 +56,6 @@ def set_label_smoothing(model: torch.nn.Module, smoothing: float | str = "model"
     crit.smoothing = float(smoothing)
     crit.confidence = 1.0 - float(smoothing)
     return float(smoothing)
-
-
-def pad_waves(waves: Sequence, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
-    """1-D signals (arrays or tensors) -> (B, Tmax) float32 padded with zeros, and their lengths."""
-    lens = torch.tensor([len(w) for w in waves], dtype=torch.long)
-    x = torch.zeros(len(waves), int(lens.max()))
-    for k, w in enumerate(waves):
-        x[k, : len(w)] = torch.as_tensor(w)
-    return x.to(device), lens.to(device)
 
 
 def pad_targets(

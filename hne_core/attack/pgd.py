@@ -63,16 +63,10 @@ import numpy as np
 import torch
 
 from hne_core.atomic import atomic_path
-from hne_core.attack.batching import batch_invariant, n_fft, static_lengths
-from hne_core.attack.loss import (
-    AttackSetupError,
-    adversarial_losses,
-    batch_targets,
-    check_heads,
-    pad_targets,
-    pad_waves,
-)
+from hne_core.attack.loss import AttackSetupError, adversarial_losses, batch_targets, pad_targets
 from hne_core.attack.stft_grad import fast_stft_gradient
+from hne_core.batching import batch_invariant, n_fft, static_lengths
+from hne_core.heads import check_heads, pad_waves
 
 log = logging.getLogger(__name__)
 

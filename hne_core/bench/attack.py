@@ -70,7 +70,7 @@ def _targets_for(wave: np.ndarray, vocab: int, rng: np.random.Generator) -> list
 
 
 def _trim(cfg_all: dict):
-    from hne_core.data.synthetic import Trim
+    from hne_core.data.sources.synthetic import Trim
 
     return Trim.from_config((cfg_all.get("synthetic") or {}).get("trim"))
 
@@ -119,9 +119,10 @@ def _timed_attack(engine: str, model, waves, targets, steps: int, batch: int, de
 def _bare_step(model, waves, targets, device: str, reps: int, **levers) -> float:
     """ESPnet's own batched loss, forward + backward to the input, parameters frozen (no hooks, no PGD), under the
     same speed levers as the attack it is the floor of."""
-    from hne_core.attack.loss import pad_targets, pad_waves
+    from hne_core.attack.loss import pad_targets
     from hne_core.attack.pgd import autocast_context, channels_last, frozen
     from hne_core.attack.stft_grad import fast_stft_gradient
+    from hne_core.heads import pad_waves
 
     x, lens = pad_waves(waves, device)
     ys, ys_lens = pad_targets(targets, device)
@@ -244,7 +245,7 @@ def _layout(cfg_all: dict, waves, targets, steps: int, levers: dict) -> float:
 
 
 def _decode_seconds(model, waves) -> float:
-    from hne_core.attack.decode import GreedyDecoder
+    from hne_core.decoding import GreedyDecoder
 
     dec = GreedyDecoder(model, LAMBDA_C)
     start = time.perf_counter()

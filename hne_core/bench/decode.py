@@ -49,7 +49,7 @@ def espeak_utterances(n: int, directory: Path, trim=None) -> list[np.ndarray]:
     silence trimmed with ``trim`` (``synthetic.Trim``; None: as espeak-ng speaks them)."""
     import soundfile as sf
 
-    from hne_core.data.synthetic import _render
+    from hne_core.data.sources.synthetic import _render
 
     waves = []
     for k in range(n):
@@ -104,8 +104,7 @@ def _sync(device: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hne_core.attack.decode import GreedyDecoder
-    from hne_core.decoding import NEAR_TIE, Eq2GreedyDecoder, mismatches
+    from hne_core.decoding import NEAR_TIE, Eq2GreedyDecoder, GreedyDecoder, mismatches
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -173,10 +173,11 @@ def implicit_syncs_after_first_step(attack_steps: Callable[..., None], steps: in
 
 
 def run(args: argparse.Namespace) -> int:
-    from hne_core.attack.loss import pad_targets, pad_waves
+    from hne_core.attack.loss import pad_targets
     from hne_core.attack.pgd import AUTOCAST_DTYPES, length_batches
     from hne_core.attack.run import run_attack
     from hne_core.decoding import Eq2GreedyDecoder
+    from hne_core.heads import pad_waves
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -293,9 +294,9 @@ def run(args: argparse.Namespace) -> int:
     syncs = implicit_syncs_after_first_step(attack_steps, steps) if on_gpu else None
 
     def attack_forward_backward() -> None:
-        from hne_core.attack.batching import batch_invariant
         from hne_core.attack.loss import adversarial_losses
         from hne_core.attack.pgd import frozen
+        from hne_core.batching import batch_invariant
 
         x, xl = pad_waves(aw, device)
         ys, yl = pad_targets(at_targets, device)
