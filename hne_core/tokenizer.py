@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from hne_core.atomic import atomic_path
-from hne_core.data.corpus import DataError
+from hne_core.data.errors import DataError
 
 
 def read_kaldi_text(path: str | Path) -> list[str]:

@@ -27,15 +27,15 @@ from cv_fixture import (  # noqa: F401
     make_corpus,
 )
 
-from hne_core.data.commonvoice import (
+from hne_core.data.corpus import MANIFEST_COLUMNS, DataError, validate_manifest
+from hne_core.data.rows import EXTRA_COLUMNS
+from hne_core.data.sources.commonvoice import (
     download_mdc,
     extract_archive,
+    find_language_dir,
     prepare_commonvoice,
     speakers_in_several_splits,
 )
-from hne_core.data.corpus import MANIFEST_COLUMNS, DataError, validate_manifest
-from hne_core.data.rows import EXTRA_COLUMNS
-from hne_core.data.sources.commonvoice import find_language_dir
 
 
 def prepare(lang: Path, wav_dir: Path, **kw):

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from hne_core.data.corpus import DataError, validate_manifest, write_espnet_dir
-from hne_core.data.synthetic import SyntheticSpec, build_script, read_script, synthesize
+from hne_core.data.sources.synthetic import SyntheticSpec, build_script, read_script, synthesize
 from hne_core.data.vocabulary import vocabulary
 from hne_core.tokenizer import train_sentencepiece, unknown_token_rate, write_token_list
 
@@ -195,7 +195,7 @@ def test_trim_cuts_the_quiet_ends_and_keeps_the_speech_sample_for_sample(tmp_pat
     what was cut lies more than ``top_db`` below the loudest 32-ms frame, except for the ``margin_s`` kept."""
     import numpy as np
 
-    from hne_core.data.synthetic import Trim
+    from hne_core.data.sources.synthetic import Trim
 
     row = build_script(small_spec()).iloc[[0]].copy()
     trim = Trim(top_db=40.0, margin_s=0.05)

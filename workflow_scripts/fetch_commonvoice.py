@@ -3,7 +3,7 @@
 from hne_core.startup import skip_typeguard_instrumentation
 
 skip_typeguard_instrumentation()  # before ESPnet is imported
-from hne_core.data.commonvoice import download_mdc, extract_archive
+from hne_core.data.sources.commonvoice import download_mdc, extract_archive
 from hne_core.logs import logged_to
 
 with logged_to(snakemake.log[0]) as log:

@@ -4,7 +4,7 @@ from hne_core.startup import skip_typeguard_instrumentation
 
 skip_typeguard_instrumentation()  # before ESPnet is imported
 from hne_core.data.corpus import write_tsv
-from hne_core.data.synthetic import SyntheticSpec, build_script
+from hne_core.data.sources.synthetic import SyntheticSpec, build_script
 from hne_core.logs import logged_to
 
 with logged_to(snakemake.log[0]) as log:
