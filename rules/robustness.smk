@@ -217,9 +217,8 @@ rule robustness_seed_attack:
 
 rule robustness_report:
     input:
-        advtwer=results_path("tables", "advtwer.csv"),
-        whitebox_summaries=[f"{attack_dir(R, m, l, LAST)}/summary.json" for m, l in table_pairs()],
-        whitebox_csvs=[f"{attack_dir(R, m, l, LAST)}/utterances.csv" for m, l in table_pairs()],
+        attack_summaries=[f"{attack_dir(R, m, l, k)}/summary.json" for m, l in table_pairs() for k in MILESTONES],
+        attack_csvs=[f"{attack_dir(R, m, l, k)}/utterances.csv" for m, l in table_pairs() for k in MILESTONES],
         transfer=[transfer_file(R, m, l) for m, l in transfer_victims()],
         sweep_summaries=[
             f"{sweep_dir(R, s, m, l, LAST)}/summary.json" for s in SWEEP_SCALES for m, l in ROBUSTNESS_PAIRS

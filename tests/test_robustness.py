@@ -8,6 +8,7 @@ import math
 import shutil
 from dataclasses import astuple
 
+import jiwer
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,20 +18,40 @@ from conftest import REPO, SMOKE, planned_jobs, run_snakemake
 
 from hne_core.attack.pgd import l2_step
 from hne_core.attack.run import run_attack
-from hne_core.results.aggregate import Setting
+from hne_core.results.aggregate import (
+    ResultsError,
+    Setting,
+    UtteranceScores,
+    bootstrap_indices,
+    percentile_interval,
+    resampled_wer,
+)
 from hne_core.results.compare import Comparison, Difference, FindingResult, robustness_support, seed_support
 from hne_core.robustness.noise import noise_direction, noisy
-from hne_core.robustness.report import pooled_scores, setting_verdicts
+from hne_core.robustness.report import (
+    CHECKS,
+    Bootstrap,
+    Inputs,
+    check_frame,
+    hit_counts,
+    noise_numbers,
+    noise_rows,
+    pooled_scores,
+    setting_verdicts,
+    steps_rows,
+    transfer_matrices,
+)
 from hne_core.robustness.verdicts import (
     FLAG,
     PASSES,
     Estimate,
-    noise_verdict,
+    Paired,
+    noise_verdicts,
     overall,
     seeds_verdicts,
-    steps_verdicts,
+    steps_verdict,
     sweep_verdicts,
-    transfer_verdicts,
+    transfer_verdict,
     untargeted_verdicts,
 )
 
@@ -42,15 +63,15 @@ def E(value: float, half: float = 5.0) -> Estimate:
 
 
 # ------------------------------------------------------------------------------------------------ verdict rules
-def test_steps_rule_flags_only_a_rise_beyond_the_earlier_interval():
-    falling = steps_verdicts([(50, E(90)), (100, E(70)), (150, E(60))])
-    assert [v.verdict for v in falling] == [PASSES, PASSES]
-    within = steps_verdicts([(50, E(70)), (100, E(74.9))])  # rises, but inside [65, 75]
-    assert within[0].verdict == PASSES
-    beyond = steps_verdicts([(100, E(70)), (50, E(90)), (150, E(75.1))])  # unsorted in, 75.1 > CI-high 75
-    assert [v.item for v in beyond] == ["PGD-100 vs PGD-50", "PGD-150 vs PGD-100"]
-    assert [v.verdict for v in beyond] == [PASSES, FLAG]
-    assert overall(beyond) == FLAG and overall(falling) == PASSES
+def test_steps_rule_flags_fewer_target_words_at_more_steps():
+    """Paired hit-rate difference later − earlier: flag only when its interval lies wholly below 0; AdvTWER is
+    printed beside it and decides nothing."""
+    assert steps_verdict(50, 100, Paired(40, 45, -9, -0.01), (70, 60)).verdict == FLAG
+    touches = steps_verdict(50, 100, Paired(40, 45, -9, 0.0), (70, 60))
+    assert touches.verdict == PASSES and (touches.value, touches.ci_low, touches.ci_high) == (-5, -9, 0.0)
+    assert "PGD-100 − PGD-50" in touches.item and "wholly below 0" in touches.rule
+    rising_advtwer = steps_verdict(50, 100, Paired(30, 10, 5, 35), (125, 100))  # longer output, more hits
+    assert rising_advtwer.verdict == PASSES
 
 
 def test_sweep_rule_flags_a_rise_and_a_flat_tail_above_the_floor():
@@ -66,18 +87,26 @@ def test_sweep_rule_flags_a_rise_and_a_flat_tail_above_the_floor():
     assert overall(at_zero) == PASSES
 
 
-def test_transfer_rule_flags_a_victim_that_falls_further_to_another_models_delta():
-    assert transfer_verdicts("a", Estimate(-20, -30, -0.01), 60, 80).verdict == FLAG
-    assert transfer_verdicts("a", Estimate(-20, -30, 0.0), 60, 80).verdict == PASSES  # touches zero
-    passing = transfer_verdicts("a", Estimate(15, 5, 25), 95, 80)
-    assert passing.verdict == PASSES and (passing.ci_low, passing.ci_high, passing.reference) == (85, 105, 80)
+def test_transfer_rule_flags_a_victim_that_reaches_more_of_the_target_under_another_models_delta():
+    flagged = transfer_verdict("a", Paired(60, 40, 0.01, 30), (50, 70))
+    assert flagged.verdict == FLAG and flagged.value == 20 and flagged.reference == 0
+    assert transfer_verdict("a", Paired(60, 40, 0.0, 30), (50, 70)).verdict == PASSES  # touches zero
+    # a δ that only empties the victim's output lowers its AdvTWER (125 -> 100) but spells no target word
+    assert transfer_verdict("a", Paired(0, 0, 0, 0), (100, 125)).verdict == PASSES
 
 
-def test_noise_rule_flags_noise_far_below_the_benign_advtwer():
-    assert noise_verdict(E(99), 100, 10, 0.1).verdict == PASSES
-    assert noise_verdict(E(90), 100, 10, math.nan).verdict == PASSES  # exactly the margin
-    flagged = noise_verdict(E(89.9), 100, 10, 0.5)
-    assert flagged.verdict == FLAG and "50 %" in flagged.item
+def test_noise_rules_compare_the_attack_with_noise_of_its_norms_and_count_target_words():
+    good = noise_verdicts(Paired(10, 100, -95, -80), Paired(90, 0, 80, 97), 0.0, 10, 0.1)
+    assert [v.verdict for v in good] == [PASSES, PASSES, PASSES] and "10 %" in good[2].item
+    # gradient masking: the attack does no better than noise of its size, toward the target, whatever benign says
+    masked = noise_verdicts(Paired(98, 100, -6, 0.0), Paired(1, 0, 0.0, 3), 0.0, 10, math.nan)
+    assert [v.verdict for v in masked] == [FLAG, FLAG, PASSES]
+    # noise that only shortens the output (AdvTWER 125 -> 100) reaches no target word: no flag
+    shorter = noise_verdicts(Paired(10, 100, -95, -80), Paired(90, 0, 80, 97), 0.0, 10, 0.0)
+    assert shorter[2].verdict == PASSES
+    spelled = noise_verdicts(Paired(10, 60, -60, -40), Paired(90, 20.5, 60, 80), 10.0, 10, 0.2)
+    assert [v.verdict for v in spelled] == [PASSES, PASSES, FLAG] and spelled[2].value == 10.5
+    assert noise_verdicts(Paired(10, 60, -60, -40), Paired(90, 20, 60, 80), 10.0, 10, 0.2)[2].verdict == PASSES
 
 
 def test_untargeted_rules():
@@ -91,16 +120,22 @@ def test_untargeted_rules():
     assert [v.verdict for v in weaker] == [PASSES, PASSES, FLAG]
 
 
-def test_seeds_rules_flag_a_spread_wider_than_the_bootstrap_and_an_unstable_ranking():
-    main = Estimate(60, 50, 70)  # interval width 20
-    calm = seeds_verdicts({7: 60, 8: 65, 9: 55}, main, {"1.0/0.0/0.0": {7: 5, 8: 2, 9: 0.5}})
-    assert [v.verdict for v in calm] == [PASSES, PASSES] and calm[0].reference == 20
-    wide = seeds_verdicts({7: 60, 8: 80.5}, main, {})
-    assert [v.verdict for v in wide] == [FLAG]
-    flips = seeds_verdicts({7: 60, 8: 62}, main, {"b": {7: 3, 8: -1}})
+def test_seeds_rules_flag_an_sd_over_seeds_above_the_bootstrap_se_and_an_unstable_ranking():
+    """The spread over seeds is their SD (n − 1), against this run's bootstrap SE: SD 6 over three seeds against
+    SE 5 flags, though the range (12) is well inside a 95 % interval's width (about 3.92 SE = 19.6)."""
+    above = seeds_verdicts({7: 60, 8: 66, 9: 54}, 5.0, {})
+    assert above[0].value == pytest.approx(6.0, abs=1e-12) and above[0].reference == 5.0
+    assert [v.verdict for v in above] == [FLAG] and "SD" in above[0].rule and "SE" in above[0].rule
+    calm = seeds_verdicts({7: 60, 8: 64, 9: 56}, 5.0, {"1.0/0.0/0.0": {7: 5, 8: 2, 9: 0.5}})  # SD 4
+    assert [v.verdict for v in calm] == [PASSES, PASSES]
+    two = seeds_verdicts({7: 60, 8: 67.1}, 5.0, {})  # SD of two: |a − b| / sqrt(2) = 5.02
+    assert two[0].verdict == FLAG and seeds_verdicts({7: 60, 8: 67.0}, 5.0, {})[0].verdict == PASSES
+    flips = seeds_verdicts({7: 60, 8: 62}, 5.0, {"b": {7: 3, 8: -1}})
     assert [v.verdict for v in flips] == [PASSES, FLAG]
-    tie = seeds_verdicts({7: 60, 8: 62}, main, {"b": {7: 3, 8: 0.0}})
+    tie = seeds_verdicts({7: 60, 8: 62}, 5.0, {"b": {7: 3, 8: 0.0}})
     assert tie[1].verdict == FLAG  # a tie at one seed is no strict sign
+    with pytest.raises(ValueError, match="two or more seeds"):
+        seeds_verdicts({7: 60}, 5.0, {})
 
 
 def test_setting_verdicts_and_the_comparisons_support_line():
@@ -125,8 +160,16 @@ def test_setting_verdicts_and_the_comparisons_support_line():
     assert checks == {best: {"steps": FLAG, "noise": PASSES}}
     holds = FindingResult("c", "adv_twer", [Comparison(best, base, {2: Difference(5, 1, 9)})])
     assert robustness_support(holds, checks).startswith("**not supported**: flagged 0.7/0.3/0.0 (steps)")
-    assert robustness_support(holds, {best: {"steps": PASSES}}).startswith("supported")
-    assert robustness_support(holds, {}).startswith("partly checked")
+    # a setting outside robustness.settings gets transfer and steps only: the text names what its support rests on
+    every = {c: PASSES for c in ("transfer", "sweep", "steps", "noise", "untargeted", "seeds")}
+    two = {best: {"transfer": PASSES, "steps": PASSES}, base: every}
+    assert robustness_support(holds, two) == (
+        "supported by the checks run (0.7/0.3/0.0 passes steps, transfer (not given: noise, seeds, sweep, untargeted))"
+    )
+    assert robustness_support(holds, {best: every}) == (
+        "supported by the checks run (0.7/0.3/0.0 passes noise, seeds, steps, sweep, transfer, untargeted)"
+    )
+    assert robustness_support(holds, {base: every}) == "partly checked: no flags, but not checked: 0.7/0.3/0.0"
     fails = FindingResult("c", "adv_twer", [Comparison(best, base, {2: Difference(-5, -9, -1)})])
     assert robustness_support(fails, checks).startswith("not needed")
 
@@ -189,6 +232,202 @@ def test_pooled_scores_sum_the_draws_of_an_utterance():
     s = pooled_scores(frame, "target")
     assert s.utt_ids == ("a", "b") and s.edits.tolist() == [1, 2] and s.words.tolist() == [2, 4]
     assert s.wer == pytest.approx(50.0)
+
+
+# ------------------------------------------------------------------------------------------------ pairing
+# Constructed per-utterance outputs: 8 utterances, each with the 4-word target TARGET. ``hyp(h, extra)`` spells the
+# first h target words, fills the other 4 − h positions with a wrong word and appends ``extra`` more (insertions):
+# h target-word hits, AdvTWER (4 − h + extra) / 4. FLIP lists the rows in reverse: a CSV's rows in another order,
+# which pairs every even utterance with an odd one if rows were paired by position.
+TARGET = "LOREM IPSUM DOLOR SIT"
+UTTS = [f"u{i}" for i in range(8)]
+FLIP = list(range(7, -1, -1))
+A, B = Setting(1.0, 0.0, 0.0), Setting(0.7, 0.3, 0.0)
+PAIR_TABLE = {
+    "name": "pair",
+    "title": "pair",
+    "columns": [
+        {"lambda_a": 1.0, "lambda_c_train": 0.0, "lambda_c_infer": 0.0, "label": "STL", "baseline": True},
+        {"lambda_a": 0.7, "lambda_c_train": 0.3, "lambda_c_infer": 0.0, "label": "MTL"},
+    ],
+}
+# every resampled rate is 100·count/words, two roundings (≤ 2·100·u each, u = 2^-53), and the difference of two
+# such adds one more rounding (≤ 200·u, the difference being at most 200): |error| ≤ 600·u
+PAIRED_TOL = 600 * 2.0**-53
+
+
+def hyp(hits: int, extra: int = 0) -> str:
+    return " ".join(TARGET.split()[:hits] + ["QQ"] * (4 - hits) + ["ZZ"] * extra)
+
+
+def alternating(even: str, odd: str) -> list[str]:
+    return [even if i % 2 == 0 else odd for i in range(len(UTTS))]
+
+
+def outputs(hyps: list[str], order: list[int] | None = None, reference: str = "A B C D", **columns) -> pd.DataFrame:
+    """An utterances.csv as read (strings), rows in ``order``."""
+    frame = pd.DataFrame({"utt_id": UTTS, "reference": reference, "target": TARGET, "hypothesis": hyps, **columns})
+    return frame.iloc[order or list(range(len(UTTS)))].reset_index(drop=True)
+
+
+def unpaired(a: UtteranceScores, b: UtteranceScores, n_samples: int = 400) -> tuple[float, float]:
+    """The interval of a − b with b resampled independently of a: what the pairing must not be."""
+    one, other = bootstrap_indices(len(UTTS), n_samples, 5), bootstrap_indices(len(UTTS), n_samples, 6)
+    return percentile_interval(resampled_wer(a, one) - resampled_wer(b, other), 0.95)
+
+
+def boot(n_samples: int = 400) -> Bootstrap:
+    return Bootstrap(bootstrap_indices(len(UTTS), n_samples, 5), 0.95)
+
+
+def hit_scores(frame: pd.DataFrame) -> UtteranceScores:
+    return pooled_scores(frame, "target", hit_counts)
+
+
+def test_hit_counts_are_the_target_words_the_hypothesis_spells():
+    hits, words = hit_counts([TARGET] * 5, [TARGET, hyp(3), hyp(1, extra=3), "", "SIT LOREM"])
+    assert words.tolist() == [4] * 5 and hits.tolist() == [4, 3, 1, 0, 1]
+    # AdvTWER falls from 125 to 100 when a wrong hypothesis only gets shorter; its hits stay 0
+    assert 100 * jiwer.wer(TARGET, hyp(0, extra=1)) == 125 and 100 * jiwer.wer(TARGET, "") == 100
+    assert hit_counts([TARGET, TARGET], [hyp(0, extra=1), ""])[0].tolist() == [0, 0]
+
+
+def test_bootstrap_difference_is_paired_over_the_same_utterances():
+    """Scores that move together (b = a + 1 edit of 10 words on every utterance): the paired difference is 10
+    points in every resample; resampling b apart from a gives an interval that holds 0."""
+    ids = tuple(UTTS)
+    worse = UtteranceScores(ids, np.array([0, 10, 1, 9, 2, 8, 0, 10]), np.full(8, 10))
+    better = UtteranceScores(ids, worse.edits + 1, worse.words)
+    d = boot().difference(better, worse)
+    assert d.value == pytest.approx(10.0, abs=PAIRED_TOL)
+    assert 10.0 - PAIRED_TOL <= d.low <= d.high <= 10.0 + PAIRED_TOL
+    low, high = unpaired(better, worse)
+    assert low < 0 < high
+    assert boot().paired(better, worse).first == better.wer and boot().standard_error(worse) > 0
+    with pytest.raises(ResultsError, match="other utterances"):
+        boot().difference(better, UtteranceScores(ids[::-1], worse.edits, worse.words))
+
+
+def test_transfer_matrices_pair_each_utterance_with_itself_and_count_target_words():
+    """Victim STL's own attack spells 0 / 3 target words (even / odd utterances), MTL's δ makes it spell one more
+    on every utterance: the paired hit-rate difference is +25 in every resample (flag), though resampled apart
+    it holds 0. Victim MTL's own attack leaves 4 wrong words and one more (AdvTWER 125); STL's δ empties its output
+    (AdvTWER 100) and spells nothing: no flag. The transfer CSVs list their rows in another order."""
+    own_a, b_to_a = alternating(hyp(0), hyp(3)), alternating(hyp(1), hyp(4))
+    own_b, a_to_b = [hyp(0, extra=1)] * 8, [""] * 8
+    got = Inputs(
+        attacks={(A, 4): outputs(own_a), (B, 4): outputs(own_b)},
+        transfer={(B, A): outputs(b_to_a, FLIP), (A, B): outputs(a_to_b, FLIP)},
+    )
+    matrices, verdicts = transfer_matrices([PAIR_TABLE], got, boot())
+    mat = matrices["pair"]
+    targets = [TARGET] * 8
+    assert mat.to_numpy().ravel().tolist() == pytest.approx(  # rows: sources, columns: victims
+        [100 * jiwer.wer(targets, h) for h in (own_a, a_to_b, b_to_a, own_b)]
+    )
+    (a,), (b,) = verdicts[A], verdicts[B]
+    assert a.verdict == FLAG and a.value == pytest.approx(25.0)
+    assert 25.0 - PAIRED_TOL <= a.ci_low <= a.ci_high <= 25.0 + PAIRED_TOL
+    low, high = unpaired(hit_scores(outputs(b_to_a)), hit_scores(outputs(own_a)))
+    assert low < 0 < high
+    assert b.verdict == PASSES and (b.value, b.ci_low, b.ci_high) == (0, 0, 0) and "AdvTWER 100.00 vs 125.00" in b.item
+
+
+NOISE_ATTACK = alternating(hyp(1), hyp(4))  # AdvTWER 75 / 0
+NOISE_DRAWS = alternating("", hyp(3))  # AdvTWER 100 / 25: the attack's, 25 points higher on every utterance
+NOISE_CLEAN = alternating(hyp(0, extra=1), hyp(3))  # AdvTWER 125 / 25, the noise's hits
+
+
+def noise_outputs(clean: list[str], draws: list[str]) -> pd.DataFrame:
+    """A noise job's rows: the clean audio (draw -1) and two draws, interleaved in a shuffled order."""
+    parts = [outputs(h, draw=d) for d, h in ((-1, clean), (0, draws), (1, draws))]
+    frame = pd.concat(parts, ignore_index=True).astype({"draw": str})
+    return frame.iloc[np.random.default_rng(0).permutation(len(frame))].reset_index(drop=True)
+
+
+def test_noise_numbers_pair_the_attack_with_the_noise_of_each_utterance():
+    """The attack against noise that shortens the output: paired over the utterances (draws pooled), the attack is
+    25 points of AdvTWER below the noise and 25 points of hit rate above it on every utterance (intervals exclude 0,
+    resampled apart they hold 0). The noise lowers AdvTWER below the benign one by 12.5 (more than the margin 10)
+    only by emptying hypotheses: it spells no more target words than the clean audio, so nothing flags."""
+    got = Inputs(attacks={(A, 4): outputs(NOISE_ATTACK)}, noise={A: noise_outputs(NOISE_CLEAN, NOISE_DRAWS)})
+    n = noise_numbers(A, got, boot())
+    assert n["adv"].difference == pytest.approx(-25.0) and n["adv"].high <= -25.0 + PAIRED_TOL
+    assert n["hits"].difference == pytest.approx(25.0) and n["hits"].low >= 25.0 - PAIRED_TOL
+    assert unpaired(hit_scores(outputs(NOISE_ATTACK)), hit_scores(outputs(NOISE_DRAWS)))[0] < 0
+    assert n["benign_hits"] == pytest.approx(37.5) and n["hits"].second == pytest.approx(37.5)
+    assert 100 * jiwer.wer([TARGET] * 8, NOISE_DRAWS) < 100 * jiwer.wer([TARGET] * 8, NOISE_CLEAN) - 10
+    assert [v.verdict for v in noise_rows(n, 10.0)] == [PASSES, PASSES, PASSES]
+    # an attack that does nothing (its output the clean one, the noise's too): masking the noise rule must see
+    nothing = Inputs(attacks={(A, 4): outputs(NOISE_DRAWS)}, noise={A: noise_outputs(NOISE_DRAWS, NOISE_DRAWS)})
+    assert [v.verdict for v in noise_rows(noise_numbers(A, nothing, boot()), 10.0)] == [FLAG, FLAG, PASSES]
+
+
+def test_steps_rows_pair_milestones_and_count_target_words():
+    """PGD-2 empties every output (AdvTWER 100, no hit); PGD-4 spells 1 / 4 target words with insertions (AdvTWER
+    112.5, up; hits up): no flag. PGD-6 spells one word fewer on every utterance (rows in another order): the
+    paired difference is -25 in every resample (flag), though resampled apart it holds 0."""
+    m4, m6 = alternating(hyp(1, extra=2), hyp(4, extra=4)), alternating(hyp(0, extra=2), hyp(3, extra=4))
+    got = Inputs(attacks={(A, 2): outputs([""] * 8), (A, 4): outputs(m4), (A, 6): outputs(m6, FLIP)})
+    rows = steps_rows(got, boot())
+    assert [v.item.split(":")[0] for _, v in rows] == ["PGD-4 − PGD-2", "PGD-6 − PGD-4"]
+    (_, up), (_, down) = rows
+    assert up.verdict == PASSES and "AdvTWER 112.50 vs 100.00" in up.item
+    assert down.verdict == FLAG and 25.0 - PAIRED_TOL <= -down.ci_high <= -down.ci_low <= 25.0 + PAIRED_TOL
+    assert unpaired(hit_scores(outputs(m6)), hit_scores(outputs(m4)))[1] > 0
+
+
+def every_check_inputs(order: list[int] | None) -> Inputs:
+    """Two settings with every job output the checks read, each CSV's rows in ``order``."""
+
+    def out(hyps, **kw):
+        return outputs(hyps, order, **kw)
+
+    def refs(hyps):  # the untargeted attack: its target is the reference
+        return outputs(hyps, order, reference=TARGET)
+
+    noise = noise_outputs(NOISE_CLEAN, NOISE_DRAWS)
+    return Inputs(
+        attacks={
+            (A, 2): out(alternating(hyp(0), hyp(2))),
+            (A, 4): out(NOISE_ATTACK),
+            (B, 2): out([""] * 8),
+            (B, 4): out(alternating(hyp(2), hyp(3))),
+        },
+        transfer={(B, A): out(alternating(hyp(1), hyp(3))), (A, B): out(alternating(hyp(3), hyp(4)))},
+        sweep={(A, 0.5): out(alternating(hyp(0), hyp(2))), (A, 4.0): out([TARGET] * 8)},
+        noise={A: noise if order is None else noise.iloc[::-1].reset_index(drop=True)},
+        untargeted={(A, 2): refs(alternating(hyp(2), hyp(3))), (A, 4): refs(alternating(hyp(0), hyp(1)))},
+        seeds={(A, 8): out(alternating(hyp(1), hyp(3))), (B, 8): out(alternating(hyp(3), hyp(4)))},
+    )
+
+
+def test_check_frame_judges_every_check_alike_whatever_the_row_order_of_each_csv():
+    """check_frame on two settings with every input: the verdicts that pairing decides come out as constructed,
+    and listing every CSV's rows in another order changes no number of the frame."""
+    kw = dict(
+        settings=[A], scales=[0.5, 1.0, 4.0], steps=[2, 4], sweep_floor=10.0, noise_margin=10.0, n_samples=400,
+        level=0.95, seed=5, run_seed=7,
+    )  # fmt: skip
+    frame, matrices, sweeps = check_frame([PAIR_TABLE], every_check_inputs(None), **kw)
+    shuffled, matrices2, sweeps2 = check_frame([PAIR_TABLE], every_check_inputs(FLIP), **kw)
+    pd.testing.assert_frame_equal(frame, shuffled)
+    pd.testing.assert_frame_equal(matrices["pair"], matrices2["pair"])
+    assert sweeps == sweeps2
+    checks = setting_verdicts(frame)
+    assert set(checks[A]) == set(CHECKS) and set(checks[B]) == {"transfer", "steps", "seeds"}
+    transfer = frame[frame["check"] == "transfer"].set_index("lambda_a")
+    assert transfer.loc[1.0, "verdict"] == PASSES  # MTL's δ spells one word fewer on the odd utterances of STL
+    assert transfer.loc[0.7, "verdict"] == FLAG  # STL's δ spells one word more on every utterance of MTL
+    assert transfer.loc[0.7, "ci_low"] >= 25.0 - PAIRED_TOL
+    noise = frame[(frame["lambda_a"] == 1.0) & (frame["check"] == "noise")]
+    assert noise["verdict"].tolist() == [PASSES] * 3
+    # seeds: the SD over the seeds against this run's bootstrap SE, the SD of its resampled AdvTWER
+    spread = frame[(frame["check"] == "seeds") & frame["item"].str.startswith("SD")].set_index("lambda_a")
+    resampled = resampled_wer(pooled_scores(outputs(NOISE_ATTACK), "target"), bootstrap_indices(8, 400, 5))
+    assert spread.loc[1.0, "reference"] == np.std(resampled, ddof=1)  # the same numbers, the same operations
+    steps = frame[frame["check"] == "steps"]
+    assert steps["verdict"].tolist() == [PASSES, PASSES] and (steps["ci_low"] > 0).all()
 
 
 # ------------------------------------------------------------------------------------------------ the engines

@@ -370,6 +370,22 @@ def test_paired_difference_signs_ties_and_intervals():
         paired_difference(robust, _scores([1, 1], [5, 5]), idx, 0.95, higher_is_better=True)
 
 
+def test_paired_difference_resamples_both_sides_alike():
+    """Scores that move together (the worse side has one more edit of 10 words on every utterance, the utterances
+    themselves from 0 to 10 edits): the paired difference is 10 points in every resample, so its interval is
+    [10, 10]; resampling the worse side apart from the better one gives an interval that holds 0."""
+    better = _scores([0, 10, 1, 9, 2, 8, 0, 10], [10] * 8)
+    worse = _scores(better.edits + 1, [10] * 8)
+    idx = bootstrap_indices(8, 400, seed=1)
+    d = paired_difference(better, worse, idx, 0.95, higher_is_better=False)
+    # each resampled WER is 100·edits/words, two roundings (≤ 2·100·u, u = 2^-53); the difference adds one more
+    tol = 600 * 2.0**-53
+    assert d.point == pytest.approx(10.0, abs=tol) and 10.0 - tol <= d.low <= d.high <= 10.0 + tol and d.outside
+    apart = resampled_wer(worse, idx) - resampled_wer(better, bootstrap_indices(8, 400, seed=2))
+    low, high = percentile_interval(apart, 0.95)
+    assert low < 0 < high
+
+
 def test_the_configs_findings_hold_on_the_papers_own_numbers():
     """Each finding as declared in config.yaml, run on the published values: the paper's own claims come out
     as the paper states them, except the all-three-heads one, which its PGD-500 row (100.65 < 101.04) breaks."""

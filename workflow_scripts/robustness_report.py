@@ -5,15 +5,15 @@ from hne_core.startup import skip_typeguard_instrumentation
 
 skip_typeguard_instrumentation()  # before ESPnet is imported
 from hne_core.logs import logged_to
-from hne_core.results.aggregate import Setting, read_advtwer
+from hne_core.results.aggregate import Setting
 from hne_core.robustness.figures import budget_sweep, transfer_heatmap
 from hne_core.robustness.report import check_frame, checks_markdown, read_inputs, seed_frame, write_outputs
 
 with logged_to(snakemake.log[0]) as log:
     i, p, o = snakemake.input, snakemake.params, snakemake.output
     got = read_inputs(
-        i.whitebox_summaries,
-        i.whitebox_csvs,
+        i.attack_summaries,
+        i.attack_csvs,
         i.transfer,
         i.sweep_summaries,
         i.sweep_csvs,
@@ -27,7 +27,6 @@ with logged_to(snakemake.log[0]) as log:
     settings = [Setting.parse(s) for s in p.settings]
     frame, matrices, sweeps = check_frame(
         p.tables,
-        read_advtwer(i.advtwer),
         got,
         settings,
         p.scales,

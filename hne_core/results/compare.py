@@ -204,7 +204,10 @@ def benign_section(benign: Mapping[Setting, UtteranceScores], paper: pd.DataFram
 def robustness_support(f: FindingResult, checks: Mapping[Setting, Mapping[str, str]]) -> str:
     """Whether the robustness checks (``robustness_checks.csv``: per setting, per check, passes or
     flag) support a finding that holds: every setting it calls more robust must pass every check it was given,
-    since a flag (masking, a flat sweep, noise, a failed untargeted attack) says its AdvTWER may not be robustness."""
+    since a flag (masking, a flat sweep, noise, a failed untargeted attack) says its AdvTWER may not be robustness.
+    The text names, per setting, the checks it passed and those of the run it was not given (a setting outside
+    ``robustness.settings`` gets transfer and steps, and seeds when retrained), so support by two checks never reads
+    as support by six."""
     if f.metric != "adv_twer":
         return "not applicable (a benign-WER finding)"
     if f.verdict not in ("holds", "partly holds"):
@@ -216,9 +219,18 @@ def robustness_support(f: FindingResult, checks: Mapping[Setting, Mapping[str, s
     if flagged:
         return f"**not supported**: flagged {'; '.join(flagged)}" + (
             f"; not checked: {', '.join(unchecked)}" if unchecked else "")
+    run = sorted({c for given in checks.values() for c in given})
+    passed = "; ".join(_checks_passed(s, checks[s], run) for s in better if s in checks)
     if unchecked:
-        return f"partly checked: no flags, but not checked: {', '.join(unchecked)}"
-    return "supported (every setting it calls more robust passes every check)"
+        return f"partly checked: no flags{f' ({passed})' if passed else ''}, but not checked: {', '.join(unchecked)}"
+    return f"supported by the checks run ({passed})"
+
+
+def _checks_passed(setting: Setting, given: Mapping[str, str], run: Sequence[str]) -> str:
+    """'1.0/0.3/0.0 passes steps, transfer (not given: noise, sweep)': what one setting's support rests on."""
+    missing = [c for c in run if c not in given]
+    return f"{setting.short} passes {', '.join(sorted(given))}" + (
+        f" (not given: {', '.join(missing)})" if missing else "")
 
 
 def seed_support(f: FindingResult, seeds: pd.DataFrame) -> str:

@@ -4,7 +4,11 @@ the figures draw. Reads job outputs only; every setting comes from the files' ow
 
 Every interval is a percentile bootstrap over the attacked utterances with ``results.bootstrap_samples``
 resamples from ``seed``: the resample matrix of ``advtwer.csv``, so a number here and a cell there are
-resampled alike, and every paired difference uses the same resamples on both sides.
+resampled alike, and every paired difference uses the same resamples on both sides. Scores are keyed and sorted by
+utterance id before they meet, so the row order of a job's CSV never decides what is paired with what.
+
+Progress toward the target is counted in target-word hits (``hit_counts``) beside AdvTWER: no job output records
+them, so they are computed here from each CSV's ``target`` and ``hypothesis`` columns.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jiwer
 import numpy as np
 import pandas as pd
 
@@ -37,13 +42,14 @@ from hne_core.robustness.noise import BENIGN_DRAW
 from hne_core.robustness.transfer import SOURCE_KEYS
 from hne_core.robustness.verdicts import (
     Estimate,
+    Paired,
     Verdict,
-    noise_verdict,
+    noise_verdicts,
     overall,
     seeds_verdicts,
-    steps_verdicts,
+    steps_verdict,
     sweep_verdicts,
-    transfer_verdicts,
+    transfer_verdict,
     untargeted_verdicts,
 )
 
@@ -65,25 +71,58 @@ CHECK_COLUMNS = [
 
 @dataclass
 class Bootstrap:
+    """One resample matrix of utterance positions (rows: resamples) applied to every score set of a run."""
+
     indices: np.ndarray
     level: float
 
     def estimate(self, scores: UtteranceScores) -> Estimate:
         return Estimate(scores.wer, *percentile_interval(resampled_wer(scores, self.indices), self.level))
 
-    def difference(self, a: UtteranceScores, b: UtteranceScores) -> Estimate:
-        """a − b (percent points), paired over the same resampled utterances."""
+    def standard_error(self, scores: UtteranceScores) -> float:
+        """The SD of the resampled rate: the spread that resampling the utterances alone gives it."""
+        samples = resampled_wer(scores, self.indices)
+        return float(np.std(samples[np.isfinite(samples)], ddof=1))
+
+    def paired(self, a: UtteranceScores, b: UtteranceScores) -> Paired:
+        """a and b with the interval of a − b (percent points), paired: each resample draws the same utterances
+        for both sides (both sorted by utterance id, checked equal), so what the utterances share cancels."""
         check_same_utterances({"a": a, "b": b})
         diff = resampled_wer(a, self.indices) - resampled_wer(b, self.indices)
-        return Estimate(a.wer - b.wer, *percentile_interval(diff, self.level))
+        return Paired(a.wer, b.wer, *percentile_interval(diff, self.level))
+
+    def difference(self, a: UtteranceScores, b: UtteranceScores) -> Estimate:
+        """a − b (percent points), paired over the same resampled utterances."""
+        p = self.paired(a, b)
+        return Estimate(p.difference, p.low, p.high)
 
 
-def pooled_scores(frame: pd.DataFrame, reference_column: str) -> UtteranceScores:
-    """Scores of several decodes of each utterance (noise draws) pooled per utterance: edits and words summed
-    over the draws, so resampling an utterance resamples all its draws together."""
-    edits, words = edit_counts(list(frame[reference_column]), list(frame["hypothesis"]))
+def hit_counts(targets: Sequence[str], hypotheses: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per utterance, the target words the hypothesis contains and the target's words: the matched words of
+    jiwer's alignment of the hypothesis against the target (target words minus substitutions and deletions).
+
+    Why beside AdvTWER: AdvTWER counts insertions too, so a hypothesis that only gets shorter lowers it (an
+    empty one scores 100, a long wrong one more) without reaching one word of the target; a hypothesis gains a
+    hit only by spelling a target word in its place."""
+    if len(targets) != len(hypotheses):
+        raise ResultsError(f"{len(targets)} targets but {len(hypotheses)} hypotheses")
+    hits, words = [], []
+    for target, hyp in zip(targets, hypotheses):
+        out = jiwer.process_words(str(target), str(hyp))
+        hits.append(out.hits)
+        words.append(out.hits + out.substitutions + out.deletions)
+    return np.asarray(hits, dtype=np.int64), np.asarray(words, dtype=np.int64)
+
+
+def pooled_scores(frame: pd.DataFrame, reference_column: str, counts=edit_counts) -> UtteranceScores:
+    """Scores of several decodes of each utterance (noise draws) pooled per utterance: counts (``edit_counts``:
+    word edits; ``hit_counts``: target-word hits, in the scores' ``edits`` slot) and words summed over the draws,
+    so resampling an utterance resamples all its draws together. Sorted by utterance id."""
+    counted, words = counts(list(frame[reference_column]), list(frame["hypothesis"]))
     grouped = (
-        pd.DataFrame({"utt_id": frame["utt_id"].astype(str), "e": edits, "w": words}).groupby("utt_id", sort=True).sum()
+        pd.DataFrame({"utt_id": frame["utt_id"].astype(str), "e": counted, "w": words})
+        .groupby("utt_id", sort=True)
+        .sum()
     )
     return UtteranceScores(tuple(grouped.index), grouped["e"].to_numpy(np.int64), grouped["w"].to_numpy(np.int64))
 
@@ -98,19 +137,27 @@ def _setting_of_row(row: Mapping, prefix: str = "") -> Setting:
 
 @dataclass
 class Inputs:
-    """Per-utterance scores of every job the checks read, keyed by setting."""
+    """Per-utterance results of every job the checks read, keyed by setting."""
 
-    whitebox: dict[Setting, pd.DataFrame] = field(default_factory=dict)  # main attack, last milestone
+    attacks: dict[tuple[Setting, int], pd.DataFrame] = field(default_factory=dict)  # main attack, every milestone
     transfer: dict[tuple[Setting, Setting], pd.DataFrame] = field(default_factory=dict)  # (source, victim)
     sweep: dict[tuple[Setting, float], pd.DataFrame] = field(default_factory=dict)  # scale != 1
     noise: dict[Setting, pd.DataFrame] = field(default_factory=dict)
     untargeted: dict[tuple[Setting, int], pd.DataFrame] = field(default_factory=dict)
     seeds: dict[tuple[Setting, int], pd.DataFrame] = field(default_factory=dict)  # (setting, seed)
 
+    @property
+    def whitebox(self) -> dict[Setting, pd.DataFrame]:
+        """The main attack at each setting's last milestone: what transfer, sweep ×1, noise and seeds compare with."""
+        last: dict[Setting, int] = {}
+        for s, k in self.attacks:
+            last[s] = max(k, last.get(s, k))
+        return {s: self.attacks[(s, k)] for s, k in sorted(last.items())}
+
 
 def read_inputs(
-    whitebox_summaries: Sequence[str],
-    whitebox_csvs: Sequence[str],
+    attack_summaries: Sequence[str],
+    attack_csvs: Sequence[str],
     transfer_csvs: Sequence[str],
     sweep_summaries: Sequence[str],
     sweep_csvs: Sequence[str],
@@ -123,8 +170,9 @@ def read_inputs(
 ) -> Inputs:
     """Every job output, keyed by the setting (and steps / ε multiplier) its own summary or columns carry."""
     got = Inputs()
-    for path in whitebox_summaries:
-        got.whitebox[Setting.of(read_summary(path))] = _read(sibling(path, "utterances.csv", whitebox_csvs))
+    for path in attack_summaries:
+        summary = read_summary(path)
+        got.attacks[(Setting.of(summary), int(summary["steps"]))] = _read(sibling(path, "utterances.csv", attack_csvs))
     for path in transfer_csvs:
         frame = _read(path)
         for _, part in frame.groupby([*SOURCE_KEYS, "lambda_a", "lambda_c_train", "lambda_c_infer"]):
@@ -155,12 +203,20 @@ def _refs(frame: pd.DataFrame) -> UtteranceScores:
     return scores_from_frame(frame, "reference")
 
 
+def _hits(frame: pd.DataFrame) -> UtteranceScores:
+    """Target-word hits per utterance (one decode each), sorted by utterance id."""
+    if frame["utt_id"].astype(str).duplicated().any():
+        raise ResultsError("utterance ids repeat")
+    return pooled_scores(frame, "target", hit_counts)
+
+
 # ------------------------------------------------------------------------------------------------ the checks
 def transfer_matrices(
     tables: Sequence[Mapping], got: Inputs, boot: Bootstrap
 ) -> tuple[dict[str, pd.DataFrame], dict[Setting, list[Verdict]]]:
     """Per table with two or more columns: AdvTWER source (rows) × victim (columns), the diagonal the victim's own
-    white-box attack; and the transfer verdicts of every victim, per source and table."""
+    white-box attack; and the transfer verdicts of every victim, per source and table (target-word hits under the
+    source's δ against under the victim's own, paired by utterance id)."""
     matrices, verdicts = {}, {}
     for table in tables:
         cols = [Column.of(c) for c in table["columns"]]
@@ -177,11 +233,13 @@ def transfer_matrices(
                 key = (source.setting, victim.setting)
                 if key not in got.transfer:
                     raise ResultsError(f"no transfer of {source.setting.short} to {victim.setting.short}")
-                moved = _targets(got.transfer[key])
-                mat.iloc[si, vi] = moved.wer
+                moved = got.transfer[key]
+                mat.iloc[si, vi] = _targets(moved).wer
                 verdicts.setdefault(victim.setting, []).append(
-                    transfer_verdicts(
-                        f"{source.setting.short} ({table['name']})", boot.difference(moved, own), moved.wer, own.wer
+                    transfer_verdict(
+                        f"{source.setting.short} ({table['name']})",
+                        boot.paired(_hits(moved), _hits(got.whitebox[victim.setting])),
+                        (_targets(moved).wer, own.wer),
                     )
                 )
         matrices[table["name"]] = mat
@@ -203,27 +261,42 @@ def sweep_points(
 
 
 def noise_numbers(setting: Setting, got: Inputs, boot: Bootstrap) -> dict:
+    """The noise check's numbers of one setting: the attack's final δ against the noise of its norms (draws
+    pooled per utterance), paired by utterance id, in AdvTWER (``adv``) and target-word hit rate (``hits``); the
+    clean audio's hit rate (``benign_hits``) and WER (``benign_wer``); and the share of the attack's WER damage
+    (against the references) that the noise does alone (``share``, NaN when the attack does no damage)."""
     frame = got.noise[setting]
     draw = frame["draw"].astype(int)
     clean, noisy = frame[draw == BENIGN_DRAW], frame[draw != BENIGN_DRAW]
     attack = got.whitebox[setting]
-    benign_adv, benign_wer = _targets(clean).wer, boot.estimate(_refs(clean))
-    noise_adv, noise_wer = (
-        boot.estimate(pooled_scores(noisy, "target")),
-        boot.estimate(pooled_scores(noisy, "reference")),
-    )
-    attack_wer = _refs(attack).wer
-    damage = attack_wer - benign_wer.value
-    share = (noise_wer.value - benign_wer.value) / damage if damage > 0 else math.nan
+    benign_wer = boot.estimate(_refs(clean))
+    noise_wer = pooled_scores(noisy, "reference").wer
+    damage = _refs(attack).wer - benign_wer.value
     return {
-        "benign_adv": benign_adv,
+        "adv": boot.paired(_targets(attack), pooled_scores(noisy, "target")),
+        "hits": boot.paired(_hits(attack), pooled_scores(noisy, "target", hit_counts)),
+        "benign_hits": _hits(clean).wer,
         "benign_wer": benign_wer,
-        "noise_adv": noise_adv,
-        "noise_wer": noise_wer,
-        "attack_wer": attack_wer,
-        "share": share,
+        "share": (noise_wer - benign_wer.value) / damage if damage > 0 else math.nan,
         "clean": clean,
     }
+
+
+def noise_rows(numbers: Mapping, margin: float) -> list[Verdict]:
+    """The noise check's verdicts of one setting: its ``noise_numbers`` judged by ``noise_verdicts``."""
+    return noise_verdicts(numbers["adv"], numbers["hits"], numbers["benign_hits"], margin, numbers["share"])
+
+
+def steps_rows(got: Inputs, boot: Bootstrap) -> list[tuple[Setting, Verdict]]:
+    """Every pair of consecutive milestones of every attacked setting: target-word hits, paired by utterance."""
+    rows = []
+    for s in sorted({s for s, _ in got.attacks}):
+        milestones = sorted(k for t, k in got.attacks if t == s)
+        for k0, k1 in zip(milestones, milestones[1:]):
+            a0, a1 = got.attacks[(s, k0)], got.attacks[(s, k1)]
+            hits = boot.paired(_hits(a1), _hits(a0))
+            rows.append((s, steps_verdict(k0, k1, hits, (_targets(a1).wer, _targets(a0).wer))))
+    return rows
 
 
 SEED_COLUMNS = ["lambda_a", "lambda_c_train", "lambda_c_infer", "seed", "steps", "adv_twer"]
@@ -270,13 +343,13 @@ def seed_rows(
                 if b.baseline and b.setting != s and b.setting in per_seed:
                     common = sorted(set(per_seed[s]) & set(per_seed[b.setting]))
                     against[b.setting.short] = {k: per_seed[s][k] - per_seed[b.setting][k] for k in common}
-        rows += [(s, v) for v in seeds_verdicts(per_seed[s], boot.estimate(_targets(got.whitebox[s])), against)]
+        se = boot.standard_error(_targets(got.whitebox[s]))
+        rows += [(s, v) for v in seeds_verdicts(per_seed[s], se, against)]
     return rows
 
 
 def check_frame(
     tables: Sequence[Mapping],
-    advtwer: pd.DataFrame,
     got: Inputs,
     settings: Sequence[Setting],
     scales: Sequence[float],
@@ -294,18 +367,12 @@ def check_frame(
     rows: list[tuple[Setting, Verdict]] = []
     matrices, transfer = transfer_matrices(tables, got, boot)
     rows += [(s, v) for s, vs in transfer.items() for v in vs]
-    for s in sorted({Setting.of(r) for r in advtwer.to_dict("records")}):
-        part = advtwer[[Setting.of(r) == s for r in advtwer.to_dict("records")]]
-        pts = [
-            (int(r["steps"]), Estimate(r["adv_twer"], r["adv_twer_ci_low"], r["adv_twer_ci_high"]))
-            for r in part.to_dict("records")
-        ]
-        rows += [(s, v) for v in steps_verdicts(pts)]
+    rows += steps_rows(got, boot)
     sweeps = sweep_points(settings, scales, got, boot)
     rows += [(s, v) for s, pts in sweeps.items() for v in sweep_verdicts(pts, sweep_floor)]
     for s in settings:
         n = noise_numbers(s, got, boot)
-        rows.append((s, noise_verdict(n["noise_adv"], n["benign_adv"], noise_margin, n["share"])))
+        rows += [(s, v) for v in noise_rows(n, noise_margin)]
         pts = [(k, boot.estimate(_refs(got.untargeted[(s, k)]))) for k in steps]
         last = _refs(got.untargeted[(s, steps[-1])])
         rows += [
@@ -371,6 +438,13 @@ def checks_markdown(
         f"{len(settings)} settings; noise: {params['noise_draws']} draws; thresholds: sweep_floor "
         f"{params['sweep_floor']:g}, noise_margin {params['noise_margin']:g}. Rules: "
         "`hne_core/robustness/verdicts.py`; docs/robustness.md.",
+        "",
+        "Target-word hits: the target words a hypothesis contains (jiwer's alignment of the hypothesis against the "
+        "target: target words − substitutions − deletions); a hit rate is the hits over the target words (%). "
+        "Steps, transfer and noise measure progress toward the target with it, since AdvTWER also falls when a "
+        "hypothesis only gets shorter. A row whose item reads a − b gives the paired difference a − b as its value "
+        "and the interval of that difference (the same resamples on both sides); seeds: the SD of AdvTWER over "
+        "the training seeds against this run's bootstrap SE.",
         "",
         "## Verdicts per model",
         "",
