@@ -25,6 +25,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import jiwer
 import numpy as np
 import pandas as pd
 import pytest
@@ -525,7 +526,14 @@ def test_attack_job_chains_milestones_and_writes_checked_outputs(exported, bpe, 
     assert {"reference", "hypothesis", "l2_norm", "snr_db", "target_wer", "adv_loss"} <= set(frame.columns)
     assert json.loads(out["j4.json"].read_text()) == summary
     assert summary["steps"] == 4 and summary["steps_run"] == 2 and summary["n_utts"] == 3
-    assert summary["adv_twer"] >= 0 and summary["nan_skipped_steps"] == 0 and not (tmp_path / "ckpt").exists()
+    assert summary["nan_skipped_steps"] == 0 and not (tmp_path / "ckpt").exists()
+    # AdvTWER: the word edits of every hypothesis against its target (jiwer's alignment, utterance by utterance)
+    # summed, over the target words summed. The summary's is one division times 100 (two roundings), this one
+    # 100·edits (exact) over words (one rounding): at most 3 units of round-off apart, relatively
+    counts = [jiwer.process_words(t, h) for t, h in zip(frame.target, frame.hypothesis)]
+    edits = sum(c.substitutions + c.deletions + c.insertions for c in counts)
+    words = sum(c.hits + c.substitutions + c.deletions for c in counts)
+    assert summary["adv_twer"] == pytest.approx(100 * edits / words, rel=4 * 2.0**-53, abs=0)
     state = load_state(out["s4.npz"])
     assert state["utt_ids"] == ids and state["meta"]["steps"] == 4
     for x, d, norm in zip(waves, state["deltas"], frame.l2_norm):
@@ -591,11 +599,14 @@ def test_untargeted_attack_job_ascends_the_references_and_never_chains_a_targete
         np.testing.assert_array_equal(d, dequantize(*quantize(s)))
     with pytest.raises(AttackSetupError, match="needs a targets file"):
         attack_job(AttackJob(exported, data, JOB_IDS, None, 0.3, 1), SETTINGS, AttackOutputs(*list(paths.values())[3:]))
-    write_targets(tmp_path / "targets.txt", ["CAB", "ABE DEED", "EBB"])
+    # targets equal to the references: the targeted state and the untargeted one then hold the same utterances and
+    # targets, and differ only in the direction of the attack, which alone must refuse the chain
+    write_targets(tmp_path / "targets.txt", JOB_REFS)
     targeted_outputs = AttackOutputs(paths["t.csv"], paths["t.npz"], paths["t.json"])
     attack_job(
         AttackJob(exported, data, JOB_IDS, tmp_path / "targets.txt", 0.3, 1), SETTINGS, targeted_outputs, device="cpu"
     )
+    assert load_state(paths["t.npz"])["targets"] == load_state(paths["u.npz"])["targets"] == JOB_REFS
     for prev, settings, targets in ((paths["t.npz"], untargeted, None), (paths["u.npz"], SETTINGS, "targets.txt")):
         with pytest.raises(AttackSetupError, match="different attack"):
             attack_job(
