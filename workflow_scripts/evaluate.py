@@ -15,22 +15,12 @@ from hne_core.model.train import set_threads
 
 with logged_to(snakemake.log[0]) as log:
     set_threads(snakemake.threads)
-    from hne_core.model.evaluate import evaluate
+    from hne_core.model.evaluate import EvalSettings, evaluate
 
     p = snakemake.params
+    settings = EvalSettings(p.text_case, p.n_utterances, p.seed, p.composition, p.decoding, p.decoding_batch_size)
     device = "cuda" if snakemake.resources.gpu else "cpu"
-    frame, summary = evaluate(
-        p.model_dir,
-        p.test_dir,
-        p.lambda_c_infer,
-        p.text_case,
-        p.n_utterances,
-        device,
-        p.seed,
-        p.composition,
-        p.decoding,
-        p.decoding_batch_size,
-    )
+    frame, summary = evaluate(p.model_dir, p.test_dir, p.lambda_c_infer, settings, device)
     summary = {"lambda_a": p.weights["lambda_a"], "lambda_c_train": p.weights["lambda_c"], **summary}
     write_tsv(frame, snakemake.output.hyps)
     write_text_atomic(snakemake.output.summary, json.dumps(summary, indent=2) + "\n")

@@ -11,21 +11,8 @@ from hne_core.model.train import set_threads
 
 with logged_to(snakemake.log[0]):
     set_threads(snakemake.threads)
-    from hne_core.model.stages import finetune
+    from hne_core.model.stages import StageDirs, finetune
 
     p = snakemake.params
-    finetune(
-        lambda_a=p.weights["lambda_a"],
-        lambda_c=p.weights["lambda_c"],
-        num_accents=p.num_accents,
-        discriminator=p.discriminator,
-        train=p.train,
-        seed=p.seed,
-        base_dir=p.base_dir,
-        train_dir=p.train_dir,
-        dev_dir=p.dev_dir,
-        stats_dir=p.stats_dir,
-        exp_dir=p.exp_dir,
-        out_dir=p.out_dir,
-        ngpu=snakemake.resources.gpu,
-    )
+    dirs = StageDirs(p.train_dir, p.dev_dir, p.stats_dir, p.exp_dir, p.out_dir)
+    finetune(p.weights, p.num_accents, p.discriminator, p.train, p.seed, p.base_dir, dirs, snakemake.resources.gpu)

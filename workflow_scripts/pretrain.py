@@ -11,19 +11,8 @@ from hne_core.model.train import set_threads
 
 with logged_to(snakemake.log[0]):
     set_threads(snakemake.threads)
-    from hne_core.model.stages import pretrain
+    from hne_core.model.stages import StageDirs, pretrain
 
     p = snakemake.params
-    pretrain(
-        model=p.model,
-        train=p.train,
-        seed=p.seed,
-        train_dir=p.train_dir,
-        dev_dir=p.dev_dir,
-        stats_dir=p.stats_dir,
-        bpe_model=snakemake.input.bpe,
-        tokens=snakemake.input.tokens,
-        exp_dir=p.exp_dir,
-        out_dir=p.out_dir,
-        ngpu=snakemake.resources.gpu,
-    )
+    dirs = StageDirs(p.train_dir, p.dev_dir, p.stats_dir, p.exp_dir, p.out_dir)
+    pretrain(p.model, p.train, p.seed, dirs, snakemake.input.bpe, snakemake.input.tokens, snakemake.resources.gpu)

@@ -253,7 +253,7 @@ def _resume(
     delta0, prev_steps, prev_skips = None, 0, [0] * len(utt_ids)
     if prev_state:
         prev = load_state(prev_state)
-        # states written before a setting existed were made with its default
+        # a state file without a setting's key was made with the setting's default
         prev_meta = {k: prev["meta"].get(k, META_DEFAULTS.get(k)) for k in meta}
         if prev["utt_ids"] != utt_ids or prev["targets"] != inputs.utts.targets or prev_meta != meta:
             raise AttackSetupError(

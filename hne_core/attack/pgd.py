@@ -437,7 +437,7 @@ def pgd_native(
     n = len(spec.waves)
     fingerprint = spec.fingerprint(
         "native", batch_size, batch_samples=batch_samples, autocast=autocast, targeted=None if spec.targeted else False
-    )  # targeted: the old fingerprint
+    )  # targeted=None keeps a targeted attack's fingerprint what it is without the setting: its checkpoints resume
     groups = length_batches([len(w) for w in spec.waves], batch_size, batch_samples)
     deltas = [torch.from_numpy(d.copy()) for d in spec.delta0]
     nan_skips = [0] * n

@@ -11,7 +11,6 @@ where two candidates nearly tie. Every mismatch is therefore located (its first 
 margin printed in both runs; a mismatch whose margin is not below ``NEAR_TIE`` (1e-4) is a bug, and the command
 then exits 1. The last line is ``batched_over_single=<x> token_equal=<fraction>`` with x the batched throughput
 over the one-at-a-time throughput (one-at-a-time seconds / batched seconds): above 1, batching is faster.
-(Before 2026-12-02 x was the inverse, batched seconds over one-at-a-time seconds.)
 
 The model: a trained default base (``--trained``, the pre-trained layout of a finished run) with its test
 split, if both exist; otherwise the config's ``model:`` (or the paper-size architecture, ``--model paper``) with
@@ -98,6 +97,28 @@ def _model_and_waves(args: argparse.Namespace, tmp: Path) -> tuple[torch.nn.Modu
     return model, espeak_utterances(args.utts, tmp), f"{args.model} architecture, random weights, espeak-ng speech"
 
 
+@torch.no_grad()
+def encode_all(exact, waves: list[np.ndarray], batch: int) -> None:
+    """The encoder's part of ``exact.search(waves, batch)`` alone (one at a time, or grouped under the batch
+    invariance hooks as the batched search encodes). Why it is timed apart: batching divides the search's per-step
+    cost (a few small operations per token, dominated by dispatch) by about the batch, but leaves the encoder's
+    arithmetic (convolutions and matrix products over every frame) nearly as it is, so how much the whole gains
+    depends on the encoder's share: larger for a trained model, whose hypotheses end after a few tokens a second,
+    than for random weights, whose hypotheses run to the length limit, and larger on a CPU whose arithmetic is slow
+    against its per-operation overhead."""
+    from hne_core.batching import batch_invariant
+
+    dev = exact._device()
+    if batch == 1:
+        for w in waves:
+            exact._encode(torch.from_numpy(w).reshape(1, -1).to(dev), torch.tensor([len(w)], device=dev))
+        return
+    flat = sorted(waves, key=len, reverse=True)
+    with batch_invariant(exact.model):
+        for start in range(0, len(flat), batch):
+            exact._encode_grouped(flat[start : start + batch])
+
+
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -130,12 +151,14 @@ def run(args: argparse.Namespace) -> int:
 
     exact(waves[0])  # warm-up
     exact.batch(waves[: args.batch], args.batch)
-    single_s = batched_s = float("inf")
+    single_s = batched_s = enc_single_s = enc_batched_s = float("inf")
     for _ in range(args.repeat):
         t, single = timed(lambda: [exact(w) for w in waves])
         single_s = min(single_s, t)
         t, batched = timed(lambda: exact.batch(waves, args.batch))
         batched_s = min(batched_s, t)
+        enc_single_s = min(enc_single_s, timed(lambda: encode_all(exact, waves, 1))[0])
+        enc_batched_s = min(enc_batched_s, timed(lambda: encode_all(exact, waves, args.batch))[0])
     beam1 = GreedyDecoder(model, args.lambda_c)
     beam1_s, beam1_tokens = timed(lambda: [beam1(w) for w in waves])
     equal = float(np.mean([a == b for a, b in zip(batched, single)]))
@@ -157,6 +180,12 @@ def run(args: argparse.Namespace) -> int:
         f"{ended}/{len(waves)} hypotheses ended by <eos>, the rest by the length limit)"
     )
     print(f"exact Eq. 2, batches of {args.batch:3d}: {batched_s:8.3f} s ({audio / batched_s:8.2f} audio-s/s)")
+    print(
+        f"encoder alone: one at a time {enc_single_s:8.3f} s ({enc_single_s / single_s:.0%} of that decoding), in "
+        f"groups {enc_batched_s:8.3f} s ({enc_batched_s / batched_s:.0%} of the batched one); batching divides the "
+        f"encoder's time by {enc_single_s / enc_batched_s:.2f} and the search's by "
+        f"{(single_s - enc_single_s) / max(batched_s - enc_batched_s, 1e-9):.2f}"
+    )
     print(
         f"espnet_beam1, one at a time: {beam1_s:8.3f} s ({audio / beam1_s:8.2f} audio-s/s; "
         f"hypotheses differing from exact: {differ:.2f})"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import jiwer
@@ -116,24 +117,31 @@ def predict_accents(model, utterances: Iterable[Utterance], device: str = "cpu")
     return preds
 
 
+@dataclass(frozen=True)
+class EvalSettings:
+    """How every benign evaluation of a run samples and decodes, built once from the config: ``limit``,
+    ``composition`` and ``seed`` choose the test utterances (``read_data_dir``); ``decoding`` and
+    ``decoding_batch_size`` are ``decoding.mode`` (``hne_core.decoding.DECODING_MODES``) and ``decoding.batch_size``;
+    ``text_case`` normalises references and hypotheses alike."""
+
+    text_case: str = "upper"
+    limit: int | None = None
+    seed: int = 0
+    composition: str = "balanced"
+    decoding: str = DEFAULT_MODE
+    decoding_batch_size: int = DEFAULT_BATCH_SIZE
+
+
 def evaluate(
-    model_dir: str | Path,
-    data_dir: str | Path,
-    ctc_weight: float,
-    text_case: str = "upper",
-    limit: int | None = None,
-    device: str = "cpu",
-    seed: int = 0,
-    composition: str = "balanced",
-    decoding: str = DEFAULT_MODE,
-    decoding_batch_size: int = DEFAULT_BATCH_SIZE,
+    model_dir: str | Path, data_dir: str | Path, ctc_weight: float, settings: EvalSettings, device: str = "cpu"
 ) -> tuple[pd.DataFrame, dict]:
     """Per-utterance hypotheses and the summary (WER, accent accuracy, the decoding mode) of one (model, λC(i))
-    pair; ``decoding``: ``decoding.mode`` of the config (``hne_core.decoding.DECODING_MODES``);
-    ``decoding_batch_size``: ``decoding.batch_size`` (``decode``)."""
-    utterances = read_data_dir(data_dir, limit, seed, composition)
-    hyps = decode(load_transcriber(model_dir, ctc_weight, decoding, device), utterances, text_case, decoding_batch_size)
-    refs = [normalize_transcript(u.reference, text_case) for u in utterances]
+    pair."""
+    s = settings
+    utterances = read_data_dir(data_dir, s.limit, s.seed, s.composition)
+    transcriber = load_transcriber(model_dir, ctc_weight, s.decoding, device)
+    hyps = decode(transcriber, utterances, s.text_case, s.decoding_batch_size)
+    refs = [normalize_transcript(u.reference, s.text_case) for u in utterances]
     frame = pd.DataFrame(
         {
             "utt_id": [u.utt_id for u in utterances],
@@ -145,7 +153,7 @@ def evaluate(
     frame["wer"] = [corpus_wer([r], [h]) for r, h in zip(refs, hyps)]
     summary = {
         "lambda_c_infer": float(ctc_weight),
-        "decoding": decoding,
+        "decoding": s.decoding,
         "n_utts": len(utterances),
         "wer": corpus_wer(refs, hyps),
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -39,69 +40,69 @@ def _mtl_main(args: list[str]) -> None:
     MTLASRTask.main(cmd=args)
 
 
+@dataclass(frozen=True)
+class StageDirs:
+    """Where a training stage reads and writes: the ESPnet data directories of train and dev, the collected
+    feature statistics, ESPnet's experiment directory (kept between attempts: training resumes there) and the
+    stage's finished output."""
+
+    train_dir: str
+    dev_dir: str
+    stats_dir: str
+    exp_dir: str
+    out_dir: str
+
+
 def pretrain(
-    model: Mapping,
-    train: Mapping,
-    seed: int,
-    train_dir: str,
-    dev_dir: str,
-    stats_dir: str,
-    bpe_model: str,
-    tokens: str,
-    exp_dir: str,
-    out_dir: str,
-    ngpu: int = 0,
+    model: Mapping, train: Mapping, seed: int, dirs: StageDirs, bpe_model: str, tokens: str, ngpu: int = 0
 ) -> Path:
     """Train the small STL base and lay it out like a downloaded one (config, weights, BPE, tokens, stats)."""
-    stats_file = Path(stats_dir) / "train" / "feats_stats.npz"
+    stats_file = Path(dirs.stats_dir) / "train" / "feats_stats.npz"
     recipe = pretrain_config(model, train, bpe_model, tokens, stats_file)
-    best = run_training(
-        _asr_main, recipe, train_args(train_dir, dev_dir, stats_dir, with_accent=False, ngpu=ngpu, seed=seed), exp_dir
-    )
-    trained_cfg = yaml.safe_load((Path(exp_dir) / "config.yaml").read_text(encoding="utf-8"))
-    curve = read_curve(exp_dir)
-    with atomic_dir(out_dir) as tmp:
+    args = train_args(dirs.train_dir, dirs.dev_dir, dirs.stats_dir, with_accent=False, ngpu=ngpu, seed=seed)
+    best = run_training(_asr_main, recipe, args, dirs.exp_dir)
+    trained_cfg = yaml.safe_load((Path(dirs.exp_dir) / "config.yaml").read_text(encoding="utf-8"))
+    curve = read_curve(dirs.exp_dir)
+    with atomic_dir(dirs.out_dir) as tmp:
         (tmp / "config.yaml").write_text(yaml.safe_dump(layout_config(trained_cfg), sort_keys=False))
         shutil.copyfile(best, tmp / "model.pth")
         shutil.copyfile(bpe_model, tmp / "bpe.model")
         shutil.copyfile(tokens, tmp / "tokens.txt")
         shutil.copyfile(stats_file, tmp / "feats_stats.npz")
         write_curve(curve, tmp / "train_curve.csv")
-    return Path(out_dir)
+    return Path(dirs.out_dir)
 
 
 def finetune(
-    lambda_a: float,
-    lambda_c: float,
+    weights: Mapping[str, float],
     num_accents: int,
     discriminator: Mapping,
     train: Mapping,
     seed: int,
     base_dir: str,
-    train_dir: str,
-    dev_dir: str,
-    stats_dir: str,
-    exp_dir: str,
-    out_dir: str,
+    dirs: StageDirs,
     ngpu: int = 0,
 ) -> Path:
-    """Fine-tune one (λA, λC(t)) model from the base (``--init_param``) and export it with its curve."""
+    """Fine-tune one grid point (``weights``: its ``lambda_a`` and ``lambda_c``) from the base
+    (``--init_param``) and export it with its curve."""
+    lambda_a, lambda_c = weights["lambda_a"], weights["lambda_c"]
+    exp_dir, out_dir = dirs.exp_dir, dirs.out_dir
     base_dir_p = Path(base_dir)
     base_cfg = yaml.safe_load((base_dir_p / "config.yaml").read_text(encoding="utf-8"))
     recipe = finetune_config(base_cfg, base_dir_p, lambda_a, lambda_c, num_accents, discriminator, train)
     subset = None
     if train.get("max_train_utterances"):
         subset = write_training_subset(
-            Path(stats_dir) / "train",
-            Path(train_dir) / "accent",
+            Path(dirs.stats_dir) / "train",
+            Path(dirs.train_dir) / "accent",
             int(train["max_train_utterances"]),
             seed,
             f"{exp_dir}.train_subset",
         )
     args = train_args(
-        train_dir,
-        dev_dir,
-        stats_dir,
+        dirs.train_dir,
+        dirs.dev_dir,
+        dirs.stats_dir,
         with_accent=True,
         ngpu=ngpu,
         seed=seed,
