@@ -137,3 +137,55 @@ def test_no_tracked_file_names_the_issue_tracker():
             continue
         found += [f"{name}:{n}" for n, line in enumerate(text.splitlines(), 1) if pattern.search(line)]
     assert not found, found
+
+
+# hne_core's layers, lowest first: a module imports only from its own layer or lower ones, so that a reader (and a
+# new feature) can take the library from the bottom up. Modules directly under hne_core/ (naming, atomic, heads,
+# batching, decoding ...) are layer 0, except the tokenizer, which reads what the data stage wrote.
+LAYERS = {"data": 1, "tokenizer": 2, "model": 3, "attack": 4, "results": 5, "robustness": 6, "bench": 7}
+
+
+def hne_core_imports() -> dict[str, set[str]]:
+    """Every hne_core module's hne_core imports, those inside functions included (a lazy import is still a
+    dependency: it only moves the failure to run time)."""
+    import ast
+
+    modules = {}
+    for path in (REPO / "hne_core").rglob("*.py"):
+        name = ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+        modules[name] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("hne_core"):
+                sub = {f"{node.module}.{a.name}" for a in node.names} & modules.keys()
+                found |= sub or ({node.module} & modules.keys())
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names} & modules.keys()
+        graph[name] = found - {name}
+    return graph
+
+
+def layer(module: str) -> int:
+    return LAYERS.get(module.split(".")[1], 0) if module.count(".") else 0
+
+
+def test_hne_core_has_no_import_circle_and_imports_only_downward():
+    graph = hne_core_imports()
+    assert {"hne_core.decoding", "hne_core.attack.pgd", "hne_core.data.sources.synthetic"} <= graph.keys()
+    upward = sorted(f"{m} -> {t}" for m, ts in graph.items() for t in ts if layer(t) > layer(m))
+    assert not upward, upward
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for t in sorted(graph[m]):
+            assert state.get(t) != 1, " -> ".join([*path[path.index(t) :], t])
+            if t not in state:
+                visit(t, [*path, t])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
