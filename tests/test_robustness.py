@@ -552,6 +552,38 @@ def overlay_plan(workdir, tmp_path, overlay: dict) -> dict[str, int]:
     return planned_jobs(proc)
 
 
+def source_of(row: dict) -> Setting:
+    return Setting.of({k: row[f"source_{k}"] for k in ("lambda_a", "lambda_c_train", "lambda_c_infer")})
+
+
+def check_transfer_matrix(run, table: dict) -> None:
+    """The transfer matrix of a finished run, cell by cell: the diagonal is the victim's white-box AdvTWER of
+    advtwer.csv's last milestone (matched by column, not as a sorted list), and every other cell is recomputed
+    from the transfer job's own CSV, each of whose rows carries the target of the victim's attack on the same
+    utterance (what makes the transfer verdicts' pairing by utterance meaningful)."""
+    matrix = pd.read_csv(run / "results/tables" / f"transfer_{table['name']}.csv", index_col=0)
+    adv = pd.read_csv(run / "results/tables/advtwer.csv")
+    last = adv[adv["steps"] == adv["steps"].max()]
+    columns = [(f"{c['label']} ({Setting.of(c).short})", Setting.of(c)) for c in table["columns"]]
+    assert list(matrix.index) == list(matrix.columns) == [label for label, _ in columns]
+    # both CSVs print 4 decimals; a cell recomputed here is off by at most half of the last one (+ float round-off)
+    printed = 0.5e-4 + 1e-12
+    for victim_label, victim in columns:
+        folder = f"la{victim.lambda_a}_lc{victim.lambda_c_train}/infer{victim.lambda_c_infer}"
+        own = last[[Setting.of(r) == victim for r in last.to_dict("records")]]
+        assert matrix.loc[victim_label, victim_label] == pytest.approx(float(own["adv_twer"].iloc[0]), abs=1e-12)
+        whitebox = pd.read_csv(run / "results/attacks" / folder / f"pgd{int(last['steps'].max())}/utterances.csv")
+        transfer = pd.read_csv(run / "results/robustness/transfer" / folder / "utterances.csv", keep_default_na=False)
+        for source_label, source in columns:
+            if source == victim:
+                continue
+            part = transfer[[source_of(r) == source for r in transfer.to_dict("records")]]
+            paired = part.merge(whitebox, on="utt_id", suffixes=("", "_own"), validate="one_to_one")
+            assert len(paired) == len(part) == len(whitebox) and (paired["target"] == paired["target_own"]).all()
+            recomputed = 100 * jiwer.wer(list(part["target"]), list(part["hypothesis"]))
+            assert matrix.loc[source_label, victim_label] == pytest.approx(recomputed, abs=printed)
+
+
 @pytest.mark.slow
 def test_every_check_runs_on_the_smoke_config_with_a_verdict_per_model(robustness_run):
     tables = robustness_run / "results" / "tables"
@@ -572,12 +604,7 @@ def test_every_check_runs_on_the_smoke_config_with_a_verdict_per_model(robustnes
             s = yaml.safe_load(summary.read_text())
             assert s["eps"] == pytest.approx(2.0 * scale) and s["step_size"] == pytest.approx(0.05 * scale)
             assert s["max_l2_norm"] <= s["eps"] * (1 + 64 * 2.0**-24)
-    # transfer matrix: the diagonal is the white-box AdvTWER of advtwer.csv's last milestone
-    matrix = pd.read_csv(tables / "transfer_smoke.csv", index_col=0)
-    adv = pd.read_csv(tables / "advtwer.csv")
-    last = adv[adv["steps"] == adv["steps"].max()]
-    assert sorted(np.diag(matrix.to_numpy()).round(2)) == sorted(last["adv_twer"].round(2))
-    assert matrix.notna().all().all()
+    check_transfer_matrix(robustness_run, smoke["tables"][0])
     # noise: the same norms as the attack's final δ (up to clipping, which only shortens)
     noise = pd.read_csv(robustness_run / "results/robustness/noise/la1.0_lc0.0/infer0.0/utterances.csv")
     state = robustness_run / "results/attacks/la1.0_lc0.0/infer0.0/pgd4/utterances.csv"
