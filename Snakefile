@@ -27,6 +27,7 @@ include: "rules/data.smk"
 include: "rules/model.smk"
 include: "rules/attack.smk"
 include: "rules/results.smk"
+include: "rules/listen.smk"
 include: "rules/robustness.smk"
 
 

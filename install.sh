@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the workflow and its tests need, idempotently:
 #   Debian tools (espeak-ng for the self-made corpus, ffmpeg for Common Voice MP3s, sox, openssl for the
-#   rehearsal's stand-in HTTPS server, and SLURM + munge for the cluster test),
+#   rehearsal's stand-in HTTPS server, a C compiler for pesq (PyPI ships it as source only), SLURM + munge for the
+#   cluster test, and Chromium, the headless browser that opens the listening page in tests/test_listen.py),
 #   a Python 3.12 virtual environment in .venv with the pins of requirements.txt, and hne_core (editable).
 # A second run with nothing changed takes a second.
 set -euo pipefail
@@ -9,15 +10,16 @@ cd "$(dirname "$0")"
 
 # slurmctld, slurmd, slurm-client and munge: the single-node SLURM cluster that tests/test_slurm.py starts
 # (scripts/slurm/start.sh); no service is started here.
-apt_packages=(espeak-ng ffmpeg sox openssl)
+apt_packages=(espeak-ng ffmpeg sox openssl gcc libc6-dev)
 slurm_packages=(slurmctld slurmd slurm-client munge)
+browser_packages=(chromium)   # without its recommends (printing, notification and power daemons)
 missing=()
-for tool in espeak-ng ffmpeg sox openssl sbatch /usr/sbin/slurmctld /usr/sbin/slurmd /usr/sbin/munged; do
+for tool in espeak-ng ffmpeg sox openssl cc chromium sbatch /usr/sbin/slurmctld /usr/sbin/slurmd /usr/sbin/munged; do
   command -v "$tool" >/dev/null || missing+=("$tool")
 done
 if ((${#missing[@]})); then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "install.sh: installing Debian packages ${apt_packages[*]} ${slurm_packages[*]}" >&2
+  echo "install.sh: installing Debian packages ${apt_packages[*]} ${slurm_packages[*]} ${browser_packages[*]}" >&2
   made_policy=0
   if [ ! -e /usr/sbin/policy-rc.d ]; then   # keep the packages' scripts from starting services
     printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null; $sudo chmod 755 /usr/sbin/policy-rc.d
@@ -25,7 +27,8 @@ if ((${#missing[@]})); then
   fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${apt_packages[@]}" >/dev/null
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${slurm_packages[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${slurm_packages[@]}" \
+    "${browser_packages[@]}" >/dev/null
   if [ "$made_policy" = 1 ]; then $sudo rm -f /usr/sbin/policy-rc.d; fi
 fi
 

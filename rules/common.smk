@@ -384,6 +384,7 @@ def get_final_output():
         f"{eval_dir(R, 'pretrained', 0.0)}/summary.json",
         *attack_files("summary.json"),
         *results_outputs(),
+        *listen_outputs(),  # rules/listen.smk
         *(robustness_outputs() if ROBUSTNESS_ENABLED else []),  # rules/robustness.smk
     ]
 
@@ -486,4 +487,37 @@ def robustness_outputs():
         results_path("figures", "budget_sweep.png"),
         results_path("figures", "transfer.png"),
         *(results_path("tables", f"transfer_{n}.{ext}") for n in robustness_tables() for ext in ("csv", "md")),
+    ]
+
+
+# ---------------------------------------------------------------- listening (rules/listen.smk)
+PERCEPTUAL_TABLE = "perceptual"  # results/tables/perceptual.*: the medians; no config table may take the name
+PERCEPTUAL_UTTERANCES = "perceptual_utterances"  # results/tables/perceptual_utterances.csv: every scored utterance
+LISTEN_PAGE = f"{R}/listen/index.html"
+
+
+def _check_listen(cfg):
+    """The perceptual table's files share results/tables/ with the config's tables: their names must differ."""
+    for t, table in enumerate(cfg["tables"]):
+        if table["name"] in (PERCEPTUAL_TABLE, PERCEPTUAL_UTTERANCES):
+            raise WorkflowError(
+                f"Invalid config key 'tables.{t}' ({table['name']}): the name is taken by the perceptual table "
+                f"({PERCEPTUAL_TABLE}, {PERCEPTUAL_UTTERANCES})"
+            )
+
+
+_check_listen(config)
+
+
+def last_milestone_files(name):
+    """``name`` of every attacked (model, λC(i)) at the last milestone: what the listening page plays."""
+    return [f"{attack_dir(R, m, lci, MILESTONES[-1])}/{name}" for m, lci in table_pairs()]
+
+
+def listen_outputs():
+    """The perceptual table, its per-utterance scores and the listening page (get_final_output adds them)."""
+    return [
+        *(results_path("tables", f"{PERCEPTUAL_TABLE}.{ext}") for ext in TABLE_FORMATS),
+        results_path("tables", f"{PERCEPTUAL_UTTERANCES}.csv"),
+        LISTEN_PAGE,
     ]

@@ -41,6 +41,9 @@ MODEL_JOBS = {
     "results_comparison": 1,
     "results_figure1": 1,
     "results_training_curves": 1,
+    # how the attacks sound: the perceptual table of every milestone, the listening page of the last
+    "results_perceptual": 1,
+    "listen_page": 1,
 }
 # The paper's DAG on a Common Voice archive: fetch and prepare the data, fetch the Zenodo base, then the grid.
 PAPER_JOBS = {

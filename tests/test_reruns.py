@@ -18,7 +18,15 @@ from conftest import DATA_JOBS, SMOKE, planned_jobs, run_snakemake
 pytestmark = pytest.mark.slow  # real workflow runs (minutes each)
 
 # The aggregates (the results rules and `all`): one constant, shared by every case below.
-ATTACK_AGGREGATES = {"results_advtwer": 1, "results_table": 1, "results_comparison": 1, "results_figure1": 1, "all": 1}
+ATTACK_AGGREGATES = {
+    "results_advtwer": 1,
+    "results_table": 1,
+    "results_comparison": 1,
+    "results_figure1": 1,
+    "results_perceptual": 1,
+    "listen_page": 1,
+    "all": 1,
+}
 AGGREGATES = {**ATTACK_AGGREGATES, "results_benign": 1, "results_training_curves": 1}
 # Everything the smoke config builds (2 models, 3 evaluations, 2 attacked pairs x 2 milestones).
 SMOKE_JOBS = {
