@@ -1,9 +1,10 @@
 """The noise floor: random perturbations as large as the attack's (per utterance, the L2 norm of its final δ),
 decoded by the attacked model.
 
-Why: an attack that works should beat random noise of its own size by far. Against the targets, noise should
-leave AdvTWER near the benign one (~100: noise does not spell lorem ipsum); against the references, the noise's
-WER says how much of the attack's damage any perturbation of that size would do. Directions are isotropic
+Why: an attack that works should beat random noise of its own size by far: the checks pair the attack with the
+noise utterance by utterance, in AdvTWER and in target-word hits (``report.noise_numbers``). Noise itself should
+spell no more of the target than the clean audio does (noise does not spell lorem ipsum); against the references,
+the noise's WER says how much of the attack's damage any perturbation of that size would do. Directions are isotropic
 Gaussian, drawn from the config's seed, the draw and the utterance's position only, so every model gets the same
 directions (scaled to its own δ's norm); x + δ is clipped to [-1, 1] like the attack (which can only shorten δ).
 """

@@ -3,8 +3,8 @@ models of its tables, decoded by the victim; no new optimisation.
 
 Why: a model whose gradients are masked resists its own white-box attack but falls to a perturbation found on
 another model. Every attacked setting shares one utterance set and each utterance's target depends on its
-reference alone, so source s's δ carries s's targets, which are the victim's targets too: AdvTWER(s -> v) is
-directly comparable with v's own white-box AdvTWER (the diagonal), utterance by utterance.
+reference alone, so source s's δ carries s's targets, which are the victim's targets too: AdvTWER(s -> v) and its
+target-word hits are directly comparable with v's own white-box ones (the diagonal), utterance by utterance.
 """
 
 from __future__ import annotations
