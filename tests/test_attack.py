@@ -36,11 +36,12 @@ from model_utils import TOKENS, build_tiny, tiny_config
 
 from hne_core.attack.art_engine import ESPnetARTRecognizer, make_art_pgd, object_array
 from hne_core.attack.job import AttackJob, AttackOutputs, AttackSettings, attack_job, dequantize, load_state, quantize
-from hne_core.attack.loss import AttackSetupError, adversarial_losses, decoder_losses, pad_targets
+from hne_core.attack.loss import AttackSetupError, HeadTerm, adversarial_losses, decoder_losses, pad_targets
 from hne_core.attack.pgd import (
     CLIP_TOL,
     FLOAT32_U,
     NORM_RTOL,
+    AuxHead,
     NaNGradientError,
     channels_last,
     cpu_has_bf16,
@@ -949,3 +950,118 @@ def test_paper_benchmark_adds_up():
     assert n["train_peak_fraction"] == pytest.approx(n["train_tflops_achieved"] / 2, rel=rel)
     # forward+backward with weight gradients against forward+backward to the input only, same model, ~same audio
     assert n["train_tflop"] > n["attack_tflop"]
+
+
+# ------------------------------------------------------------------------------------------------ adaptive attacker
+LABELS = (0, 1, 0)  # the utterances' accents, as write_job_data's accent file has them
+
+
+@pytest.fixture(scope="module")
+def mtl_model():
+    return build_tiny(0.7, 0.3)
+
+
+def aux_grads(model, waves, mu: float) -> list[np.ndarray]:
+    """Input gradient of Eq. 4 + μ·L_DIS, each utterance alone (the engines' own levers on)."""
+    out = []
+    for w, t, label in zip(waves, TARGETS, LABELS):
+        x = torch.from_numpy(w)[None].clone().requires_grad_(True)
+        ys, ys_lens = pad_targets([t], "cpu")
+        term = HeadTerm(model.discriminator, mu, torch.tensor([label]))
+        with frozen(model), fast_stft_gradient():
+            loss = adversarial_losses(model, x, torch.tensor([len(w)]), ys, ys_lens, 0.3, head_term=term)
+            (g,) = torch.autograd.grad(loss.sum(), x)
+        out.append(g[0].numpy())
+    return out
+
+
+def test_discriminator_term_is_mu_times_the_heads_cross_entropy(mtl_model, waves):
+    """μ·L_DIS is the model's own accent head (``accent_logits``, as it is trained) in a cross-entropy against each
+    utterance's label, added to Eq. 4: the difference of two float32 sums of a few terms, so within a few units of
+    round-off of the total."""
+    for w, t, label in zip(waves, TARGETS, LABELS):
+        x, lens = torch.from_numpy(w)[None], torch.tensor([len(w)])
+        ys, ys_lens = pad_targets([t], "cpu")
+        with torch.no_grad():
+            plain = adversarial_losses(mtl_model, x, lens, ys, ys_lens, 0.3)
+            term = HeadTerm(mtl_model.discriminator, -2.5, torch.tensor([label]))
+            total = adversarial_losses(mtl_model, x, lens, ys, ys_lens, 0.3, head_term=term)
+            enc, enc_lens = mtl_model.encode(x, lens)
+            ce = torch.nn.functional.cross_entropy(mtl_model.accent_logits(enc, enc_lens), torch.tensor([label]))
+        assert float(ce) > 0.01
+        tol = 8 * FLOAT32_U * float(total.abs() + plain.abs() + 2.5 * ce)
+        assert float(total - plain) == pytest.approx(-2.5 * float(ce), abs=tol, rel=0)
+
+
+def test_both_engines_take_the_discriminator_term_and_it_moves_the_attack(mtl_model, waves):
+    """One step from δ = 0 with μ·L_DIS: the native engine (batch 1 and batched) equals ART's step within the
+    derived ``step_bound``, and the step differs from the paper's attacker (μ = 0) by far more than that bound."""
+    aux = AuxHead(mtl_model.discriminator, 20.0, LABELS)
+    art = attack("art", mtl_model, waves, 1, aux=aux).deltas
+    plain = attack("native", mtl_model, waves, 1, batch_size=1).deltas
+    g = aux_grads(mtl_model, waves, 20.0)
+    zero = [np.zeros_like(w) for w in waves]
+    for batch_size in (1, 3):
+        native = attack("native", mtl_model, waves, 1, batch_size=batch_size, aux=aux).deltas
+        for i, x in enumerate(waves):
+            bound = step_bound(x, zero[i], art[i], g[i])
+            assert float(np.abs(native[i] - art[i]).max()) <= bound
+            assert float(np.abs(plain[i] - art[i]).max()) > 10 * bound
+
+
+def test_adaptive_attacker_settings_check_the_head_and_labels(model, mtl_model, waves):
+    with pytest.raises(AttackSetupError, match="needs a discriminator head"):
+        attack("native", model, waves, 1, aux=AuxHead(None, 1.0, LABELS))
+    with pytest.raises(AttackSetupError, match="discriminator labels"):
+        attack("native", mtl_model, waves, 1, aux=AuxHead(mtl_model.discriminator, 1.0, LABELS[:2]))
+    with pytest.raises(AttackSetupError, match="label 2 is not one of the head's 2 classes"):
+        attack("native", mtl_model, waves, 1, aux=AuxHead(mtl_model.discriminator, 1.0, (0, 2, 0)))
+
+
+@pytest.fixture(scope="module")
+def exported_mtl(tmp_path_factory, bpe):
+    """The tiny λA = 0.7 model (with its accent head) exported by the project's export step."""
+    from hne_core.model.export import export_model
+
+    d = tmp_path_factory.mktemp("export_mtl")
+    (d / "train").mkdir()
+    (d / "train" / "config.yaml").write_text(yaml.safe_dump({**tiny_config(0.7, 0.3), "bpemodel": str(bpe)}))
+    torch.save(build_tiny(0.7, 0.3).state_dict(), d / "weights.pth")
+    return export_model(d / "train", d / "weights.pth", d / "model")
+
+
+def test_adaptive_job_defaults_are_the_papers_attack_bit_for_bit_and_never_chain_across(
+    exported_mtl, exported, bpe, waves, tmp_path
+):
+    """The attacker's λC(a) = λC(i) with μ = 0 is the paper's attack: the same state file, δ and CSV, bit for bit.
+    An adaptive attacker's state (λC(a) or μ other) never continues the paper's, nor the paper's it; μ on a model
+    without a discriminator is a clear error."""
+    data = write_job_data(tmp_path, waves)
+    write_targets(tmp_path / "targets.txt", ["CAB", "ABE DEED", "EBB"])
+    paths = {k: tmp_path / k for k in ("p.csv", "p.npz", "p.json", "a.csv", "a.npz", "a.json", "x.csv", "x.npz")}
+
+    def run(settings, csv, state, summary, prev=None, model_dir=exported_mtl, steps=2):
+        job = AttackJob(model_dir, data, JOB_IDS, tmp_path / "targets.txt", 0.3, steps, prev_state=prev)
+        return attack_job(job, settings, AttackOutputs(csv, state, summary), device="cpu")
+
+    run(SETTINGS, paths["p.csv"], paths["p.npz"], paths["p.json"])
+    run(replace(SETTINGS, lambda_c_attack=0.3, mu=0.0), paths["a.csv"], paths["a.npz"], paths["a.json"])
+    assert paths["a.npz"].read_bytes() == paths["p.npz"].read_bytes()
+    assert paths["a.csv"].read_bytes() == paths["p.csv"].read_bytes()
+
+    adaptive = replace(SETTINGS, lambda_c_attack=1.0, mu=-1.0)
+    summary = run(adaptive, paths["a.csv"], paths["a.npz"], paths["a.json"])
+    assert summary["lambda_c_attack"] == 1.0 and summary["mu"] == -1.0 and summary["lambda_c_infer"] == 0.3
+    moved = [
+        np.abs(a - p).max() for a, p in zip(load_state(paths["a.npz"])["deltas"], load_state(paths["p.npz"])["deltas"])
+    ]
+    assert min(moved) > 0
+    for settings, prev in (
+        (adaptive, paths["p.npz"]),
+        (SETTINGS, paths["a.npz"]),
+        (replace(SETTINGS, mu=1.0), paths["a.npz"]),
+    ):
+        with pytest.raises(AttackSetupError, match="different attack"):
+            run(settings, paths["x.csv"], paths["x.npz"], tmp_path / "x.json", prev=prev, steps=4)
+    with pytest.raises(AttackSetupError, match="needs the discriminator"):
+        run(replace(SETTINGS, mu=1.0), paths["x.csv"], paths["x.npz"], tmp_path / "x.json", model_dir=exported)

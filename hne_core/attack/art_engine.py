@@ -22,6 +22,7 @@ How ART is run (docs/design-notes.md §3):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -35,6 +36,7 @@ from hne_core.attack.pgd import (
     AttackResult,
     AttackSetupError,
     AttackSpec,
+    AuxHead,
     frozen,
     guard_gradient,
     load_checkpoint,
@@ -72,6 +74,7 @@ class ESPnetARTRecognizer(_Mixin, _PyTorchEstimator):
         encoder=None,
         names: list[str] | None = None,
         on_nan: str = "error",
+        aux: AuxHead | None = None,
     ):
         dev = model_device(model, device)
         super().__init__(
@@ -86,6 +89,9 @@ class ESPnetARTRecognizer(_Mixin, _PyTorchEstimator):
         self._torch_device = dev
         self._model.to(dev).eval()
         self.lambda_c = float(lambda_c)
+        self.aux = aux  # the adaptive attacker's μ·L_DIS, labels indexed like ``names``
+        if aux is not None:
+            aux.head.to(dev).eval()
         self.decoder = decoder
         self.encoder = encoder
         self.names = names
@@ -123,11 +129,11 @@ class ESPnetARTRecognizer(_Mixin, _PyTorchEstimator):
         self.n_grad_calls += 1
         xb, lens, mask = self._batch(x)
         ys, ys_lens = pad_targets(self._ids(y), self._torch_device)
-        with frozen(self._model):
-            xb.requires_grad_(True)
-            losses = adversarial_losses(self._model, xb, lens, ys, ys_lens, self.lambda_c)
-            (grad,) = torch.autograd.grad(losses.sum(), xb)
         rows = self.current if self.current is not None else list(range(len(x)))
+        with frozen(self._model), self._frozen_head():
+            xb.requires_grad_(True)
+            losses = adversarial_losses(self._model, xb, lens, ys, ys_lens, self.lambda_c, head_term=self._term(rows))
+            (grad,) = torch.autograd.grad(losses.sum(), xb)
         names = [self.names[i] if self.names else f"#{i}" for i in rows]
         grad, bad = guard_gradient(grad, mask, names, self.step, self.on_nan)
         self.nan_rows = [rows[r] for r in bad]
@@ -139,13 +145,21 @@ class ESPnetARTRecognizer(_Mixin, _PyTorchEstimator):
             return out
         return g.reshape(x.shape).astype(x.dtype)
 
+    def _term(self, rows: list[int]):
+        return None if self.aux is None else self.aux.term(rows, self._torch_device)
+
+    def _frozen_head(self):
+        return contextlib.nullcontext() if self.aux is None else frozen(self.aux.head)
+
     def compute_loss(self, x: np.ndarray, y: np.ndarray, **kwargs) -> np.ndarray:
+        rows = self.current if self.current is not None else list(range(len(x)))
         out = []
         with torch.no_grad():
-            for w, t in zip(x, y):
+            for r, w, t in zip(rows, x, y):
                 xb, lens, _ = self._batch([w])
                 ys, ys_lens = pad_targets(self._ids([t]), self._torch_device)
-                out.append(float(adversarial_losses(self._model, xb, lens, ys, ys_lens, self.lambda_c)[0]))
+                loss = adversarial_losses(self._model, xb, lens, ys, ys_lens, self.lambda_c, head_term=self._term([r]))
+                out.append(float(loss[0]))
         return np.array(out)
 
     def predict(self, x: np.ndarray, batch_size: int = 1, **kwargs) -> np.ndarray:
@@ -207,6 +221,7 @@ def pgd_art(
         device=device,
         names=spec.names,
         on_nan=on_nan,
+        aux=spec.aux,
     )
     pgd = make_art_pgd(est, spec.eps, spec.step_size, spec.steps, spec.targeted)
     attack = pgd._attack  # ProjectedGradientDescentNumpy: the numpy path ART takes for speech estimators

@@ -44,7 +44,7 @@ import torch
 from hne_core.atomic import atomic_path, write_text_atomic
 from hne_core.attack.inputs import Utterances, read_utterances
 from hne_core.attack.loss import AttackSetupError, adversarial_losses, pad_targets, set_label_smoothing
-from hne_core.attack.pgd import check_constraints, resolve_autocast
+from hne_core.attack.pgd import AuxHead, check_constraints, resolve_autocast
 from hne_core.attack.run import ENGINES, run_attack
 from hne_core.attack.targets import TargetEncoder
 from hne_core.decoding import DEFAULT_BATCH_SIZE, DEFAULT_MODE, Transcriber, check_mode
@@ -53,7 +53,14 @@ from hne_core.text import normalize_transcript
 log = logging.getLogger(__name__)
 
 STATE_FORMAT = "hne-attack-state-1"
-META_DEFAULTS = {"target_length": "chars", "label_smoothing": "model", "autocast": None, "targeted": True}
+META_DEFAULTS = {
+    "target_length": "chars",
+    "label_smoothing": "model",
+    "autocast": None,
+    "targeted": True,
+    "lambda_c_attack": None,
+    "mu": 0.0,
+}
 _QMAX = 32767
 
 
@@ -160,15 +167,31 @@ class AttackSettings:
     # False: the untargeted attack of the robustness checks: ascend Eq. 4's loss of each utterance's own
     # reference (the "target" of every output is then the reference, and success means leaving it).
     targeted: bool = True
+    # The adaptive attacker (robustness checks): its own λC(a) for Eq. 4's CTC/decoder mix (None: the victim's
+    # λC(i), the paper's attacker), and μ, the weight of the discriminator term μ·L_DIS against each utterance's
+    # accent (``loss.HeadTerm``; 0: none). The victim still decodes at λC(i).
+    lambda_c_attack: float | None = None
+    mu: float = 0.0
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
             raise AttackSetupError(f"engine must be one of {ENGINES}, got {self.engine!r}")
         check_mode(self.decoding)
 
+    def attack_lambda_c(self, lambda_c_infer: float) -> float:
+        """The λC of the attack's loss: the attacker's own λC(a), or the victim's λC(i)."""
+        return float(lambda_c_infer if self.lambda_c_attack is None else self.lambda_c_attack)
+
     def chained(self, lambda_c_infer: float) -> dict:
-        """The state file's ``meta``: what a previous milestone must have been attacked with."""
-        return {
+        """The state file's ``meta``: what a previous milestone must have been attacked with. The adaptive
+        attacker's weights appear only when they differ from the paper's attacker (whose states they then
+        never chain with, nor it with theirs)."""
+        adaptive = {}
+        if self.attack_lambda_c(lambda_c_infer) != float(lambda_c_infer):
+            adaptive["lambda_c_attack"] = self.attack_lambda_c(lambda_c_infer)
+        if self.mu != 0.0:
+            adaptive["mu"] = float(self.mu)
+        return adaptive | {
             "eps": float(self.eps),
             "step_size": float(self.step_size),
             "lambda_c_infer": float(lambda_c_infer),
@@ -246,6 +269,20 @@ def _load(
     )
 
 
+def _discriminator_term(model_dir: Path, mu: float, accent_ids: list[int], device: str) -> AuxHead | None:
+    """The adaptive attacker's μ·L_DIS: the accent head of the multi-task model kept beside the export
+    (``hne_core.model.export``), against each utterance's accent; None for μ = 0."""
+    if mu == 0.0:
+        return None
+    from hne_core.model.evaluate import load_mtl_model
+
+    mtl = load_mtl_model(model_dir, device)
+    head = None if mtl is None else getattr(mtl, "discriminator", None)
+    if head is None:
+        raise AttackSetupError(f"μ = {mu} needs the discriminator, but {model_dir} has no model with one (λA = 1)")
+    return AuxHead(head, float(mu), tuple(int(a) for a in accent_ids))
+
+
 def _resume(
     prev_state: str | Path | None, inputs: _Inputs, utt_ids: list[str], meta: dict, steps: int
 ) -> tuple[list[np.ndarray] | None, int, list[int]]:
@@ -254,8 +291,13 @@ def _resume(
     if prev_state:
         prev = load_state(prev_state)
         # a state file without a setting's key was made with the setting's default
-        prev_meta = {k: prev["meta"].get(k, META_DEFAULTS.get(k)) for k in meta}
-        if prev["utt_ids"] != utt_ids or prev["targets"] != inputs.utts.targets or prev_meta != meta:
+        keys = (set(meta) | set(prev["meta"])) - {"steps"}
+        prev_meta = {k: prev["meta"].get(k, META_DEFAULTS.get(k)) for k in keys}
+        if (
+            prev["utt_ids"] != utt_ids
+            or prev["targets"] != inputs.utts.targets
+            or prev_meta != {k: meta.get(k, META_DEFAULTS.get(k)) for k in keys}
+        ):
             raise AttackSetupError(
                 f"{prev_state} is the state of a different attack (utterances, targets or "
                 f"settings {prev_meta} differ from {meta})"
@@ -391,7 +433,7 @@ def attack_job(
         inputs.model,
         inputs.utts.waves,
         inputs.target_ids,
-        lambda_c_infer,
+        settings.attack_lambda_c(lambda_c_infer),
         settings.eps,
         settings.step_size,
         steps - prev_steps,
@@ -406,6 +448,7 @@ def attack_job(
         batch_samples=settings.batch_samples,
         autocast=settings.autocast,
         targeted=settings.targeted,
+        aux=_discriminator_term(Path(job.model_dir), settings.mu, inputs.utts.accent_ids, device),
     )
     attack_s = time.perf_counter() - t0
 

@@ -22,6 +22,9 @@ utterance's own gradient in its row.
 
 A head with zero weight is not computed; a head with weight that the model lacks (λC(i) > 0 on a model trained
 with λC(t) = 0, which has no CTC) is an error.
+
+The adaptive attacker (the robustness checks) weighs the two heads with its own λC(a) in place of the victim's
+λC(i), and may add a discriminator term μ·L_DIS (``HeadTerm``): it knows the model's other heads too.
 """
 
 from __future__ import annotations
@@ -69,6 +72,18 @@ def pad_targets(
     for k, t in enumerate(targets):
         ys[k, : len(t)] = torch.as_tensor(list(t), dtype=torch.long)
     return ys.to(device), lens.to(device)
+
+
+@dataclass(frozen=True)
+class HeadTerm:
+    """The adaptive attacker's term μ·L_DIS for one batch: ``weight`` (μ) times the cross-entropy of a
+    discriminator ``head`` on the mean encoder embedding over valid frames (what the model trains it on) against each
+    utterance's ``labels`` (B,). It is added to Eq. 4's loss, which a targeted attack descends: μ > 0 pulls the head
+    toward each utterance's own label, μ < 0 pushes it away (an untargeted attack ascends: the signs swap)."""
+
+    head: torch.nn.Module
+    weight: float
+    labels: torch.Tensor
 
 
 @dataclass
@@ -193,10 +208,12 @@ def adversarial_losses(
     ys_lens: torch.Tensor,
     lambda_c: float,
     prepared: BatchTargets | None = None,
+    head_term: HeadTerm | None = None,
 ) -> torch.Tensor:
     """(B,) Eq. 4 per utterance. ``ys`` padded with -1 (``pad_targets``). With ``prepared`` (``batch_targets`` of
     the same ``ys``; the PGD loop) the step reads nothing back from the device: ``encode_static`` and the
-    prepared targets replace ESPnet's ``encode`` and ``add_sos_eos`` (the same values)."""
+    prepared targets replace ESPnet's ``encode`` and ``add_sos_eos`` (the same values). ``head_term``: the adaptive
+    attacker's μ·L_DIS, added per utterance (None or μ = 0: Eq. 4 alone, the same operations)."""
     if model.training:
         raise AttackSetupError("attack losses need the model in eval() mode (BatchNorm, dropout, SpecAugment)")
     check_heads(model, lambda_c)
@@ -211,4 +228,10 @@ def adversarial_losses(
         total = total + lambda_c * ctc_losses(model, enc, enc_lens, ys, ys_lens, prepared).float()
     if lambda_c < 1.0:
         total = total + (1.0 - lambda_c) * decoder_losses(model, enc, enc_lens, ys, ys_lens, prepared).float()
+    if head_term is not None and head_term.weight != 0.0:
+        from hne_core.model.mtl import masked_mean
+
+        logits = head_term.head(masked_mean(enc, enc_lens)).float()
+        dis = torch.nn.functional.cross_entropy(logits, head_term.labels, reduction="none")
+        total = total + head_term.weight * dis
     return total

@@ -56,14 +56,14 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from hne_core.atomic import atomic_path
-from hne_core.attack.loss import AttackSetupError, adversarial_losses, batch_targets, pad_targets
+from hne_core.attack.loss import AttackSetupError, HeadTerm, adversarial_losses, batch_targets, pad_targets
 from hne_core.attack.stft_grad import fast_stft_gradient
 from hne_core.batching import batch_invariant, n_fft, static_lengths
 from hne_core.heads import check_heads, pad_waves
@@ -93,6 +93,19 @@ class AttackResult:
     seconds: float = 0.0  # wall time of this call
 
 
+@dataclass(frozen=True)
+class AuxHead:
+    """The adaptive attacker's discriminator term (``loss.HeadTerm`` per batch): the model's discriminator head,
+    μ, and each utterance's label in the attack's order."""
+
+    head: torch.nn.Module
+    weight: float
+    labels: tuple[int, ...]
+
+    def term(self, rows: Sequence[int], device: torch.device | str) -> HeadTerm:
+        return HeadTerm(self.head, self.weight, torch.tensor([self.labels[i] for i in rows], device=device))
+
+
 @dataclass
 class AttackSpec:
     """What both engines attack, validated once."""
@@ -108,10 +121,13 @@ class AttackSpec:
     clip: bool
     clip_values: tuple[float, float] = (-1.0, 1.0)
     targeted: bool = True  # False: ascend the loss of ``targets`` (an untargeted attack on the references)
+    aux: AuxHead | None = None  # the adaptive attacker's μ·L_DIS (None: Eq. 4 alone)
 
     def fingerprint(self, engine: str, batch_size: int, **settings: object) -> str:
-        """Identifies the attack a checkpoint belongs to; ``settings`` that are None are left out, so that
-        checkpoints written before a setting existed (with its default, None) stay valid."""
+        """Identifies the attack a checkpoint belongs to; ``settings`` that are None are left out, so that a
+        setting at its default (None) leaves the fingerprint of an attack without it."""
+        if self.aux is not None:
+            settings = {**settings, "mu": self.aux.weight, "aux_labels": list(self.aux.labels)}
         h = hashlib.sha256()
         h.update(
             json.dumps(
@@ -151,8 +167,9 @@ def make_spec(
     names: Sequence[str] | None = None,
     encoder=None,
     targeted: bool = True,
+    aux: AuxHead | None = None,
 ) -> AttackSpec:
-    """Validate the inputs of an attack: clear errors that name the utterance."""
+    """Validate the inputs of an attack: clear errors that name the utterance. ``aux`` with μ = 0 is no term."""
     if len(waves) == 0 or len(waves) != len(targets):
         raise AttackSetupError(f"{len(waves)} utterances but {len(targets)} targets")
     names = [str(n) for n in names] if names is not None else [f"#{i}" for i in range(len(waves))]
@@ -207,6 +224,7 @@ def make_spec(
                 raise AttackSetupError(f"utterance {name}: starting δ has {d.size} samples, the audio {x.size}")
             check_constraints(name, x, d, eps, clip)
             d0.append(d)
+    aux = _check_aux(aux, names)
     return AttackSpec(
         xs,
         ids,
@@ -218,7 +236,24 @@ def make_spec(
         int(steps),
         bool(clip),
         targeted=bool(targeted),
+        aux=aux,
     )
+
+
+def _check_aux(aux: AuxHead | None, names: Sequence[str]) -> AuxHead | None:
+    """The discriminator term's labels, one valid class per utterance; μ = 0 is no term at all (the paper's
+    attack, the same operations)."""
+    if aux is None or aux.weight == 0.0:
+        return None
+    if aux.head is None:
+        raise AttackSetupError(f"μ = {aux.weight} needs a discriminator head, but this model has none (λA = 1)")
+    if len(aux.labels) != len(names):
+        raise AttackSetupError(f"{len(names)} utterances but {len(aux.labels)} discriminator labels")
+    classes = [m for m in aux.head.modules() if isinstance(m, torch.nn.Linear)][-1].out_features
+    for name, label in zip(names, aux.labels):
+        if not 0 <= int(label) < classes:
+            raise AttackSetupError(f"utterance {name}: label {label} is not one of the head's {classes} classes")
+    return replace(aux, labels=tuple(int(v) for v in aux.labels))
 
 
 def check_constraints(name: str, x: np.ndarray, delta: np.ndarray, eps: float, clip: bool) -> None:
@@ -464,6 +499,7 @@ def pgd_native(
                 "ys": ys,
                 "ys_lens": ys_lens,
                 "prepared": batch_targets(model, ys, ys_lens),
+                "head_term": None if spec.aux is None else spec.aux.term(idx, dev),
                 # per row, on the device: steps with a non-finite gradient, and the first such step
                 "bad": torch.zeros(len(idx), dtype=torch.long, device=dev),
                 "first_bad": torch.zeros(len(idx), dtype=torch.long, device=dev),
@@ -499,13 +535,15 @@ def pgd_native(
 
     invariant = batch_invariant(model) if batch_size > 1 else contextlib.nullcontext()
     stft_grad = fast_stft_gradient() if fast_stft else contextlib.nullcontext()
-    with frozen(model), invariant, static_lengths() as replay, stft_grad, channels_last(model, channels_last_convs):
+    head = frozen(spec.aux.head.to(dev).eval()) if spec.aux is not None else contextlib.nullcontext()
+    layout = channels_last(model, channels_last_convs)
+    with frozen(model), head, invariant, static_lengths() as replay, stft_grad, layout:
         for step in range(start, spec.steps):
             for k, b in enumerate(batches):
                 x_adv = (b["x"] + b["delta"]).requires_grad_(True)
                 with replay.batch(k), amp:
                     losses = adversarial_losses(
-                        model, x_adv, b["lens"], b["ys"], b["ys_lens"], spec.lambda_c, b["prepared"]
+                        model, x_adv, b["lens"], b["ys"], b["ys_lens"], spec.lambda_c, b["prepared"], b["head_term"]
                     )
                 (grad,) = torch.autograd.grad(losses.sum(), x_adv)
                 grad, bad = nonfinite_rows(grad.float(), b["mask"])

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from hne_core.attack.loss import AttackSetupError
-from hne_core.attack.pgd import AttackResult, make_spec, pgd_native
+from hne_core.attack.pgd import AttackResult, AuxHead, make_spec, pgd_native
 
 ENGINES = ("native", "art")
 
@@ -46,6 +46,7 @@ def run_attack(
     batch_samples: int | None = None,
     autocast: str | None = None,
     targeted: bool = True,
+    aux: AuxHead | None = None,
 ) -> AttackResult:
     """Targeted L2 PGD on ``utterances`` (1-D float waveforms in [-1, 1], 16 kHz) towards ``targets`` (token-id
     sequences, or strings with ``encoder=TargetEncoder(...)``), with the loss of Eq. 4 at ``lambda_c_infer``.
@@ -60,6 +61,8 @@ def run_attack(
     ``callback(step)`` is called after every step.
     ``targeted=False``: ascend the loss of ``targets`` instead (an untargeted attack when they are the
     references' token ids; ART's ``targeted`` flag), otherwise the same steps, projection and clipping.
+    ``lambda_c_infer`` is the λC of the attack's loss: the victim's λC(i) for the paper's attacker, the attacker's
+    own λC(a) for an adaptive one, which may also add ``aux`` (μ·L_DIS of the model's discriminator head).
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
@@ -76,6 +79,7 @@ def run_attack(
         names,
         encoder,
         targeted=targeted,
+        aux=aux,
     )
     if engine == "native":
         return pgd_native(
