@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +23,8 @@ from hne_core.atomic import atomic_path, write_text_atomic
 from hne_core.attack.inputs import read_utterances
 from hne_core.attack.job import load_state
 from hne_core.attack.loss import AttackSetupError
-from hne_core.decoding import DEFAULT_MODE
 from hne_core.naming import SETTING_KEYS
-from hne_core.robustness.victim import decode_all, load_victim
+from hne_core.robustness.victim import Victim, decode_all
 
 log = logging.getLogger(__name__)
 
@@ -47,46 +46,45 @@ def noisy(x: np.ndarray, norm: float, direction: np.ndarray, clip: bool) -> np.n
     return out.astype(np.float32)
 
 
+@dataclass(frozen=True)
+class NoiseDraws:
+    """The noise floor's draws: how many per utterance, seeded by the run's ``seed``, clipped as the attack clips,
+    and the targets matched as the attack matched them (``target_length``)."""
+
+    draws: int
+    seed: int
+    clip: bool = True
+    target_length: str = "chars"
+
+
 def noise_job(
-    model_dir: str | Path,
-    data_dir: str | Path,
-    utt_ids: Sequence[str],
-    lambda_c_infer: float,
-    weights: Mapping[str, float],
+    victim: Victim,
     state_path: str | Path,
     targets_file: str | Path,
-    draws: int,
-    seed: int,
+    noise: NoiseDraws,
     out_csv: str | Path,
     out_summary: str | Path,
     *,
-    clip: bool = True,
-    text_case: str = "upper",
-    target_length: str = "chars",
-    decoding: str = DEFAULT_MODE,
     device: str | None = None,
     threads: int | None = None,
 ) -> dict:
-    """Decode the clean audio (draw -1) and ``draws`` noisy copies; write one row per (draw, utterance)."""
-    utt_ids = [str(u) for u in utt_ids]
-    utts = read_utterances(data_dir, utt_ids, targets_file, text_case, target_length)
+    """Decode the clean audio (draw -1) and ``noise.draws`` noisy copies; write one row per (draw, utterance)."""
+    utt_ids, text_case = [str(u) for u in victim.utt_ids], victim.text_case
+    draws, seed = noise.draws, noise.seed
+    utts = read_utterances(victim.data_dir, utt_ids, targets_file, text_case, noise.target_length)
     state = load_state(state_path)
     if state["utt_ids"] != utt_ids or state["targets"] != utts.targets:
         raise AttackSetupError(f"{state_path}: another attack's state (utterances or targets differ)")
     norms = [float(np.linalg.norm(d.astype(np.float64))) for d in state["deltas"]]
-    _, transcribe = load_victim(model_dir, lambda_c_infer, decoding, device, threads)
-    setting = {
-        "lambda_a": float(weights["lambda_a"]),
-        "lambda_c_train": float(weights["lambda_c_train"]),
-        "lambda_c_infer": float(lambda_c_infer),
-    }
+    transcribe = victim.transcriber(device, threads)
+    setting = victim.setting()
     rows = []
     for draw in range(BENIGN_DRAW, int(draws)):
         if draw == BENIGN_DRAW:
             waves = list(utts.waves)
         else:
             waves = [
-                noisy(x, n, noise_direction(seed, draw, i, len(x)), clip)
+                noisy(x, n, noise_direction(seed, draw, i, len(x)), noise.clip)
                 for i, (x, n) in enumerate(zip(utts.waves, norms))
             ]
         hyps = decode_all(transcribe, waves, text_case)
@@ -114,5 +112,5 @@ def noise_job(
         "attack_steps": int(state["meta"]["steps"]),
     }
     write_text_atomic(out_summary, json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    log.info("noise floor of %s: %d draws of %d utterances", model_dir, draws, len(utt_ids))
+    log.info("noise floor of %s: %d draws of %d utterances", victim.model_dir, draws, len(utt_ids))
     return summary

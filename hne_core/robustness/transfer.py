@@ -21,9 +21,8 @@ from hne_core.attack.inputs import read_utterances
 from hne_core.attack.job import load_state
 from hne_core.attack.loss import AttackSetupError
 from hne_core.attack.pgd import check_constraints
-from hne_core.decoding import DEFAULT_MODE
 from hne_core.naming import SETTING_KEYS
-from hne_core.robustness.victim import decode_all, load_victim
+from hne_core.robustness.victim import Victim, decode_all
 
 log = logging.getLogger(__name__)
 
@@ -32,18 +31,12 @@ TRANSFER_COLUMNS = [*SOURCE_KEYS, *SETTING_KEYS, "utt_id", "reference", "target"
 
 
 def transfer_job(
-    model_dir: str | Path,
-    data_dir: str | Path,
-    utt_ids: Sequence[str],
-    lambda_c_infer: float,
-    victim_weights: Mapping[str, float],
+    victim: Victim,
     sources: Sequence[tuple[Mapping, str | Path]],
     out_csv: str | Path,
     *,
     eps: float,
     clip: bool,
-    text_case: str = "upper",
-    decoding: str = DEFAULT_MODE,
     device: str | None = None,
     threads: int | None = None,
 ) -> pd.DataFrame:
@@ -51,9 +44,9 @@ def transfer_job(
 
     Each source's δ is checked against ‖δ‖₂ ≤ ε and |x + δ| ≤ 1 first (what the source's job checked before
     writing it): a transferred δ is held to the same threat model as the victim's own."""
-    utt_ids = [str(u) for u in utt_ids]
-    utts = read_utterances(data_dir, utt_ids, None, text_case)
-    _, transcribe = load_victim(model_dir, lambda_c_infer, decoding, device, threads)
+    utt_ids, text_case = [str(u) for u in victim.utt_ids], victim.text_case
+    utts = read_utterances(victim.data_dir, utt_ids, None, text_case)
+    transcribe = victim.transcriber(device, threads)
     rows = []
     for summary, state_path in sources:
         state = load_state(state_path)
@@ -66,9 +59,7 @@ def transfer_job(
             rows.append(
                 {
                     **{f"source_{k}": float(summary[k]) for k in SETTING_KEYS},
-                    "lambda_a": float(victim_weights["lambda_a"]),
-                    "lambda_c_train": float(victim_weights["lambda_c_train"]),
-                    "lambda_c_infer": float(lambda_c_infer),
+                    **victim.setting(),
                     "utt_id": u,
                     "reference": ref,
                     "target": target,

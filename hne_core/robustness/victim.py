@@ -4,7 +4,8 @@ decoded exactly as the evaluation and the attack decode it (``hne_core.decoding.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,21 +15,37 @@ from hne_core.decoding import DEFAULT_MODE, Transcriber
 from hne_core.text import normalize_transcript
 
 
-def load_victim(
-    model_dir: str | Path,
-    lambda_c_infer: float,
-    decoding: str = DEFAULT_MODE,
-    device: str | None = None,
-    threads: int | None = None,
-):
-    """(Speech2Text, Transcriber) of an exported model, loaded strictly as the attack job loads it."""
-    from hne_core.attack.job import _load_model  # the attack's own loader: every weight must land
+@dataclass(frozen=True)
+class Victim:
+    """The model a robustness job decodes with and what it reads: the exported model, the test data directory and
+    the attacked utterances, λC(i), the model's ``weights`` (its ``lambda_a`` and ``lambda_c_train``, written into
+    every row so that the results read each setting from its own files), and how references and hypotheses are
+    normalised and decoded."""
 
-    if threads:
-        torch.set_num_threads(int(threads))
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    s2t = _load_model(Path(model_dir), lambda_c_infer, device)
-    return s2t, Transcriber(s2t, lambda_c_infer, decoding)
+    model_dir: str | Path
+    data_dir: str | Path
+    utt_ids: Sequence[str]
+    lambda_c_infer: float
+    weights: Mapping[str, float]
+    text_case: str = "upper"
+    decoding: str = DEFAULT_MODE
+
+    def setting(self) -> dict[str, float]:
+        return {
+            "lambda_a": float(self.weights["lambda_a"]),
+            "lambda_c_train": float(self.weights["lambda_c_train"]),
+            "lambda_c_infer": float(self.lambda_c_infer),
+        }
+
+    def transcriber(self, device: str | None = None, threads: int | None = None) -> Transcriber:
+        """The exported model, loaded strictly as the attack job loads it, decoding at λC(i)."""
+        from hne_core.attack.job import _load_model  # the attack's own loader: every weight must land
+
+        if threads:
+            torch.set_num_threads(int(threads))
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        s2t = _load_model(Path(self.model_dir), self.lambda_c_infer, device)
+        return Transcriber(s2t, self.lambda_c_infer, self.decoding)
 
 
 def decode_all(transcribe: Transcriber, waves: Sequence[np.ndarray], text_case: str) -> list[str]:
