@@ -109,6 +109,29 @@ def untargeted_dir(results: str, model: str, lci: float | str, steps: int | str)
     return f"{robustness_dir(results)}/untargeted/{model}/infer{fmt_weight(lci)}/pgd{steps}"
 
 
+ATTACKER_PATTERN = r"lca[0-9.]+_mu-?[0-9.]+"  # the rules' wildcard constraint
+_ATTACKER = re.compile(r"lca(?P<lambda_c>[0-9.]+)_mu(?P<mu>-?[0-9.]+)")
+
+
+def attacker_id(lambda_c_attack: float | str, mu: float | str) -> str:
+    """'lca1.0_mu0.0': an adaptive attacker of the robustness checks, its own λC(a) and its μ (the weight of the
+    discriminator term)."""
+    return f"lca{fmt_weight(lambda_c_attack)}_mu{fmt_weight(mu)}"
+
+
+def parse_attacker(attacker: str) -> tuple[float, float]:
+    """(λC(a), μ) of an attacker id; anything else is a clear error."""
+    match = _ATTACKER.fullmatch(attacker)
+    if match is None:
+        raise ValueError(f"{attacker!r} is not an attacker id (lca<λC(a)>_mu<μ>, e.g. lca1.0_mu0.0)")
+    return float(match["lambda_c"]), float(match["mu"])
+
+
+def adaptive_dir(results: str, attacker: str, model: str, lci: float | str, steps: int | str) -> str:
+    """The adaptive ``attacker``'s attack of (model, λC(i)) up to milestone ``steps`` (chained like the attack)."""
+    return f"{robustness_dir(results)}/adaptive/{attacker}/{model}/infer{fmt_weight(lci)}/pgd{steps}"
+
+
 def seed_dir(results: str, seed: int | str) -> str:
     """The models and attacks of one extra training seed (the training-noise check)."""
     return f"{robustness_dir(results)}/seeds/seed{seed}"

@@ -9,6 +9,10 @@ from snakemake.utils import validate
 from hne_core.naming import attack_checkpoint, attack_dir, eval_dir, fmt_weight, model_id, parse_setting
 from hne_core.naming import setting_of as setting_key
 from hne_core.naming import (  # the robustness checks' folders
+    ATTACKER_PATTERN,
+    adaptive_dir,
+    attacker_id,
+    parse_attacker,
     noise_dir,
     seed_attack_dir,
     seed_dir,
@@ -462,6 +466,40 @@ def transfer_sources(wildcards):
     }
 
 
+def adaptive_family(model, lci):
+    """The adaptive attackers of (model, λC(i)) (robustness.adaptive): every λC(a) other than λC(i) that the
+    model's heads allow (CTC for λC(a) > 0, the decoder for λC(a) < 1) with μ = 0, and every μ ≠ 0 at λC(a) = λC(i)
+    when the model has a discriminator (λA < 1)."""
+    weights, family = model_weights(model), ROB["adaptive"]
+    lct, lci = float(weights["lambda_c"]), float(lci)
+    members = [
+        attacker_id(a, 0.0)
+        for a in family["lambda_c_attack"]
+        if fmt_weight(a) != fmt_weight(lci) and (float(a) == 0.0 or lct > 0.0) and (float(a) == 1.0 or lct < 1.0)
+    ]
+    if float(weights["lambda_a"]) < 1.0:
+        members += [attacker_id(lci, mu) for mu in family["mu"] if float(mu) != 0.0]
+    return sorted(set(members))
+
+
+ADAPTIVE_JOBS = [(a, m, l) for m, l in ROBUSTNESS_PAIRS for a in adaptive_family(m, l)]
+
+
+def adaptive_files(name):
+    """``name`` of every adaptive attack job at every milestone (none unless robustness.enabled)."""
+    jobs = ADAPTIVE_JOBS if ROBUSTNESS_ENABLED else []
+    return [f"{adaptive_dir(R, a, m, l, k)}/{name}" for a, m, l in jobs for k in MILESTONES]
+
+
+def previous_adaptive_state(wildcards):
+    i = MILESTONES.index(int(wildcards.steps))
+    if i == 0:
+        return {}
+    return {
+        "prev_state": f"{adaptive_dir(R, wildcards.attacker, wildcards.model, wildcards.lci, MILESTONES[i - 1])}/state.npz"
+    }
+
+
 def previous_untargeted_state(wildcards):
     steps = int(wildcards.steps)
     if steps not in MILESTONES:
@@ -487,6 +525,7 @@ def robustness_outputs():
         results_path("figures", "budget_sweep.png"),
         results_path("figures", "transfer.png"),
         *(results_path("tables", f"transfer_{n}.{ext}") for n in robustness_tables() for ext in ("csv", "md")),
+        *(results_path("tables", f"{t['name']}_adaptive.{ext}") for t in config["tables"] for ext in ("csv", "md")),
     ]
 
 

@@ -125,6 +125,8 @@ rule results_comparison:
         # the robustness checks' verdicts, when they run (rules/robustness.smk)
         robustness=[results_path("tables", "robustness_checks.csv")] if ROBUSTNESS_ENABLED else [],
         robustness_seeds=[results_path("tables", "robustness_seeds.csv")] if ROBUSTNESS_ENABLED else [],
+        adaptive_summaries=adaptive_files("summary.json"),
+        adaptive_csvs=adaptive_files("utterances.csv"),
     output:
         md=report(
             results_path("tables", "paper_comparison.md"),

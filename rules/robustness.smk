@@ -141,6 +141,45 @@ rule robustness_untargeted:
         "../workflow_scripts/attack.py"  # the attack job itself, untargeted
 
 
+ADAPTIVE_DIR = adaptive_dir(R, "{attacker}", "{model}", "{lci}", "{steps}")
+
+
+rule robustness_adaptive:
+    input:
+        unpack(previous_adaptive_state),
+        model=multiext(f"{R}/models/{{model}}/", *EXPORT_FILES),  # the discriminator is in the mtl_* files
+        test=expand(data_path("test", "{f}"), f=ESPNET_FILES),
+        targets=f"{R}/attacks/targets.txt",
+        utterances=f"{R}/attacks/utterances.txt",
+    output:
+        csv=f"{ADAPTIVE_DIR}/utterances.csv",
+        summary=f"{ADAPTIVE_DIR}/summary.json",
+        state=f"{ADAPTIVE_DIR}/state.npz",
+    log:
+        f"{R}/logs/robustness/adaptive_{{attacker}}_{{model}}_infer{{lci}}_pgd{{steps}}.log",
+    benchmark:
+        f"{R}/benchmarks/robustness/adaptive_{{attacker}}_{{model}}_infer{{lci}}_pgd{{steps}}.tsv"
+    wildcard_constraints:
+        attacker=ATTACKER_PATTERN,
+    conda:
+        "../envs/hne.yaml"
+    threads: config["attack"]["threads"]
+    resources:
+        **job_resources("attack"),
+    params:  # the attack rule's, with the attacker's own λC(a) and μ; the victim decodes at λC(i)
+        model_dir=input_dir("model"),
+        test_dir=input_dir("test"),
+        weights=lambda wc: model_weights(wc.model),
+        lambda_c_infer=lambda wc: float(wc.lci),
+        steps=lambda wc: int(wc.steps),
+        settings=lambda wc: attack_settings(
+            lambda_c_attack=parse_attacker(wc.attacker)[0], mu=parse_attacker(wc.attacker)[1]
+        ),
+        checkpoint=lambda wc: f"{adaptive_dir(R, wc.attacker, wc.model, wc.lci, wc.steps)}.checkpoint",
+    script:
+        "../workflow_scripts/attack.py"
+
+
 rule robustness_seed_finetune:
     input:
         base=expand("{dir}/{f}", dir=pretrained_dir(), f=PRETRAINED_FILES),
@@ -235,6 +274,8 @@ rule robustness_report:
             f"{seed_attack_dir(R, s, m, l, LAST)}/summary.json" for s in ROB["seeds"] for m, l in SEED_PAIRS
         ],
         seed_csvs=[f"{seed_attack_dir(R, s, m, l, LAST)}/utterances.csv" for s in ROB["seeds"] for m, l in SEED_PAIRS],
+        adaptive_summaries=adaptive_files("summary.json"),
+        adaptive_csvs=adaptive_files("utterances.csv"),
     output:
         csv=report(
             results_path("tables", "robustness_checks.csv"),
@@ -257,6 +298,9 @@ rule robustness_report:
             subcategory="Robustness checks",
         ),
         matrices=[results_path("tables", f"transfer_{n}.{ext}") for n in robustness_tables() for ext in ("csv", "md")],
+        adaptive=[
+            results_path("tables", f"{t['name']}_adaptive.{ext}") for t in config["tables"] for ext in ("csv", "md")
+        ],
     log:
         f"{R}/logs/results/robustness.log",
     benchmark:

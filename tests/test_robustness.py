@@ -27,6 +27,7 @@ from hne_core.results.aggregate import (
     resampled_wer,
 )
 from hne_core.results.compare import Comparison, Difference, FindingResult, robustness_support, seed_support
+from hne_core.robustness.adaptive import PAPER, adaptive_frame, adaptive_rows, worst_case
 from hne_core.robustness.noise import noise_direction, noisy
 from hne_core.robustness.report import (
     CHECKS,
@@ -56,6 +57,7 @@ from hne_core.robustness.verdicts import (
 )
 
 SMOKE_ROBUSTNESS = REPO / "tests" / "configs" / "smoke_robustness.yaml"
+MILESTONES_SMOKE = yaml.safe_load(SMOKE.read_text())["attack"]["steps"]
 
 
 def E(value: float, half: float = 5.0) -> Estimate:
@@ -415,7 +417,7 @@ def test_check_frame_judges_every_check_alike_whatever_the_row_order_of_each_csv
     pd.testing.assert_frame_equal(matrices["pair"], matrices2["pair"])
     assert sweeps == sweeps2
     checks = setting_verdicts(frame)
-    assert set(checks[A]) == set(CHECKS) and set(checks[B]) == {"transfer", "steps", "seeds"}
+    assert set(checks[A]) == set(CHECKS) - {"adaptive"} and set(checks[B]) == {"transfer", "steps", "seeds"}
     transfer = frame[frame["check"] == "transfer"].set_index("lambda_a")
     assert transfer.loc[1.0, "verdict"] == PASSES  # MTL's δ spells one word fewer on the odd utterances of STL
     assert transfer.loc[0.7, "verdict"] == FLAG  # STL's δ spells one word more on every utterance of MTL
@@ -431,6 +433,40 @@ def test_check_frame_judges_every_check_alike_whatever_the_row_order_of_each_csv
 
 
 # ------------------------------------------------------------------------------------------------ the engines
+def scores(edits: list[int], words: int = 10) -> UtteranceScores:
+    return UtteranceScores(tuple(UTTS[: len(edits)]), np.array(edits), np.full(len(edits), words))
+
+
+def test_the_worst_case_is_the_lowest_advtwer_over_the_paper_attacker_and_the_family():
+    """Constructed scores: per (setting, milestone) the member with the lowest AdvTWER, the paper's attacker on a
+    tie or when no member tried it; every table cell beside the paper's; the adaptive rule flags only a worst case
+    whose interval lies wholly below the paper attacker's."""
+    stl, mtl = Setting(1.0, 0.0, 0.0), Setting(0.7, 0.5, 0.0)
+    paper = {(stl, 2): scores([8] * 8), (mtl, 2): scores([9] * 8), (mtl, 4): scores([6] * 8)}
+    family = {
+        (mtl, 2, "lca1.0_mu0.0"): scores([2] * 8),  # far below the paper's 90 %: flagged
+        (mtl, 2, "lca0.0_mu-1.0"): scores([5] * 8),
+        (mtl, 4, "lca1.0_mu0.0"): scores([6] * 8),  # a tie keeps the paper's attacker
+        (mtl, 4, "lca0.0_mu-1.0"): scores([6, 6, 6, 6, 6, 6, 6, 5]),  # 1 edit in 80 words lower: within the interval
+    }
+    worst = worst_case(paper, family)
+    assert worst[(stl, 2)][0] == PAPER and worst[(mtl, 2)][0] == "lca1.0_mu0.0"
+    assert worst[(mtl, 4)][0] == "lca0.0_mu-1.0" and worst[(mtl, 4)][1].wer == pytest.approx(100 * 47 / 80)
+    table = {"name": "t", "columns": [
+        {"lambda_a": 1.0, "lambda_c_train": 0.0, "lambda_c_infer": 0.0, "label": "STL", "baseline": True},
+        {"lambda_a": 0.7, "lambda_c_train": 0.5, "lambda_c_infer": 0.0, "label": "MTL"},
+    ]}  # fmt: skip
+    frame = adaptive_frame([table], paper, family, lambda sc: E(sc.wer, 3.0))
+    assert list(frame["steps"]) == [2, 2, 4] and list(frame["n_attackers"]) == [0, 2, 2]
+    assert list(frame["worst_adv_twer"]) == pytest.approx([80.0, 20.0, 100 * 47 / 80])
+    assert list(frame["paper_adv_twer"]) == pytest.approx([80.0, 90.0, 60.0])
+    rows = adaptive_rows(frame)
+    assert [(s, v.verdict) for s, v in rows] == [(mtl, FLAG), (mtl, PASSES)]
+    assert "lca1.0_mu0.0" in rows[0][1].item and rows[0][1].reference == pytest.approx(90.0)
+    with pytest.raises(ValueError, match="without the paper's attack"):
+        worst_case({}, family)
+
+
 def test_untargeted_step_is_the_targeted_step_of_the_negated_gradient():
     """l2_step(targeted=False) ascends: bit-identical to the targeted step fed -grad (the same operations)."""
     rng = np.random.default_rng(3)
@@ -591,9 +627,12 @@ def test_every_check_runs_on_the_smoke_config_with_a_verdict_per_model(robustnes
     smoke = yaml.safe_load(SMOKE.read_text())
     columns = {Setting.of(c) for t in smoke["tables"] for c in t["columns"]}
     assert {Setting.of(r) for r in frame.to_dict("records")} == columns
-    for s in columns:  # every check, for every column (settings: null), each row with its rule
-        mine = frame[[Setting.of(r) == s for r in frame.to_dict("records")]]
-        assert set(mine["check"]) == {"transfer", "sweep", "steps", "noise", "untargeted", "seeds"}
+    for s in columns:  # every check, for every column (settings: null), each row with its rule; adaptive where
+        mine = frame[[Setting.of(r) == s for r in frame.to_dict("records")]]  # the model has heads to exploit
+        checks = {"transfer", "sweep", "steps", "noise", "untargeted", "seeds"} | (
+            {"adaptive"} if s.lambda_a < 1 else set()
+        )
+        assert set(mine["check"]) == checks
     assert set(frame["verdict"]) <= {"passes", "flag"} and frame["rule"].str.len().min() > 10
     # the sweep covers every multiplier; the sweep's attacks kept the scaled ε (the job checks it before writing)
     scales = yaml.safe_load(SMOKE_ROBUSTNESS.read_text())["robustness"]["epsilon_scales"]
@@ -637,6 +676,40 @@ def test_every_check_runs_on_the_smoke_config_with_a_verdict_per_model(robustnes
     assert sorted(per_seed["seed"].unique()) == sorted([8, smoke["seed"]]) and len(per_seed) == 4
     assert (per_seed["steps"] == 4).all()
     assert comparison.count("- Across training seeds (robustness_seeds.csv): ") == len(smoke["findings"])
+    check_adaptive(robustness_run, comparison, smoke)
+
+
+def check_adaptive(run, comparison: str, smoke: dict) -> None:
+    """The adaptive family of the MTL column (CTC alone as a surrogate; away from its accent), chained over the
+    milestones; every cell of the worst-case table is the lowest AdvTWER of the paper's attacker and the family's
+    jobs, read back from their own summaries; the STL decoder has no head to exploit and keeps the paper's."""
+    adaptive = run / "results/robustness/adaptive"
+    family = {"lca1.0_mu0.0": (1.0, 0.0), "lca0.0_mu-1.0": (0.0, -1.0)}
+    assert sorted(p.name for p in adaptive.iterdir()) == sorted(family)
+    cells = pd.read_csv(run / "results/tables/smoke_adaptive.csv")
+    assert len(cells) == 2 * len(MILESTONES_SMOKE)
+    for steps in MILESTONES_SMOKE:
+        paper = {
+            m: yaml.safe_load((run / f"results/attacks/{m}/infer0.0/pgd{steps}/summary.json").read_text())["adv_twer"]
+            for m in ("la1.0_lc0.0", "la0.7_lc0.3")
+        }
+        members = {}
+        for name, (lca, mu) in family.items():
+            s = yaml.safe_load((adaptive / name / f"la0.7_lc0.3/infer0.0/pgd{steps}/summary.json").read_text())
+            assert (s["lambda_c_attack"], s["mu"], s["lambda_c_infer"], s["steps"]) == (lca, mu, 0.0, steps)
+            assert s["prev_steps"] == (0 if steps == MILESTONES_SMOKE[0] else MILESTONES_SMOKE[0])
+            members[name] = s["adv_twer"]
+        mtl = cells[(cells["lambda_a"] == 0.7) & (cells["steps"] == steps)].iloc[0]
+        stl = cells[(cells["lambda_a"] == 1.0) & (cells["steps"] == steps)].iloc[0]
+        best = min([("paper", paper["la0.7_lc0.3"]), *members.items()], key=lambda kv: kv[1])
+        assert mtl["worst_attacker"] == best[0] and mtl["n_attackers"] == 2
+        assert mtl["worst_adv_twer"] == pytest.approx(best[1], abs=1e-4)  # the CSV's four decimals
+        assert mtl["paper_adv_twer"] == pytest.approx(paper["la0.7_lc0.3"], abs=1e-4)
+        assert stl["worst_attacker"] == "paper" and stl["n_attackers"] == 0
+        assert stl["worst_adv_twer"] == pytest.approx(paper["la1.0_lc0.0"], abs=1e-4)
+    adv_findings = [f for f in smoke["findings"] if f["metric"] == "adv_twer"]
+    section = comparison.split("## The findings against the strongest attacker", 1)[1]
+    assert sum(f"| {f['claim']} |" in section for f in adv_findings) == len(adv_findings)
 
 
 @pytest.mark.slow

@@ -47,6 +47,20 @@ with logged_to(snakemake.log[0]) as log:
         checks,
         seeds,
     )
+    if i.get("adaptive_summaries"):  # robustness.adaptive: the AdvTWER findings against the strongest attacker
+        from hne_core.robustness.adaptive import attacker_of, findings_markdown, worst_case
+
+        members = {
+            (Setting.of(s := read_summary(f)), int(s["steps"]), attacker_of(s)): read_attack_scores(
+                sibling(f, "utterances.csv", i.adaptive_csvs)
+            )
+            for f in i.adaptive_summaries
+        }
+        worst = {key: scores for key, (_, scores) in worst_case(attack, members).items()}
+        adv = [f for f in p.findings if f["metric"] == "adv_twer"]
+        judged = [r for r in results if r.metric == "adv_twer"]
+        again = evaluate_findings(adv, worst, benign, p.steps, p.bootstrap_samples, p.ci_level, p.seed, paper)
+        text += findings_markdown(judged, again)
     write_text_atomic(snakemake.output.md, text)
     for r in results:
         log.info("%s: %s (%d of %d)", r.claim, r.verdict, r.n_hold, r.n)

@@ -1,13 +1,25 @@
 """Every robustness job's outputs -> robustness_checks.{csv,md}, robustness_seeds.csv, the transfer matrices,
-budget_sweep.png and transfer.png."""
+every table against the strongest adaptive attacker (<table>_adaptive.{csv,md}), budget_sweep.png and
+transfer.png."""
 
 from hne_core.startup import skip_typeguard_instrumentation
 
 skip_typeguard_instrumentation()  # before ESPnet is imported
+from hne_core.atomic import write_text_atomic
 from hne_core.logs import logged_to
 from hne_core.results.aggregate import Setting
+from hne_core.robustness.adaptive import adaptive_markdown
 from hne_core.robustness.figures import budget_sweep, transfer_heatmap
-from hne_core.robustness.report import check_frame, checks_markdown, read_inputs, seed_frame, write_outputs
+from hne_core.robustness.report import (
+    adaptive_cells,
+    check_frame,
+    checks_markdown,
+    read_inputs,
+    run_bootstrap,
+    seed_frame,
+    write_frame,
+    write_outputs,
+)
 
 with logged_to(snakemake.log[0]) as log:
     i, p, o = snakemake.input, snakemake.params, snakemake.output
@@ -23,6 +35,8 @@ with logged_to(snakemake.log[0]) as log:
         p.epsilon,
         i.seed_summaries,
         i.seed_csvs,
+        i.adaptive_summaries,
+        i.adaptive_csvs,
     )
     settings = [Setting.parse(s) for s in p.settings]
     frame, matrices, sweeps = check_frame(
@@ -55,6 +69,13 @@ with logged_to(snakemake.log[0]) as log:
         for f, g in [tuple(m for m in o.matrices if m.endswith((f"/transfer_{n}.csv", f"/transfer_{n}.md")))]
     }
     write_outputs(frame, matrices, md, o.csv, o.md, paths, seed_frame(got, p.run_seed, p.steps[-1]), o.seeds)
+    adaptive = adaptive_cells(p.tables, got, run_bootstrap(got, p.bootstrap_samples, p.ci_level, p.seed))
+    for table in p.tables:
+        csv, md_path = (
+            next(f for f in o.adaptive if f.endswith(f"/{table['name']}_adaptive.{e}")) for e in ("csv", "md")
+        )
+        write_frame(adaptive[adaptive["table"] == table["name"]], csv)
+        write_text_atomic(md_path, adaptive_markdown(table, adaptive, p.ci_level))
     budget_sweep(sweeps, p.epsilon, p.step_size, p.steps[-1], [o.sweep_png])
     transfer_heatmap(matrices, [o.transfer_png])
     log.info("%d verdict rows, %d flags", len(frame), int((frame["verdict"] == "flag").sum()))

@@ -38,6 +38,7 @@ from hne_core.results.aggregate import (
     sibling,
 )
 from hne_core.results.tables import Column, escape_md
+from hne_core.robustness.adaptive import adaptive_frame, adaptive_rows, attacker_of
 from hne_core.robustness.noise import BENIGN_DRAW
 from hne_core.robustness.transfer import SOURCE_KEYS
 from hne_core.robustness.verdicts import (
@@ -53,7 +54,7 @@ from hne_core.robustness.verdicts import (
     untargeted_verdicts,
 )
 
-CHECKS = ("transfer", "sweep", "steps", "noise", "untargeted", "seeds")
+CHECKS = ("transfer", "sweep", "steps", "noise", "untargeted", "seeds", "adaptive")
 CHECK_COLUMNS = [
     "lambda_a",
     "lambda_c_train",
@@ -145,6 +146,7 @@ class Inputs:
     noise: dict[Setting, pd.DataFrame] = field(default_factory=dict)
     untargeted: dict[tuple[Setting, int], pd.DataFrame] = field(default_factory=dict)
     seeds: dict[tuple[Setting, int], pd.DataFrame] = field(default_factory=dict)  # (setting, seed)
+    adaptive: dict[tuple[Setting, int, str], pd.DataFrame] = field(default_factory=dict)  # (setting, steps, attacker)
 
     @property
     def whitebox(self) -> dict[Setting, pd.DataFrame]:
@@ -167,6 +169,8 @@ def read_inputs(
     base_epsilon: float,
     seed_summaries: Sequence[str] = (),
     seed_csvs: Sequence[str] = (),
+    adaptive_summaries: Sequence[str] = (),
+    adaptive_csvs: Sequence[str] = (),
 ) -> Inputs:
     """Every job output, keyed by the setting (and steps / ε multiplier) its own summary or columns carry."""
     got = Inputs()
@@ -192,6 +196,10 @@ def read_inputs(
         )
     for path in seed_summaries:  # the seed is the folder's (naming.seed_dir); the setting the summary's
         got.seeds[(Setting.of(read_summary(path)), seed_of(path))] = _read(sibling(path, "utterances.csv", seed_csvs))
+    for path in adaptive_summaries:
+        summary = read_summary(path)
+        key = (Setting.of(summary), int(summary["steps"]), attacker_of(summary))
+        got.adaptive[key] = _read(sibling(path, "utterances.csv", adaptive_csvs))
     return got
 
 
@@ -348,6 +356,19 @@ def seed_rows(
     return rows
 
 
+def adaptive_cells(tables: Sequence[Mapping], got: Inputs, boot: Bootstrap) -> pd.DataFrame:
+    """Every table cell against the strongest attacker of the adaptive family (``adaptive.adaptive_frame``)."""
+    paper = {key: _targets(frame) for key, frame in got.attacks.items()}
+    members = {key: _targets(frame) for key, frame in got.adaptive.items()}
+    return adaptive_frame(tables, paper, members, boot.estimate)
+
+
+def run_bootstrap(got: Inputs, n_samples: int, level: float, seed: int) -> Bootstrap:
+    """The run's one resample matrix over the attacked utterances (every white-box attack checked to share them)."""
+    utt = check_same_utterances({str(s): _targets(f) for s, f in got.whitebox.items()})
+    return Bootstrap(bootstrap_indices(len(utt), n_samples, seed), level)
+
+
 def check_frame(
     tables: Sequence[Mapping],
     got: Inputs,
@@ -362,8 +383,7 @@ def check_frame(
     run_seed: int | None = None,
 ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], dict]:
     """(the checks' tidy frame of ``CHECK_COLUMNS``, the transfer matrices, the sweep points per setting)."""
-    utt = check_same_utterances({str(s): _targets(f) for s, f in got.whitebox.items()})
-    boot = Bootstrap(bootstrap_indices(len(utt), n_samples, seed), level)
+    boot = run_bootstrap(got, n_samples, level, seed)
     rows: list[tuple[Setting, Verdict]] = []
     matrices, transfer = transfer_matrices(tables, got, boot)
     rows += [(s, v) for s, vs in transfer.items() for v in vs]
@@ -386,6 +406,7 @@ def check_frame(
             )
         ]
     rows += seed_rows(tables, got, boot, run_seed)
+    rows += adaptive_rows(adaptive_cells(tables, got, boot))
     frame = pd.DataFrame(
         [
             {"lambda_a": s.lambda_a, "lambda_c_train": s.lambda_c_train, "lambda_c_infer": s.lambda_c_infer, **v.row()}
@@ -484,6 +505,11 @@ def matrix_markdown(name: str, matrix: pd.DataFrame) -> str:
     for label, row in matrix.iterrows():
         lines.append(f"| {escape_md(str(label))} | " + " | ".join(_num(v) for v in row) + " |")
     return "\n".join(lines) + "\n"
+
+
+def write_frame(frame: pd.DataFrame, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.4f")
 
 
 def write_outputs(

@@ -38,6 +38,9 @@ cannot raise it by cutting the output short. The rules, in the words the outputs
   like with like (the range of three seeds against a 95 % interval's width flags only at about 2.3 times the
   bootstrap SD). And, for a column against a baseline of its table retrained alike, flag when the difference
   (column − baseline) does not keep one strict sign across the seeds (the ranking is training noise).
+- ``adaptive``: the attackers who also use the heads the victim does not decode with (``robustness.adaptive``:
+  their own λC(a), ± μ·L_DIS) must not do better than the paper's attacker beyond its interval: flag when the
+  worst case's interval (the member with the lowest AdvTWER) lies wholly below the paper attacker's interval.
 """
 
 from __future__ import annotations
@@ -109,6 +112,21 @@ def steps_verdict(earlier: int, later: int, hits: Paired, adv_twer: tuple[float,
         _v(hits.high < 0),
         f"flag if the paired interval of hit rate(PGD-{later}) − hit rate(PGD-{earlier}) lies wholly below 0 "
         "(more steps reach fewer target words)",
+    )
+
+
+def adaptive_verdict(steps: int, paper: Estimate, worst: Estimate, attacker: str) -> Verdict:
+    """The worst case over the adaptive family at one milestone against the paper's attacker: a setting whose
+    robustness holds only against the paper's attacker has a worst case wholly below the paper's interval."""
+    return Verdict(
+        "adaptive",
+        f"PGD-{steps}: worst case {attacker} against the paper's attacker",
+        worst.value,
+        worst.low,
+        worst.high,
+        paper.value,
+        _v(worst.high < paper.low),
+        "flag if the worst case's interval lies wholly below the paper attacker's interval",
     )
 
 
