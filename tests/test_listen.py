@@ -3,7 +3,7 @@ its listening page opened in a real headless browser (Debian's Chromium, tests/b
 
 from __future__ import annotations
 
-import json
+import html
 import math
 import re
 import subprocess
@@ -163,8 +163,12 @@ def test_smoke_listen_page_loads_and_plays_in_chromium(smoke_run, tmp_path):
     assert report.problems() == []
     assert len(report.audio) == 3 * (1 + 2 * 2)  # per utterance: the clean clip, x + δ and δ of both columns
     assert len(report.images) == len(report.audio)  # a spectrogram under every player
-    summary = json.loads((smoke_run / "results/attacks/la1.0_lc0.0/infer0.0/pgd4/summary.json").read_text())
-    assert summary["n_utts"] == 4
+    assert "3 of the 4 attacked test utterances" in text
+    for model in ("la1.0_lc0.0", "la0.7_lc0.3"):  # each column's hypotheses at the last milestone, PGD-4
+        rows = pd.read_csv(
+            smoke_run / f"results/attacks/{model}/infer0.0/pgd4/utterances.csv", keep_default_na=False, dtype=str
+        ).set_index("utt_id")
+        assert all(f'<td class="text">{html.escape(rows.loc[u, "hypothesis"])}' in text for u in chosen)
     assert (tmp_path / "listen.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
