@@ -10,16 +10,15 @@ cd "$(dirname "$0")"
 
 # slurmctld, slurmd, slurm-client and munge: the single-node SLURM cluster that tests/test_slurm.py starts
 # (scripts/slurm/start.sh); no service is started here.
-apt_packages=(espeak-ng ffmpeg sox openssl gcc libc6-dev)
+apt_packages=(espeak-ng ffmpeg sox openssl gcc libc6-dev chromium)
 slurm_packages=(slurmctld slurmd slurm-client munge)
-browser_packages=(chromium)   # without its recommends (printing, notification and power daemons)
 missing=()
 for tool in espeak-ng ffmpeg sox openssl cc chromium sbatch /usr/sbin/slurmctld /usr/sbin/slurmd /usr/sbin/munged; do
   command -v "$tool" >/dev/null || missing+=("$tool")
 done
 if ((${#missing[@]})); then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "install.sh: installing Debian packages ${apt_packages[*]} ${slurm_packages[*]} ${browser_packages[*]}" >&2
+  echo "install.sh: installing Debian packages ${apt_packages[*]} ${slurm_packages[*]}" >&2
   made_policy=0
   if [ ! -e /usr/sbin/policy-rc.d ]; then   # keep the packages' scripts from starting services
     printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null; $sudo chmod 755 /usr/sbin/policy-rc.d
@@ -27,8 +26,7 @@ if ((${#missing[@]})); then
   fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${apt_packages[@]}" >/dev/null
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${slurm_packages[@]}" \
-    "${browser_packages[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${slurm_packages[@]}" >/dev/null
   if [ "$made_policy" = 1 ]; then $sudo rm -f /usr/sbin/policy-rc.d; fi
 fi
 
