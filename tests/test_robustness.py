@@ -696,7 +696,9 @@ def check_adaptive(run, comparison: str, smoke: dict) -> None:
         members = {}
         for name, (lca, mu) in family.items():
             s = yaml.safe_load((adaptive / name / f"la0.7_lc0.3/infer0.0/pgd{steps}/summary.json").read_text())
-            assert (s["lambda_c_attack"], s["mu"], s["lambda_c_infer"], s["steps"]) == (lca, mu, 0.0, steps)
+            # a weight at the paper attacker's value is left out of the summary (its state then chains as that)
+            weights = (s.get("lambda_c_attack", s["lambda_c_infer"]), s.get("mu", 0.0), s["lambda_c_infer"])
+            assert (*weights, s["steps"]) == (lca, mu, 0.0, steps)
             assert s["prev_steps"] == (0 if steps == MILESTONES_SMOKE[0] else MILESTONES_SMOKE[0])
             members[name] = s["adv_twer"]
         mtl = cells[(cells["lambda_a"] == 0.7) & (cells["steps"] == steps)].iloc[0]
@@ -725,6 +727,15 @@ def test_one_epsilon_added_plans_only_its_sweep_jobs_and_the_aggregates(robustne
     )
     # ε×2 for the 2 attacked settings, the report, and the comparison that reads its verdicts
     assert planned == {"robustness_sweep": 2, "robustness_report": 1, "results_comparison": 1, "all": 1}
+
+
+@pytest.mark.slow
+def test_one_adaptive_attacker_added_plans_its_chained_attacks_and_the_aggregates(robustness_run, tmp_path):
+    rob = yaml.safe_load(SMOKE_ROBUSTNESS.read_text())["robustness"]
+    family = {**rob["adaptive"], "mu": [*rob["adaptive"]["mu"], 1.0]}  # μ = +1 on the one model with a head
+    planned = overlay_plan(robustness_run, tmp_path, {"robustness": {**rob, "adaptive": family}})
+    steps = len(MILESTONES_SMOKE)
+    assert planned == {"robustness_adaptive": steps, "robustness_report": 1, "results_comparison": 1, "all": 1}
 
 
 @pytest.mark.slow

@@ -120,7 +120,7 @@ def adaptive_verdict(steps: int, paper: Estimate, worst: Estimate, attacker: str
     robustness holds only against the paper's attacker has a worst case wholly below the paper's interval."""
     return Verdict(
         "adaptive",
-        f"PGD-{steps}: worst case {attacker} against the paper's attacker",
+        f"PGD-{steps}: the worst case ({attacker}) against the paper's attacker",
         worst.value,
         worst.low,
         worst.high,
