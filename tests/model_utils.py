@@ -9,7 +9,8 @@ import torch
 TOKENS = ["<blank>", "<unk>", "\u2581", "A", "B", "C", "D", "E", "<sos/eos>"]
 
 
-def tiny_config(lambda_a: float, lambda_c: float, hidden=(8, 8, 8, 8)) -> dict:
+def tiny_config(lambda_a: float, lambda_c: float, hidden=(8, 8, 8, 8), tasks: dict | None = None) -> dict:
+    extra = {} if tasks is None else {"tasks": tasks}
     return {
         "token_list": TOKENS,
         "input_size": None,
@@ -43,13 +44,14 @@ def tiny_config(lambda_a: float, lambda_c: float, hidden=(8, 8, 8, 8)) -> dict:
             "dis_activation": "relu",
             "report_cer": False,
             "report_wer": False,
+            **extra,
         },
         "ctc_conf": {},
         "init": None,
     }
 
 
-def build_tiny(lambda_a: float, lambda_c: float):
+def build_tiny(lambda_a: float, lambda_c: float, tasks: dict | None = None):
     from espnet2.tasks.asr import ASRTask
 
     import hne_core.model.mtl  # noqa: F401  (registers model: mtl)
@@ -57,7 +59,7 @@ def build_tiny(lambda_a: float, lambda_c: float):
     torch.manual_seed(0)
     parser = ASRTask.get_parser()
     args = parser.parse_args([])
-    for key, value in tiny_config(lambda_a, lambda_c).items():
+    for key, value in tiny_config(lambda_a, lambda_c, tasks=tasks).items():
         setattr(args, key, value)
     return ASRTask.build_model(args).eval()
 

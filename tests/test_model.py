@@ -210,3 +210,73 @@ def test_init_param_leaves_out_the_heads_a_corner_model_lacks(lc, expected):
     from hne_core.model.recipe import init_param
 
     assert init_param("base.pth", lc) == expected
+
+
+# ------------------------------------------------------------------------------------------------ auxiliary tasks
+ACCENT_ONLY = {"accent": {"classes": 2, "weight": 1.0}}
+ACCENT_AND_SEX = {"accent": {"classes": 2, "weight": 0.25}, "sex": {"classes": 2, "weight": 0.75}}
+
+
+def with_labels(batch: dict, **labels) -> dict:
+    return {**batch, **{k: torch.tensor(v)[:, None] for k, v in labels.items()},
+            **{f"{k}_lengths": torch.ones(len(v), dtype=torch.long) for k, v in labels.items()}}  # fmt: skip
+
+
+@pytest.mark.numeric
+def test_the_accent_task_alone_is_the_papers_model_bit_for_bit():
+    """``tasks`` naming the accent alone with weight 1 builds the paper's model: the same weights file (keys and
+    values, same seed) and, on a fixed batch, the same loss and statistics, bit for bit (the same operations)."""
+    paper, tasked = build_tiny(0.7, 0.3).train(), build_tiny(0.7, 0.3, tasks=ACCENT_ONLY).train()
+    a, b = paper.state_dict(), tasked.state_dict()
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+    assert any(k.startswith("discriminator.") for k in a) and not any(k.startswith("task_heads") for k in a)
+    torch.manual_seed(5)
+    loss_a, stats_a, _ = paper(**tiny_batch())
+    torch.manual_seed(5)
+    loss_b, stats_b, _ = tasked(**tiny_batch())
+    assert torch.equal(loss_a, loss_b)
+    assert {k: None if v is None else float(v) for k, v in stats_a.items()} == {
+        k: None if v is None else float(v) for k, v in stats_b.items()
+    }
+
+
+@pytest.mark.numeric
+def test_two_tasks_weigh_their_heads_cross_entropies_and_a_missing_label_trains_the_rest():
+    """L = λA·L_ASR + (1 − λA)·(0.25·L_accent + 0.75·L_sex), each head's cross-entropy recomputed from the model's own
+    heads (in eval mode, no dropout); an utterance without a sex label (-1) is left out of L_sex alone, and a batch
+    with none gives L_sex = 0 and no gradient to the sex head."""
+    model = build_tiny(0.7, 0.3, tasks=ACCENT_AND_SEX)
+    assert set(model.tasks) == {"accent", "sex"} and model.task_heads is not None
+    batch = with_labels(tiny_batch(), sex=[1, -1])
+    loss, stats, _ = model(**{k: v.clone() for k, v in batch.items()})
+    with torch.no_grad():
+        enc, lens = model.encode(batch["speech"], batch["speech_lengths"])
+        ce = torch.nn.functional.cross_entropy
+        l_acc = ce(model.task_logits("accent", enc, lens), batch["accent"][:, 0])
+        l_sex = ce(model.task_logits("sex", enc, lens)[:1], batch["sex"][:1, 0])  # the labelled row only
+    asr = 0.3 * stats["loss_ctc"] + 0.7 * stats["loss_att"]
+    expected = 0.7 * asr + 0.3 * (0.25 * l_acc + 0.75 * l_sex)
+    # a handful of float32 operations on the same numbers: a few units of round-off of the total
+    assert float(loss) == pytest.approx(float(expected), rel=16 * 2.0**-24)
+    assert float(stats["loss_sex"]) == pytest.approx(float(l_sex), rel=4 * 2.0**-24)
+    unlabelled = with_labels(tiny_batch(), sex=[-1, -1])
+    model.zero_grad()
+    loss, stats, _ = model(**unlabelled)
+    loss.backward()
+    assert float(stats["loss_sex"]) == 0.0 and stats["acc_sex"] is None and torch.isfinite(loss)
+    assert all(p.grad is None or not p.grad.any() for p in model.task_head("sex").parameters())
+    assert any(p.grad is not None and p.grad.any() for p in model.task_head("accent").parameters())
+
+
+def test_tasks_are_checked():
+    with pytest.raises(ValueError, match="sum to 1"):
+        build_tiny(0.7, 0.3, tasks={"accent": {"classes": 2, "weight": 0.5}, "sex": {"classes": 2, "weight": 0.4}})
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        build_tiny(0.7, 0.3, tasks={"sex": {"classes": 1, "weight": 1.0}})
+    model = build_tiny(0.7, 0.3, tasks={"sex": {"classes": 2, "weight": 1.0}})  # a sex head instead of the accent's
+    assert model.discriminator is None and set(model.tasks) == {"sex"}
+    with pytest.raises(ValueError, match="no 'accent' head"):
+        model.task_head("accent")
+    with pytest.raises(ValueError, match="has no 'sex' labels"):
+        model(**tiny_batch())
+    assert build_tiny(1.0, 0.3, tasks=ACCENT_AND_SEX).tasks == {}  # λA = 1: no discriminator at all

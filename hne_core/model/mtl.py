@@ -5,6 +5,12 @@ layers on the mean encoder embedding over valid frames). Loss, Eq. 1 and 3 of th
 
     L = λA (λC L_CTC + (1 - λC) L_DEC) + (1 - λA) L_DIS
 
+Auxiliary tasks are data (``tasks``: a name, its number of classes and its weight w_k, Σ w_k = 1), one
+discriminator head per task, each with its own cross-entropy: L_DIS = Σ_k w_k L_k. The default, the accent alone
+with w = 1, is the paper's model: its head is ``discriminator`` (the weights file the paper's model writes), other
+tasks' heads are ``task_heads.<name>``. A label of -1 (an utterance without that task's label) is left out of that
+task's loss only: the utterance still trains ASR and the other heads.
+
 λC is handed to ESPnetASRModel as its ``ctc_weight``, so ESPnet's own edge cases hold: λC = 0 builds no CTC
 loss, λC = 1 no decoder. λA = 1 builds no discriminator. Those corners are the paper's STL baselines.
 
@@ -15,7 +21,7 @@ YAML, so ESPnet2's own Trainer (resume, AMP, multi-GPU, ``--init_param``) trains
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from espnet2.asr.espnet_model import ESPnetASRModel
@@ -32,7 +38,10 @@ MTL_ONLY_KEYS = (
     "dis_activation",
     "dis_lr_scale",
     "dis_input_norm",
+    "tasks",
 )
+ACCENT = "accent"  # the paper's task: its labels are the ``accent`` data, its head ``discriminator``
+MISSING_LABEL = -1
 ACTIVATIONS = {"relu": torch.nn.ReLU, "gelu": torch.nn.GELU, "tanh": torch.nn.Tanh, "swish": torch.nn.SiLU}
 
 
@@ -109,8 +118,33 @@ class AccentDiscriminator(torch.nn.Sequential):
         super().__init__(*layers)
 
 
+def task_weights(tasks: Mapping[str, Mapping] | None, num_accents: int) -> dict[str, tuple[int, float]]:
+    """name -> (classes, weight) of the auxiliary tasks, in order; None: the accent alone (the paper's model). The
+    weights are positive and sum to 1, so that 1 - λA stays the share of the discriminators in Eq. 3."""
+    if tasks is None:
+        return {ACCENT: (int(num_accents), 1.0)}
+    out = {str(name): (int(spec["classes"]), float(spec["weight"])) for name, spec in tasks.items()}
+    if not out:
+        raise ValueError("tasks: at least one auxiliary task, or none given for the accent alone")
+    for name, (classes, weight) in out.items():
+        if classes < 2 or not weight > 0:
+            raise ValueError(f"task {name!r}: needs at least 2 classes and a positive weight, got {classes}, {weight}")
+    total = sum(w for _, w in out.values())
+    if abs(total - 1.0) > 1e-9:
+        raise ValueError(f"task weights must sum to 1, got {total} ({out})")
+    return out
+
+
+def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the utterances with a label (``MISSING_LABEL`` left out); 0 (with a gradient path)
+    for a batch without any, so that a task absent from a batch neither fails nor moves its head."""
+    if bool((labels == MISSING_LABEL).all()):
+        return logits.sum() * 0.0
+    return torch.nn.functional.cross_entropy(logits, labels, ignore_index=MISSING_LABEL)
+
+
 class MTLESPnetModel(ESPnetASRModel):
-    """ESPnetASRModel plus an accent discriminator head, trained with the paper's weighted loss."""
+    """ESPnetASRModel plus one discriminator head per auxiliary task, trained with the paper's weighted loss."""
 
     def __init__(
         self,
@@ -122,6 +156,7 @@ class MTLESPnetModel(ESPnetASRModel):
         dis_activation: str = "relu",
         dis_lr_scale: float = 1.0,
         dis_input_norm: str = "none",
+        tasks: Mapping[str, Mapping] | None = None,
         **kwargs,
     ):
         if "ctc_weight" in kwargs:
@@ -132,15 +167,26 @@ class MTLESPnetModel(ESPnetASRModel):
         self.lambda_a = float(lambda_a)
         self.lambda_c = float(lambda_c)
         self.dis_lr_scale = float(dis_lr_scale)
-        self.discriminator = (
-            AccentDiscriminator(self.encoder.output_size(), dis_hidden, num_accents, dis_activation, dis_input_norm)
-            if self.lambda_a < 1.0
-            else None
-        )
+        self.tasks = task_weights(tasks, num_accents) if self.lambda_a < 1.0 else {}
+
+        def head(classes: int) -> AccentDiscriminator:
+            return AccentDiscriminator(self.encoder.output_size(), dis_hidden, classes, dis_activation, dis_input_norm)
+
+        self.discriminator = head(self.tasks[ACCENT][0]) if ACCENT in self.tasks else None
+        others = {name: head(classes) for name, (classes, _) in self.tasks.items() if name != ACCENT}
+        self.task_heads = torch.nn.ModuleDict(others) if others else None
+
+    def task_head(self, name: str) -> torch.nn.Module:
+        if name not in self.tasks:
+            raise ValueError(f"this model has no {name!r} head (its tasks: {sorted(self.tasks) or 'none, λA = 1'})")
+        return self.discriminator if name == ACCENT else self.task_heads[name]
+
+    def task_logits(self, name: str, enc: torch.Tensor, enc_lens: torch.Tensor) -> torch.Tensor:
+        return self.task_head(name)(masked_mean(enc, enc_lens))
 
     def accent_logits(self, enc: torch.Tensor, enc_lens: torch.Tensor) -> torch.Tensor:
         if self.discriminator is None:
-            raise ValueError("this model has no discriminator (lambda_a = 1)")
+            raise ValueError("this model has no accent discriminator (lambda_a = 1, or no accent task)")
         return self.discriminator(masked_mean(enc, enc_lens))
 
     def forward(
@@ -167,11 +213,8 @@ class MTLESPnetModel(ESPnetASRModel):
             loss_ctc, stats["cer_ctc"] = self._calc_ctc_loss(enc, enc_lens, text, text_lengths)
         if self.decoder is not None:
             loss_att, stats["acc"], stats["cer"], stats["wer"] = self._calc_att_loss(enc, enc_lens, text, text_lengths)
-        if self.discriminator is not None:
-            logits = self.accent_logits(enc, enc_lens)
-            target = accent[:, 0].long()
-            loss_dis = torch.nn.functional.cross_entropy(logits, target)
-            stats["acc_dis"] = (logits.argmax(-1) == target).float().mean().detach()
+        if self.tasks:
+            loss_dis = self._task_losses(enc, enc_lens, {ACCENT: accent, **kwargs}, stats)
         loss = mtl_loss(loss_ctc, loss_att, loss_dis, self.lambda_a, self.lambda_c)
         stats.update(
             loss_ctc=None if loss_ctc is None else loss_ctc.detach(),
@@ -180,6 +223,26 @@ class MTLESPnetModel(ESPnetASRModel):
             loss=loss.detach(),
         )  # "loss" in stats is what --best_model_criterion valid loss min reads
         return force_gatherable((loss, stats, batch_size), loss.device)
+
+    def _task_losses(
+        self, enc: torch.Tensor, enc_lens: torch.Tensor, data: Mapping[str, torch.Tensor], stats: dict
+    ) -> torch.Tensor:
+        """Σ_k w_k L_k over the tasks; the accent's stats keep the paper model's names (``acc_dis``)."""
+        total = None
+        for name, (_, weight) in self.tasks.items():
+            if name not in data:
+                raise ValueError(f"the batch has no {name!r} labels (the training data must carry them)")
+            logits = self.task_logits(name, enc, enc_lens)
+            labels = data[name][:, 0].long()
+            loss = masked_cross_entropy(logits, labels)
+            labelled = labels != MISSING_LABEL
+            acc = (logits.argmax(-1) == labels)[labelled].float().mean() if bool(labelled.any()) else None
+            key = "acc_dis" if name == ACCENT else f"acc_{name}"
+            stats[key] = None if acc is None else acc.detach()
+            if name != ACCENT:
+                stats[f"loss_{name}"] = loss.detach()
+            total = weight * loss if total is None else total + weight * loss
+        return total
 
 
 # Side effect on import: ESPnet's (module-level) ASR model registry learns "mtl".
@@ -203,11 +266,11 @@ class MTLASRTask(ASRTask):
         the encoder and the ASR heads keep the configured rate.
         """
         scale = getattr(model, "dis_lr_scale", 1.0)
-        if getattr(model, "discriminator", None) is None or scale == 1.0:
+        if not getattr(model, "tasks", None) or scale == 1.0:
             return super().build_optimizers(args, model)
         from espnet2.tasks.abs_task import optim_classes
 
-        head = list(model.discriminator.parameters())
+        head = [p for name in model.tasks for p in model.task_head(name).parameters()]
         head_ids = {id(p) for p in head}
         rest = [p for p in model.parameters() if id(p) not in head_ids]
         conf = dict(args.optim_conf)
