@@ -449,9 +449,20 @@ def test_decode_benchmark_prints_both_timings_and_the_summary_line():
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
-    assert "1 torch thread(s)" in lines[-7]
-    single = float(re.search(r"one at a time: +([0-9.]+) s", lines[-6]).group(1))
-    batched = float(re.search(r"batches of +3: +([0-9.]+) s", lines[-5]).group(1))
+    assert "1 torch thread(s)" in lines[-8]
+    single = float(re.search(r"one at a time: +([0-9.]+) s", lines[-7]).group(1))
+    batched = float(re.search(r"batches of +3: +([0-9.]+) s", lines[-6]).group(1))
+    # the encoder timed apart: its share of each decoding, and what batching divides it and the search by
+    enc = re.fullmatch(
+        r"encoder alone: one at a time +([0-9.]+) s \((\d+)% of that decoding\), in groups +([0-9.]+) s \((\d+)% of "
+        r"the batched one\); batching divides the encoder's time by ([0-9.]+) and the search's by ([0-9.]+)",
+        lines[-5],
+    )
+    assert enc, lines[-5]
+    enc_single, enc_batched = float(enc.group(1)), float(enc.group(3))
+    # printed to 2 decimals (±0.005) from timings printed to 3 (±0.0005 each, as for the summary's ratio below)
+    slack = 0.005 + 0.0005 * (1 / enc_batched + enc_single / enc_batched**2)
+    assert float(enc.group(5)) == pytest.approx(enc_single / enc_batched, abs=slack)
     assert re.match(r"top-two margin over all \d+ one-at-a-time steps: smallest [0-9.e+-]+$", lines[-3])
     assert lines[-2].startswith("batched hypotheses differing from one at a time: 0/3 ")
     summary = re.fullmatch(r"batched_over_single=([0-9.]+) token_equal=([0-9.]+)", lines[-1])
