@@ -618,6 +618,7 @@ def test_untargeted_attack_job_ascends_the_references_and_never_chains_a_targete
             )
 
 
+@pytest.mark.slow
 def test_attack_benchmark_prints_consistent_figures_and_a_summary_line(tmp_path):
     """The bench's command line on a tiny setting (random weights: no trained run at ``--trained``): every figure,
     every lever's ratio, sums that add up, and the last line ``step_ms_per_utt=<x> floor_ratio=<y>``."""
@@ -889,6 +890,7 @@ def test_autocast_auto_is_bf16_only_on_a_cpu_with_native_bf16(tmp_path):
     assert resolve_autocast(None, "cpu") is None and resolve_autocast("fp16", "cpu") == "fp16"
 
 
+@pytest.mark.slow
 def test_paper_benchmark_adds_up():
     """``bench paper`` on a CPU with tiny settings: every stage timed, and the device-hours are the paper grid's
     counts times the timings it printed (each figure printed to 6 significant digits: rel 1e-5 per factor)."""

@@ -416,6 +416,7 @@ def test_modes_and_weights_are_checked(model):
         Eq2GreedyDecoder(model, 1.5)
 
 
+@pytest.mark.slow
 def test_decode_benchmark_prints_both_timings_and_the_summary_line():
     """``python -m hne_core.bench decode`` on a tiny setting: the one-at-a-time and batched timings side by side,
     the mismatch line, and a last line whose ratio is the printed timings' (one-at-a-time seconds over batched

@@ -353,6 +353,7 @@ def overlay(tmp_path: Path, tsv: Path, on_bad_row: str) -> str:
     return str(path)
 
 
+@pytest.mark.slow
 def test_workflow_data_stage_on_a_folder(recordings, tmp_path):
     tsv = full_tsv(recordings, "workflow.tsv")
     configs = ["--configfile", str(SMOKE), overlay(tmp_path, tsv, "skip")]

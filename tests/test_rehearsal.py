@@ -129,6 +129,7 @@ def paper_inputs(tmp_path_factory):
         server.server_close()
 
 
+@pytest.mark.slow
 def test_paper_sizes_plan_the_whole_grid(tmp_path, paper_inputs):
     """The same inputs at the paper's own sizes (1000 attacked utterances, PGD 500-2000): the full DAG."""
     overlay, _, _, _ = paper_inputs

@@ -8,6 +8,7 @@ import subprocess
 import time
 
 import pandas as pd
+import pytest
 import yaml
 from conftest import REPO, SMOKE, SNAKEMAKE, run_snakemake
 
@@ -15,6 +16,7 @@ MODEL = "la0.7_lc0.3"
 TARGET = f"results/models/{MODEL}/train_curve.png"
 
 
+@pytest.mark.slow
 def test_killed_finetune_resumes_from_its_last_epoch(tmp_path):
     # Smoke epochs take about a second: six leave the kill below ample time to land mid-training.
     overlay = tmp_path / "six_epochs.yaml"
