@@ -254,16 +254,28 @@ def table_pairs():
 MILESTONES = [int(s) for s in config["attack"]["steps"]]
 
 
-def previous_milestone_state(wildcards):
-    """The δ state of the milestone before this one for the same (model, λC(i)): chained attacks."""
-    steps = int(wildcards.steps)
+def previous_milestone(steps):
+    """The milestone chained before ``steps`` (None for the first); one not in attack.steps is a clear error."""
+    steps = int(steps)
     if steps not in MILESTONES:
         raise WorkflowError(f"PGD milestone {steps} is not in attack.steps {MILESTONES}")
     i = MILESTONES.index(steps)
-    if i == 0:
-        return {}
-    prev = MILESTONES[i - 1]
-    return {"prev_state": f"{attack_dir(R, wildcards.model, wildcards.lci, prev)}/state.npz"}
+    return MILESTONES[i - 1] if i else None
+
+
+def chained_from(state_dir):
+    """An input function of a chained attack rule: the previous milestone's ``state.npz`` in the folder
+    ``state_dir(wildcards, milestone)``, nothing for the first milestone."""
+
+    def previous_state(wildcards):
+        prev = previous_milestone(wildcards.steps)
+        return {} if prev is None else {"prev_state": f"{state_dir(wildcards, prev)}/state.npz"}
+
+    return previous_state
+
+
+# the δ state of the milestone before this one for the same (model, λC(i)): the chained attacks
+previous_milestone_state = chained_from(lambda wc, k: attack_dir(R, wc.model, wc.lci, k))
 
 
 def evaluation_pairs():
@@ -491,25 +503,8 @@ def adaptive_files(name):
     return [f"{adaptive_dir(R, a, m, l, k)}/{name}" for a, m, l in jobs for k in MILESTONES]
 
 
-def previous_adaptive_state(wildcards):
-    i = MILESTONES.index(int(wildcards.steps))
-    if i == 0:
-        return {}
-    return {
-        "prev_state": f"{adaptive_dir(R, wildcards.attacker, wildcards.model, wildcards.lci, MILESTONES[i - 1])}/state.npz"
-    }
-
-
-def previous_untargeted_state(wildcards):
-    steps = int(wildcards.steps)
-    if steps not in MILESTONES:
-        raise WorkflowError(f"PGD milestone {steps} is not in attack.steps {MILESTONES}")
-    i = MILESTONES.index(steps)
-    return (
-        {}
-        if i == 0
-        else {"prev_state": f"{untargeted_dir(R, wildcards.model, wildcards.lci, MILESTONES[i - 1])}/state.npz"}
-    )
+previous_adaptive_state = chained_from(lambda wc, k: adaptive_dir(R, wc.attacker, wc.model, wc.lci, k))
+previous_untargeted_state = chained_from(lambda wc, k: untargeted_dir(R, wc.model, wc.lci, k))
 
 
 def robustness_tables():

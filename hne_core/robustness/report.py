@@ -522,10 +522,8 @@ def write_outputs(
     seeds: pd.DataFrame,
     seeds_path: str | Path,
 ) -> None:
-    with atomic_path(csv_path) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.4f")
-    with atomic_path(seeds_path) as tmp:
-        seeds.to_csv(tmp, index=False, float_format="%.4f")
+    write_frame(frame, csv_path)
+    write_frame(seeds, seeds_path)
     write_text_atomic(md_path, md)
     for name, (csv, mdp) in matrix_paths.items():
         with atomic_path(csv) as tmp:
