@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ SCRIPT_COLUMNS = (
     "accent_id",
     "voice",
     "variant",
+    "sex",
     "rate",
     "pitch",
     "warp",
@@ -153,22 +155,42 @@ class SyntheticSpec:
                 raise DataError(f"synthetic.{key}: lower bound {lo} exceeds upper bound {hi}")
 
 
+SEXES: tuple[str, ...] = ("female", "male")  # the labels of the ``sex`` task (``variant_sex``)
+
+
+def variant_sex(variant: str) -> str:
+    """'female' for espeak-ng's f1-f5, 'male' for m1-m7, '' (no label) for any other variant (klatt, whisper...)."""
+    match = re.fullmatch(r"([fm])[0-9]+", variant)
+    return "" if match is None else SEXES[match[1] == "m"]
+
+
 def _speaker_splits(spec: SyntheticSpec, rng: random.Random) -> dict[str, list[str]]:
-    """A seeded assignment of speaker variants to splits, the same for every accent class.
+    """A seeded assignment of speaker variants to splits, the same for every accent class, with both sexes in
+    every split that has room for two speakers (the ``sex`` task needs both in training, validation and test).
 
     Crossing variant with accent matters: were the splits drawn per class, a test speaker of one accent could
     be a training speaker of the other, and a discriminator that recognises speakers (not accents) would be
     rewarded in training and punished on test. Here every training variant speaks every accent, so a variant
     carries no accent information, and test variants are unseen in any class.
+
+    Each sex's variants are shuffled apart; the small splits (dev, test) draw first, alternating sexes from the
+    one with more variants left, and training takes what remains in the same alternation.
     """
-    variants = list(spec.variants)
-    rng.shuffle(variants)
+    groups: dict[str, list[str]] = {sex: [] for sex in (*SEXES, "")}
+    for variant in spec.variants:
+        groups[variant_sex(variant)].append(variant)
+    for group in groups.values():
+        rng.shuffle(group)
     out: dict[str, list[str]] = {}
-    start = 0
-    for split in SPLITS:
-        k = spec.speakers_per_split[split]
-        out[split] = variants[start : start + k]
-        start += k
+    for split in sorted(SPLITS, key=lambda s: s == "train"):  # dev and test first, in SPLITS order
+        chosen: list[str] = []
+        while len(chosen) < spec.speakers_per_split[split]:
+            taken = {variant_sex(v) for v in chosen}
+            left = [sex for sex in groups if groups[sex]]
+            # a sex this split lacks first, then the one with most variants left (ties: SPLITS' sex order)
+            sex = min(left, key=lambda s: (s in taken, -len(groups[s]), (*SEXES, "").index(s)))
+            chosen.append(groups[sex].pop(0))
+        out[split] = chosen
     return out
 
 
@@ -206,6 +228,7 @@ def build_script(spec: SyntheticSpec) -> pd.DataFrame:
                         accent_id=accent_id,
                         voice=voice,
                         variant=variant,
+                        sex=variant_sex(variant),
                         rate=rng.randint(*spec.rate),
                         pitch=pitch,
                         warp=warp,
