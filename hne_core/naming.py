@@ -13,8 +13,13 @@ from __future__ import annotations
 
 import re
 
-SETTING_KEYS = ("lambda_a", "lambda_c_train", "lambda_c_infer")
-_MODEL_ID = re.compile(r"la(?P<lambda_a>[0-9.]+)_lc(?P<lambda_c>[0-9.]+)")
+SETTING_KEYS = ("lambda_a", "lambda_c_train", "lambda_c_infer", "tasks")
+ACCENT_TASK = "accent"  # the paper's auxiliary task: a model that names no tasks has this one alone, weight 1
+TASK_PATTERN = r"[a-z][a-z_]*"  # a task's name: lower-case letters and underscores (its weight follows it in ids)
+TASKS_PATTERN = rf"{TASK_PATTERN}[0-9.]+(?:-{TASK_PATTERN}[0-9.]+)*"
+MODEL_PATTERN = rf"la[0-9.]+_lc[0-9.]+(?:_{TASKS_PATTERN})?"  # the rules' wildcard constraint
+_MODEL_ID = re.compile(rf"la(?P<lambda_a>[0-9.]+)_lc(?P<lambda_c>[0-9.]+)(?:_(?P<tasks>{TASKS_PATTERN}))?")
+_TASK = re.compile(rf"(?P<name>{TASK_PATTERN})(?P<weight>[0-9.]+)")
 
 
 def fmt_weight(x: float | str) -> str:
@@ -25,40 +30,87 @@ def fmt_weight(x: float | str) -> str:
     return repr(round(float(x), 6))
 
 
-def model_id(lambda_a: float | str, lambda_c: float | str) -> str:
-    """'la0.7_lc0.5': a fine-tuned model of the grid, (λA, λC(t))."""
-    return f"la{fmt_weight(lambda_a)}_lc{fmt_weight(lambda_c)}"
+def task_weights(tasks) -> dict[str, float]:
+    """{task: weight} in name order from a grid point's ``tasks`` (a mapping), a tasks id ('accent0.5-sex0.5') or
+    nothing (None, '', a CSV's NaN): the accent alone, the paper's model. Names and weights are checked here, so
+    that every spelling of a model's tasks goes through one gate."""
+    if isinstance(tasks, str):
+        tasks = parse_tasks_id(tasks) if tasks else None
+    elif tasks is not None and not hasattr(tasks, "items"):  # NaN: a CSV cell of an accent-only setting
+        tasks = None
+    if not tasks:
+        return {ACCENT_TASK: 1.0}
+    out = {}
+    for name in sorted(tasks):
+        if not re.fullmatch(TASK_PATTERN, str(name)):
+            raise ValueError(f"task name {name!r}: use lower-case letters and underscores only ({TASK_PATTERN})")
+        weight = round(float(tasks[name]), 6)
+        if not 0.0 < weight <= 1.0:
+            raise ValueError(f"task {name!r}: weight {tasks[name]!r} must lie in (0, 1]")
+        out[str(name)] = weight
+    if abs(sum(out.values()) - 1.0) > 1e-6:
+        raise ValueError(f"task weights must sum to 1, got {out}")
+    return out
 
 
-def parse_model_id(model: str) -> tuple[float, float]:
-    """(λA, λC(t)) of a model id; anything else is a clear error."""
+def tasks_id(tasks) -> str:
+    """'' for the accent alone (so that the paper's model ids and settings read as they always have), else
+    'sex1.0' or 'accent0.5-sex0.5': every task and its weight w_k of Eq. 3's Σ w_k L_k, in name order."""
+    weights = task_weights(tasks)
+    if weights == {ACCENT_TASK: 1.0}:
+        return ""
+    return "-".join(f"{name}{fmt_weight(w)}" for name, w in weights.items())
+
+
+def parse_tasks_id(text: str) -> dict[str, float]:
+    parts = [_TASK.fullmatch(p) for p in str(text).split("-")]
+    if not text or any(m is None for m in parts):
+        raise ValueError(f"{text!r} is not a tasks id (<task><weight>[-<task><weight>...], e.g. accent0.5-sex0.5)")
+    return {m["name"]: float(m["weight"]) for m in parts}
+
+
+def model_id(lambda_a: float | str, lambda_c: float | str, tasks=None) -> str:
+    """'la0.7_lc0.5': a fine-tuned model of the grid, (λA, λC(t)), with its auxiliary tasks after it when they are
+    not the accent alone ('la0.7_lc0.0_sex1.0')."""
+    tid = "" if isinstance(lambda_a, str) and lambda_a.startswith("{") else tasks_id(tasks)
+    return f"la{fmt_weight(lambda_a)}_lc{fmt_weight(lambda_c)}" + (f"_{tid}" if tid else "")
+
+
+def parse_model_id(model: str) -> tuple[float, float, dict[str, float]]:
+    """(λA, λC(t), {task: weight}) of a model id; anything else is a clear error."""
     match = _MODEL_ID.fullmatch(model)
     if match is None:
-        raise ValueError(f"{model!r} is not a model id (la<λA>_lc<λC(t)>, e.g. la0.7_lc0.5)")
-    return float(match["lambda_a"]), float(match["lambda_c"])
+        raise ValueError(f"{model!r} is not a model id (la<λA>_lc<λC(t)>[_<tasks>], e.g. la0.7_lc0.5)")
+    return float(match["lambda_a"]), float(match["lambda_c"]), task_weights(match["tasks"])
 
 
-def setting_key(lambda_a: float, lambda_c_train: float, lambda_c_infer: float) -> tuple[float, float, float]:
-    """(λA, λC(t), λC(i)) rounded as ``fmt_weight`` rounds: the key two spellings of one setting share."""
-    return tuple(round(float(w), 6) for w in (lambda_a, lambda_c_train, lambda_c_infer))  # type: ignore[return-value]
+def setting_key(
+    lambda_a: float, lambda_c_train: float, lambda_c_infer: float, tasks=None
+) -> tuple[float, float, float, str]:
+    """(λA, λC(t), λC(i), tasks id) with the weights rounded as ``fmt_weight`` rounds: the key two spellings of one
+    setting share ('' for the accent alone: the paper's settings)."""
+    weights = tuple(round(float(w), 6) for w in (lambda_a, lambda_c_train, lambda_c_infer))
+    return (*weights, tasks_id(tasks))  # type: ignore[return-value]
 
 
-def setting_of(mapping) -> tuple[float, float, float]:
-    """The setting key of any mapping with ``SETTING_KEYS`` (a table column, a summary, a CSV row)."""
-    return setting_key(*(mapping[k] for k in SETTING_KEYS))
+def setting_of(mapping) -> tuple[float, float, float, str]:
+    """The setting key of any mapping with ``SETTING_KEYS`` (a table column, a summary, a CSV row); ``tasks`` may be
+    absent (the accent alone), a mapping (config) or a tasks id (summaries and CSVs)."""
+    return setting_key(*(mapping[k] for k in SETTING_KEYS[:3]), mapping.get("tasks"))
 
 
-def format_setting(lambda_a: float, lambda_c_train: float, lambda_c_infer: float) -> str:
-    """'1.0/0.5/0.0': the spelling of config ``findings:``."""
-    return "/".join(fmt_weight(w) for w in (lambda_a, lambda_c_train, lambda_c_infer))
+def format_setting(lambda_a: float, lambda_c_train: float, lambda_c_infer: float, tasks=None) -> str:
+    """'1.0/0.5/0.0', or '0.7/0.0/0.0/sex1.0' for a model with other tasks: the spelling of config ``findings:``."""
+    tid = tasks_id(tasks)
+    return "/".join(fmt_weight(w) for w in (lambda_a, lambda_c_train, lambda_c_infer)) + (f"/{tid}" if tid else "")
 
 
-def parse_setting(text: str) -> tuple[float, float, float]:
-    """'1.0/0.5/0.0' (λA/λC(t)/λC(i)) -> its setting key; anything else is a clear error."""
+def parse_setting(text: str) -> tuple[float, float, float, str]:
+    """'1.0/0.5/0.0' or '0.7/0.0/0.0/sex1.0' (λA/λC(t)/λC(i)[/tasks]) -> its setting key; else a clear error."""
     parts = str(text).split("/")
-    if len(parts) != 3:
-        raise ValueError(f"{text!r} is not λA/λC(t)/λC(i)")
-    return setting_key(*parts)
+    if len(parts) not in (3, 4):
+        raise ValueError(f"{text!r} is not λA/λC(t)/λC(i) or λA/λC(t)/λC(i)/<tasks>")
+    return setting_key(*parts[:3], parts[3] if len(parts) == 4 else None)
 
 
 # ------------------------------------------------------------------------------------------------ folders
