@@ -18,7 +18,7 @@ include: "rules/common.smk"
 
 wildcard_constraints:
     split="|".join(SPLITS),
-    model=r"la[0-9.]+_lc[0-9.]+",
+    model=MODEL_PATTERN,
     lci=r"[0-9.]+",
     steps=r"[0-9]+",
 

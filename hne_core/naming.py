@@ -113,6 +113,15 @@ def parse_setting(text: str) -> tuple[float, float, float, str]:
     return setting_key(*parts[:3], parts[3] if len(parts) == 4 else None)
 
 
+def summary_weights(weights) -> dict:
+    """What a job's summary and CSV rows say of their model, from a rule's ``weights`` param ({lambda_a, lambda_c,
+    tasks?}): ``lambda_a``, ``lambda_c_train`` and, for a model with other tasks than the accent alone, ``tasks``
+    (its tasks id), so that the paper's models' summaries read as they always have."""
+    out = {"lambda_a": float(weights["lambda_a"]), "lambda_c_train": float(weights["lambda_c"])}
+    tid = tasks_id(weights.get("tasks"))
+    return {**out, "tasks": tid} if tid else out
+
+
 # ------------------------------------------------------------------------------------------------ folders
 def eval_dir(results: str, model: str, lci: float | str) -> str:
     """The benign evaluation of ``model`` (a model id, or 'pretrained') decoded at λC(i)."""

@@ -7,6 +7,7 @@ from snakemake.utils import validate
 
 # the one spelling of weights, model ids, settings and result folders (dependency-free: fine at parse time)
 from hne_core.naming import attack_checkpoint, attack_dir, eval_dir, fmt_weight, model_id, parse_setting
+from hne_core.naming import ACCENT_TASK, MODEL_PATTERN, format_setting, task_weights, tasks_id
 from hne_core.naming import setting_of as setting_key
 from hne_core.naming import (  # the robustness checks' folders
     ATTACKER_PATTERN,
@@ -59,19 +60,21 @@ except ConfigError as exc:
 
 
 def _check_experiment(cfg):
-    """Cross-key rules a JSON schema cannot say: every table column must name a model of the grid."""
-    grid = {(float(p["lambda_a"]), float(p["lambda_c"])) for p in cfg["finetune"]["grid"]}
+    """Cross-key rules a JSON schema cannot say: every table column must name a model of the grid, every model's
+    tasks must be declared ones with weights summing to 1."""
+    _check_tasks(cfg)
+    grid = {model_id(p["lambda_a"], p["lambda_c"], p.get("tasks")) for p in cfg["finetune"]["grid"]}
     if len(grid) != len(cfg["finetune"]["grid"]):
-        raise WorkflowError("Invalid config key 'finetune.grid': it lists a (lambda_a, lambda_c) pair twice")
+        raise WorkflowError("Invalid config key 'finetune.grid': it lists a (lambda_a, lambda_c, tasks) model twice")
     names = [t["name"] for t in cfg["tables"]]
     if len(set(names)) != len(names):
         raise WorkflowError(f"Invalid config key 'tables': table names repeat: {names}")
     for t, table in enumerate(cfg["tables"]):
         for i, col in enumerate(table["columns"]):
-            if (float(col["lambda_a"]), float(col["lambda_c_train"])) not in grid:
+            if model_id(col["lambda_a"], col["lambda_c_train"], col.get("tasks")) not in grid:
                 raise WorkflowError(
                     f"Invalid config key 'tables.{t}.columns.{i}' ({table['name']}): model lambda_a={col['lambda_a']}, "
-                    f"lambda_c_train={col['lambda_c_train']} is not in finetune.grid"
+                    f"lambda_c_train={col['lambda_c_train']}, tasks={col.get('tasks')} is not in finetune.grid"
                 )
     if cfg["attack"]["steps"] != sorted(cfg["attack"]["steps"]):
         raise WorkflowError("Invalid config key 'attack.steps': milestones must be in increasing order")
@@ -91,6 +94,40 @@ def _check_experiment(cfg):
             "Invalid config key 'tokenizer.source': 'pretrained' reuses a downloaded model's BPE, "
             "so pretrained.source must be zenodo"
         )
+
+
+def _check_tasks(cfg):
+    """A model's tasks: declared ones (`tasks`, or the accent), weights summing to 1, none at λA = 1 (which trains
+    no discriminator); a source's label map gives classes of its task only."""
+    declared = {ACCENT_TASK, *cfg["tasks"]}
+    places = [(f"finetune.grid.{k}", p) for k, p in enumerate(cfg["finetune"]["grid"])]
+    places += [
+        (f"tables.{t}.columns.{i}", c) for t, table in enumerate(cfg["tables"]) for i, c in enumerate(table["columns"])
+    ]
+    for key, point in places:
+        if "tasks" not in point:
+            continue
+        try:
+            weights = task_weights(point["tasks"])
+        except ValueError as exc:
+            raise WorkflowError(f"Invalid config key '{key}.tasks': {exc}")
+        if set(weights) - declared:
+            raise WorkflowError(
+                f"Invalid config key '{key}.tasks': {sorted(set(weights) - declared)} not declared in `tasks` "
+                f"(declared: {sorted(declared)})"
+            )
+        if float(point["lambda_a"]) == 1.0:
+            raise WorkflowError(f"Invalid config key '{key}.tasks': λA = 1 trains no auxiliary head; drop `tasks`")
+    for source in ("commonvoice", "folder"):
+        for task, spec in (cfg[source].get("labels") or {}).items():
+            if task not in cfg["tasks"]:
+                raise WorkflowError(f"Invalid config key '{source}.labels.{task}': not a task of `tasks`")
+            extra = set(spec["values"]) - set(cfg["tasks"][task]["classes"])
+            if extra:
+                raise WorkflowError(
+                    f"Invalid config key '{source}.labels.{task}.values': {sorted(extra)} are not classes of "
+                    f"tasks.{task} ({cfg['tasks'][task]['classes']})"
+                )
 
 
 _check_experiment(config)
@@ -117,7 +154,14 @@ def _check_results(cfg):
             )
     attacked = {setting(c) for table in cfg["tables"] for c in table["columns"]}
     evaluated = attacked | {
-        setting({"lambda_a": p["lambda_a"], "lambda_c_train": p["lambda_c"], "lambda_c_infer": p["lambda_c"]})
+        setting(
+            {
+                "lambda_a": p["lambda_a"],
+                "lambda_c_train": p["lambda_c"],
+                "lambda_c_infer": p["lambda_c"],
+                "tasks": p.get("tasks"),
+            }
+        )
         for p in cfg["finetune"]["grid"]
     }
     for i, series in enumerate(cfg["figure1"]["series"]):
@@ -229,22 +273,69 @@ def pretrained_dir():
 
 
 # ---------------------------------------------------------------- the λ grid
-MODELS = {model_id(p["lambda_a"], p["lambda_c"]): p for p in config["finetune"]["grid"]}
+MODELS = {model_id(p["lambda_a"], p["lambda_c"], p.get("tasks")): p for p in config["finetune"]["grid"]}
 
 
 def model_weights(model):
-    """(λA, λC(t)) of a model id of the grid; an id outside the grid is a clear error."""
+    """(λA, λC(t)) of a model id of the grid, and its tasks {name: weight} where they are not the accent alone (so
+    that the paper's models' params read as they always have); an id outside the grid is a clear error."""
     if model not in MODELS:
         raise WorkflowError(f"model {model!r} is not in finetune.grid ({sorted(MODELS)})")
     p = MODELS[model]
-    return {"lambda_a": float(p["lambda_a"]), "lambda_c": float(p["lambda_c"])}
+    out = {"lambda_a": float(p["lambda_a"]), "lambda_c": float(p["lambda_c"])}
+    if tasks_id(p.get("tasks")):
+        out["tasks"] = task_weights(p["tasks"])
+    return out
+
+
+def model_tasks(model):
+    """{task: weight} a model trains (the accent alone for the paper's models; none at λA = 1)."""
+    w = model_weights(model)
+    return {} if w["lambda_a"] == 1.0 else task_weights(w.get("tasks"))
+
+
+def task_spec(model):
+    """The model's tasks as its recipe's ``model_conf.tasks`` takes them, {task: {classes, weight}}, or None for
+    the accent alone (the paper's model, whose recipe keeps ``num_accents`` only)."""
+    tasks = model_tasks(model)
+    if not tasks or tasks == {ACCENT_TASK: 1.0}:
+        return None
+    return {t: {"classes": len(task_classes(t)), "weight": w} for t, w in tasks.items()}
+
+
+def task_classes(task):
+    """Class names of an auxiliary task in index order: the source's accent classes, or `tasks.<task>.classes`."""
+    return accent_classes() if task == ACCENT_TASK else list(config["tasks"][task]["classes"])
+
+
+def task_label_file(split, task):
+    """The label file of ``task`` in a split's data directory: ``accent`` is one of the ESPnet files; other
+    tasks get ``labels_<task>`` (rule task_labels), written only when a model trains them."""
+    return data_path(split, ACCENT_TASK if task == ACCENT_TASK else f"labels_{task}")
+
+
+def task_label_files(split, model):
+    """The label files a model's training (train, dev) or evaluation (test) reads beyond the ESPnet files."""
+    return [task_label_file(split, t) for t in model_tasks(model) if t != ACCENT_TASK]
+
+
+def setting_text(model, lci):
+    """'0.7/0.0/0.0' or '0.7/0.0/0.0/sex1.0': an attacked (model, λC(i)) pair as config ``findings:`` spell it."""
+    w = model_weights(model)
+    return format_setting(w["lambda_a"], w["lambda_c"], lci, w.get("tasks"))
+
+
+def setting_of_pair(model, lci):
+    """The setting key (hne_core.naming) of an attacked (model, λC(i)) pair."""
+    w = model_weights(model)
+    return setting_key({"lambda_a": w["lambda_a"], "lambda_c_train": w["lambda_c"], "lambda_c_infer": lci, **w})
 
 
 def table_pairs():
     """(model, λC(i)) pairs that the tables show: the attacked pairs (the paper's 16)."""
     return sorted(
         {
-            (model_id(c["lambda_a"], c["lambda_c_train"]), fmt_weight(c["lambda_c_infer"]))
+            (model_id(c["lambda_a"], c["lambda_c_train"], c.get("tasks")), fmt_weight(c["lambda_c_infer"]))
             for table in config["tables"]
             for c in table["columns"]
         }
@@ -414,11 +505,7 @@ LAST = MILESTONES[-1]
 def _robustness_settings():
     """(model, λC(i)) pairs given the sweep, noise and untargeted checks: robustness.settings, every one a table
     column, or every table column."""
-    pairs = {
-        parse_setting(f"{a}/{t}/{i}"): (m, i)
-        for m, i in table_pairs()
-        for a, t in [(model_weights(m)["lambda_a"], model_weights(m)["lambda_c"])]
-    }
+    pairs = {setting_of_pair(m, i): (m, i) for m, i in table_pairs()}
     if ROB["settings"] is None:
         return sorted(pairs.values())
     chosen = []
@@ -441,10 +528,7 @@ def _seed_pairs():
     """(model, λC(i)) of robustness.seed_settings (table columns), retrained with every robustness.seeds."""
     if config["seed"] in ROB["seeds"]:
         raise WorkflowError(f"Invalid config key 'robustness.seeds': {config['seed']} is the run's own `seed`")
-    columns = {
-        parse_setting(f"{model_weights(m)['lambda_a']}/{model_weights(m)['lambda_c']}/{i}"): (m, i)
-        for m, i in table_pairs()
-    }
+    columns = {setting_of_pair(m, i): (m, i) for m, i in table_pairs()}
     out = []
     for k, text in enumerate(ROB["seed_settings"]):
         if parse_setting(text) not in columns:
@@ -458,7 +542,10 @@ SEED_PAIRS = _seed_pairs()
 
 def _table_pair_sets():
     return [
-        {(model_id(c["lambda_a"], c["lambda_c_train"]), fmt_weight(c["lambda_c_infer"])) for c in t["columns"]}
+        {
+            (model_id(c["lambda_a"], c["lambda_c_train"], c.get("tasks")), fmt_weight(c["lambda_c_infer"]))
+            for c in t["columns"]
+        }
         for t in config["tables"]
     ]
 
@@ -481,7 +568,7 @@ def transfer_sources(wildcards):
 def adaptive_family(model, lci):
     """The adaptive attackers of (model, λC(i)) (robustness.adaptive): every λC(a) other than λC(i) that the
     model's heads allow (CTC for λC(a) > 0, the decoder for λC(a) < 1) with μ = 0, and every μ ≠ 0 at λC(a) = λC(i)
-    when the model has a discriminator (λA < 1)."""
+    when the model has an accent discriminator."""
     weights, family = model_weights(model), ROB["adaptive"]
     lct, lci = float(weights["lambda_c"]), float(lci)
     members = [
@@ -489,7 +576,7 @@ def adaptive_family(model, lci):
         for a in family["lambda_c_attack"]
         if fmt_weight(a) != fmt_weight(lci) and (float(a) == 0.0 or lct > 0.0) and (float(a) == 1.0 or lct < 1.0)
     ]
-    if float(weights["lambda_a"]) < 1.0:
+    if ACCENT_TASK in model_tasks(model):  # μ weighs the accent head's loss
         members += [attacker_id(lci, mu) for mu in family["mu"] if float(mu) != 0.0]
     return sorted(set(members))
 

@@ -89,6 +89,7 @@ rule finetune:
         valid_stats=multiext(f"{R}/stats/valid/", *STATS_FILES),
         train=expand(data_path("train", "{f}"), f=ESPNET_FILES),
         dev=expand(data_path("dev", "{f}"), f=ESPNET_FILES),
+        labels=lambda wc: task_label_files("train", wc.model) + task_label_files("dev", wc.model),
     output:
         model=multiext(f"{R}/models/{{model}}/", *EXPORT_FILES),
         curve=f"{R}/models/{{model}}/train_curve.csv",
@@ -105,6 +106,7 @@ rule finetune:
     params:
         weights=lambda wc: model_weights(wc.model),
         num_accents=len(accent_classes()),
+        tasks=lambda wc: task_spec(wc.model),
         discriminator=config["discriminator"],
         train=trainer_settings("finetune"),
         seed=config["seed"],
@@ -122,6 +124,7 @@ rule evaluate:
     input:
         model=multiext(f"{R}/models/{{model}}/", *EXPORT_FILES),
         test=expand(data_path("test", "{f}"), f=ESPNET_FILES),
+        labels=lambda wc: task_label_files("test", wc.model),
     output:
         hyps=f"{eval_dir(R, '{model}', '{lci}')}/hypotheses.tsv",
         summary=f"{eval_dir(R, '{model}', '{lci}')}/summary.json",

@@ -187,6 +187,7 @@ rule robustness_seed_finetune:
         valid_stats=multiext(f"{R}/stats/valid/", *STATS_FILES),
         train=expand(data_path("train", "{f}"), f=ESPNET_FILES),
         dev=expand(data_path("dev", "{f}"), f=ESPNET_FILES),
+        labels=lambda wc: task_label_files("train", wc.model) + task_label_files("dev", wc.model),
     output:
         model=multiext(f"{seed_model_dir(R, '{seed}', '{model}')}/", *EXPORT_FILES),
         curve=f"{seed_model_dir(R, '{seed}', '{model}')}/train_curve.csv",
@@ -205,6 +206,7 @@ rule robustness_seed_finetune:
     params:  # the fine-tuning rule's, but the seed (which also draws the training subset)
         weights=lambda wc: model_weights(wc.model),
         num_accents=len(accent_classes()),
+        tasks=lambda wc: task_spec(wc.model),
         discriminator=config["discriminator"],
         train=trainer_settings("finetune"),
         seed=lambda wc: int(wc.seed),
@@ -312,7 +314,7 @@ rule robustness_report:
         runtime=config["results"]["runtime"],
     params:
         tables=config["tables"],
-        settings=[f"{model_weights(m)['lambda_a']}/{model_weights(m)['lambda_c']}/{l}" for m, l in ROBUSTNESS_PAIRS],
+        settings=[setting_text(m, l) for m, l in ROBUSTNESS_PAIRS],
         scales=ROB["epsilon_scales"],
         epsilon=config["attack"]["epsilon"],
         step_size=config["attack"]["step_size"],

@@ -9,6 +9,7 @@ from hne_core.gpu import claim_gpus
 claim_gpus(snakemake.resources.gpu)  # before CUDA starts: devices of its own on a multi-GPU machine
 from hne_core.attack.job import AttackJob, AttackOutputs, AttackSettings, attack_job
 from hne_core.logs import logged_to
+from hne_core.naming import summary_weights
 
 with logged_to(snakemake.log[0]) as log:
     p, out = snakemake.params, snakemake.output
@@ -21,7 +22,7 @@ with logged_to(snakemake.log[0]) as log:
         p.lambda_c_infer,
         p.steps,
         prev_state=snakemake.input.get("prev_state"),
-        model_weights={"lambda_a": p.weights["lambda_a"], "lambda_c_train": p.weights["lambda_c"]},
+        model_weights=summary_weights(p.weights),
     )
     summary = attack_job(
         job,

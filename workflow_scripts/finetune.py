@@ -15,4 +15,5 @@ with logged_to(snakemake.log[0]):
 
     p = snakemake.params
     dirs = StageDirs(p.train_dir, p.dev_dir, p.stats_dir, p.exp_dir, p.out_dir)
-    finetune(p.weights, p.num_accents, p.discriminator, p.train, p.seed, p.base_dir, dirs, snakemake.resources.gpu)
+    gpu = snakemake.resources.gpu
+    finetune(p.weights, p.num_accents, p.discriminator, p.train, p.seed, p.base_dir, dirs, gpu, tasks=p.tasks)

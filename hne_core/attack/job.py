@@ -219,7 +219,7 @@ class AttackJob:
     lambda_c_infer: float
     steps: int
     prev_state: str | Path | None = None
-    model_weights: Mapping[str, float] | None = None
+    model_weights: Mapping[str, float | str] | None = None
 
 
 @dataclass(frozen=True)
@@ -369,14 +369,15 @@ def _summary(
     device: str,
     attack_s: float,
     t0: float,
-    model_weights: Mapping[str, float] | None,
+    model_weights: Mapping[str, float | str] | None,
 ) -> dict:
     from hne_core.model.evaluate import corpus_wer
 
     finite_snr = [s for s in frame["snr_db"] if math.isfinite(s)]
     n, ran = len(frame), steps - prev_steps - result.resumed_from
     return {
-        **{k: float(v) for k, v in (model_weights or {}).items()},  # the model's λA, λC(t): tables read them
+        # the model's λA, λC(t) and (naming.summary_weights) its tasks id: the tables read them
+        **{k: v if k == "tasks" else float(v) for k, v in (model_weights or {}).items()},
         "adv_twer": 100.0 * corpus_wer(list(frame["target"]), list(frame["hypothesis"])),
         "wer": 100.0 * corpus_wer(list(frame["reference"]), list(frame["hypothesis"])),
         "n_utts": n,

@@ -1,4 +1,4 @@
-"""Benign evaluation: greedy decoding as the paper's Eq. 2, WER with jiwer, accent accuracy.
+"""Benign evaluation: greedy decoding as the paper's Eq. 2, WER with jiwer, each discriminator's accuracy.
 
 The model is loaded by ESPnet's own ``Speech2Text`` (its weights, token list and tokenizer). Decoding follows
 ``decoding.mode`` (``hne_core.decoding``): ``exact`` (the default) takes at every step the token of the whole
@@ -25,8 +25,11 @@ import torch
 import yaml
 
 # What the data stage wrote, read back (hne_core.data.utterances: the data stage's side of the contract).
+from hne_core.data.corpus import read_kaldi_table
 from hne_core.data.utterances import Utterance, read_audio, read_data_dir  # noqa: F401 (read_audio: bench)
 from hne_core.decoding import DEFAULT_BATCH_SIZE, DEFAULT_MODE
+from hne_core.naming import ACCENT_TASK as ACCENT
+from hne_core.naming import tasks_id
 from hne_core.text import normalize_transcript
 
 
@@ -90,7 +93,7 @@ def corpus_wer(references: list[str], hypotheses: list[str]) -> float:
 
 
 def load_mtl_model(model_dir: str | Path, device: str = "cpu"):
-    """The full multi-task model (with its discriminator) kept beside an export; None if it has none."""
+    """The full multi-task model (with its discriminators) kept beside an export; None if it has none."""
     from espnet2.tasks.asr import ASRTask
 
     import hne_core.model.mtl  # noqa: F401  (registers model: mtl)
@@ -102,19 +105,47 @@ def load_mtl_model(model_dir: str | Path, device: str = "cpu"):
     model = ASRTask.build_model(argparse.Namespace(**cfg))
     model.load_state_dict(torch.load(d / "mtl_model.pth", map_location=device, weights_only=True), strict=True)
     model.to(device).eval()
-    return model if getattr(model, "discriminator", None) is not None else None
+    return model if getattr(model, "tasks", None) else None
 
 
-def predict_accents(model, utterances: Iterable[Utterance], device: str = "cpu") -> list[int]:
-    """Discriminator predictions, one utterance at a time (no padding involved)."""
-    preds = []
+MISSING_LABEL = -1  # "no label" in a task's label file (hne_core.model.mtl masks it in training)
+
+
+def predict_tasks(model, utterances: Iterable[Utterance], device: str = "cpu") -> dict[str, list[int]]:
+    """Every discriminator head's predictions, one utterance at a time (no padding involved), one encoding each."""
+    preds: dict[str, list[int]] = {task: [] for task in model.tasks}
     with torch.no_grad():
         for utt in utterances:
             speech = torch.from_numpy(read_audio(utt.wav)).unsqueeze(0).to(device)
             lengths = torch.tensor([speech.shape[1]], device=device)
             enc, enc_lens = model.encode(speech, lengths)
-            preds.append(int(model.accent_logits(enc, enc_lens).argmax(-1).item()))
+            for task in preds:
+                preds[task].append(int(model.task_logits(task, enc, enc_lens).argmax(-1).item()))
     return preds
+
+
+def predict_accents(model, utterances: Iterable[Utterance], device: str = "cpu") -> list[int]:
+    """The accent discriminator's predictions (``predict_tasks``)."""
+    return predict_tasks(model, utterances, device)[ACCENT]
+
+
+def task_labels(data_dir: str | Path, task: str, utterances: Iterable[Utterance]) -> list[int]:
+    """The data stage's labels of ``task`` (``labels_<task>``: class index, -1 = none) of the evaluated utterances;
+    an utterance the file lacks is an error naming both."""
+    path = Path(data_dir) / f"labels_{task}"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the {task!r} labels of this split are missing (rule task_labels)")
+    table = read_kaldi_table(path)
+    missing = [u.utt_id for u in utterances if u.utt_id not in table]
+    if missing:
+        raise ValueError(f"{path}: no {task!r} label for {missing[0]!r} ({len(missing)} utterances)")
+    return [int(table[u.utt_id]) for u in utterances]
+
+
+def _accuracy(pred: list[int], gold: list[int]) -> float | None:
+    """Over the utterances with a label (-1: none); None when none has one."""
+    pairs = [(p, g) for p, g in zip(pred, gold) if g != MISSING_LABEL]
+    return float(np.mean([p == g for p, g in pairs])) if pairs else None
 
 
 @dataclass(frozen=True)
@@ -158,9 +189,17 @@ def evaluate(
         "wer": corpus_wer(refs, hyps),
     }
     mtl = load_mtl_model(model_dir, device)
-    if mtl is not None:
-        frame["accent_pred"] = predict_accents(mtl, utterances, device)
-        summary["accent_acc"] = float((frame["accent_pred"] == frame["accent_id"]).mean())
-    else:
-        summary["accent_acc"] = None
+    tasks = list(mtl.tasks) if mtl is not None else []
+    preds = predict_tasks(mtl, utterances, device) if tasks else {}
+    accs = {}
+    for task in tasks:
+        gold = list(frame["accent_id"]) if task == ACCENT else task_labels(data_dir, task, utterances)
+        if task != ACCENT:
+            frame[f"{task}_id"] = gold
+        frame[f"{task}_pred"] = preds[task]
+        accs[task] = _accuracy(preds[task], gold)
+    summary["accent_acc"] = accs.get(ACCENT)
+    if tasks and tasks != [ACCENT]:  # a model with other tasks: their accuracies and its tasks id (naming)
+        summary["tasks"] = tasks_id({t: w for t, (_, w) in mtl.tasks.items()})
+        summary["task_acc"] = accs
     return frame, summary

@@ -1,10 +1,10 @@
 """Export a trained multi-task model as a stock ESPnet2 ASR model that ``Speech2Text`` loads as it is.
 
 Stock ESPnet cannot build ``model: mtl`` in a fresh process, so the exported config says ``model: espnet``
-with ``ctc_weight`` = λC(t), and the weights leave out ``discriminator.*``. ESPnet's own
-``build_model_from_file`` loads weights non-strictly, so a wrong export would silently keep random weights:
-we check it with a strict load. The full multi-task model (with its discriminator) is kept beside it for the
-accent accuracy and for attacks.
+with ``ctc_weight`` = λC(t), and the weights leave out the discriminators (``discriminator.*``,
+``task_heads.*``). ESPnet's own ``build_model_from_file`` loads weights non-strictly, so a wrong export would
+silently keep random weights: we check it with a strict load. The full multi-task model (with its
+discriminators) is kept beside it for the heads' accuracies and for attacks.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from hne_core.atomic import atomic_dir
 from hne_core.model.mtl import MTL_ONLY_KEYS
 
 EXPORT_FILES = ("config.yaml", "model.pth", "mtl_config.yaml", "mtl_model.pth")
+HEAD_PREFIXES = ("discriminator.", "task_heads.")  # the accent head and the other tasks' (MTLESPnetModel)
 
 
 def load_state(path: str | Path) -> dict[str, torch.Tensor]:
@@ -47,7 +48,7 @@ def export_model(train_dir: str | Path, weights: str | Path, out_dir: str | Path
     train_cfg = yaml.safe_load((Path(train_dir) / "config.yaml").read_text(encoding="utf-8"))
     state = load_state(weights)
     cfg = stock_config(train_cfg)
-    stock_state = {k: v for k, v in state.items() if not k.startswith("discriminator.")}
+    stock_state = {k: v for k, v in state.items() if not k.startswith(HEAD_PREFIXES)}
     for config, weights_of in ((cfg, stock_state), (train_cfg, state)):
         model = ASRTask.build_model(argparse.Namespace(**config))
         model.load_state_dict(weights_of, strict=True)  # raises on any missing or unexpected key

@@ -29,6 +29,8 @@ from espnet2.legacy.nets.pytorch_backend.nets_utils import make_pad_mask
 from espnet2.tasks.asr import ASRTask, model_choices
 from espnet2.torch_utils.device_funcs import force_gatherable
 
+from hne_core.naming import ACCENT_TASK
+
 # model_conf keys of MTLESPnetModel that ESPnetASRModel does not know (dropped on export).
 MTL_ONLY_KEYS = (
     "lambda_a",
@@ -40,7 +42,7 @@ MTL_ONLY_KEYS = (
     "dis_input_norm",
     "tasks",
 )
-ACCENT = "accent"  # the paper's task: its labels are the ``accent`` data, its head ``discriminator``
+ACCENT = ACCENT_TASK  # the paper's task: its labels are the ``accent`` data, its head ``discriminator``
 MISSING_LABEL = -1
 ACTIVATIONS = {"relu": torch.nn.ReLU, "gelu": torch.nn.GELU, "tanh": torch.nn.Tanh, "swish": torch.nn.SiLU}
 

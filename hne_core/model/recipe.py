@@ -12,7 +12,7 @@ This module only says what to pass it, the way ESPnet's asr.sh does for its stag
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 # Architecture keys carried from a pre-trained base's config into its fine-tuning config.
@@ -38,8 +38,10 @@ ARCHITECTURE_KEYS = (
 TRAINER_DEFAULTS = {"use_tensorboard": False, "use_matplotlib": False, "num_att_plot": 0, "use_wandb": False}
 
 
-def data_args(data_dirs: Mapping[str, str | Path], with_accent: bool) -> list[str]:
-    """--{train,valid}_data_path_and_name_and_type for the 'train' and 'valid' data directories."""
+def data_args(data_dirs: Mapping[str, str | Path], with_accent: bool, tasks: Sequence[str] = ()) -> list[str]:
+    """--{train,valid}_data_path_and_name_and_type for the 'train' and 'valid' data directories; ``tasks``: the
+    auxiliary tasks beyond accent, each read from the directory's ``labels_<task>`` (class index, -1 = none) under
+    its own name, which the model's forward receives as a keyword."""
     args: list[str] = []
     for stage, directory in data_dirs.items():
         d = Path(directory)
@@ -51,6 +53,10 @@ def data_args(data_dirs: Mapping[str, str | Path], with_accent: bool) -> list[st
         ]
         if with_accent:
             args += [f"--{stage}_data_path_and_name_and_type", f"{d / 'accent'},accent,text_int"]
+        for task in tasks:
+            args += [f"--{stage}_data_path_and_name_and_type", f"{d / f'labels_{task}'},{task},text_int"]
+    if tasks:  # ESPnet refuses data names its task does not declare unless told to pass them on
+        args += ["--allow_variable_data_keys", "true"]
     return args
 
 
@@ -103,6 +109,7 @@ def train_args(
     init_param: str | None = None,
     train_shapes: str | Path | None = None,
     num_workers: int = 0,
+    tasks: Sequence[str] = (),
 ) -> list[str]:
     """The trainer's command line: data and shapes; the recipe YAML and output folder are added by
     ``hne_core.model.train.run_training``. ``train_shapes`` replaces the training shape files' folder:
@@ -118,7 +125,7 @@ def train_args(
         str(int(num_workers)),
         "--seed",
         str(seed),
-        *data_args({"train": train_dir, "valid": valid_dir}, with_accent=with_accent),
+        *data_args({"train": train_dir, "valid": valid_dir}, with_accent=with_accent, tasks=tasks),
         "--train_shape_file",
         str(shapes / "speech_shape"),
         "--train_shape_file",
@@ -182,8 +189,11 @@ def finetune_config(
     num_accents: int,
     discriminator: Mapping,
     train: Mapping,
+    tasks: Mapping[str, Mapping] | None = None,
 ) -> dict:
-    """The multi-task model on a pre-trained base: the base's architecture, the paper's loss weights."""
+    """The multi-task model on a pre-trained base: the base's architecture, the paper's loss weights; ``tasks``
+    ({task: {classes, weight}}, ``hne_core.model.mtl.task_weights``) for heads other than the accent alone, which
+    the recipe then names (None: the paper's model, whose recipe names ``num_accents`` only)."""
     base_dir = Path(base_dir)
     cfg = {k: copy.deepcopy(base_config[k]) for k in ARCHITECTURE_KEYS if k in base_config}
     if cfg.get("normalize") == "global_mvn":
@@ -208,6 +218,7 @@ def finetune_config(
             "dis_activation": discriminator["activation"],
             "dis_lr_scale": float(discriminator.get("lr_scale", 1.0)),
             "dis_input_norm": discriminator.get("input_norm", "none"),
+            **({"tasks": {k: dict(v) for k, v in tasks.items()}} if tasks else {}),
         },
         **_optimisation(train),
     }

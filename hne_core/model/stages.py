@@ -26,6 +26,7 @@ from hne_core.model.recipe import (
     write_training_subset,
 )
 from hne_core.model.train import run_training
+from hne_core.naming import ACCENT_TASK as ACCENT
 
 
 def _asr_main(args: list[str]) -> None:
@@ -82,14 +83,16 @@ def finetune(
     base_dir: str,
     dirs: StageDirs,
     ngpu: int = 0,
+    tasks: Mapping[str, Mapping] | None = None,
 ) -> Path:
     """Fine-tune one grid point (``weights``: its ``lambda_a`` and ``lambda_c``) from the base
-    (``--init_param``) and export it with its curve."""
+    (``--init_param``) and export it with its curve. ``tasks``: {task: {classes, weight}} for heads other than the
+    accent alone (their labels: ``labels_<task>`` in the data directories), None for the paper's model."""
     lambda_a, lambda_c = weights["lambda_a"], weights["lambda_c"]
     exp_dir, out_dir = dirs.exp_dir, dirs.out_dir
     base_dir_p = Path(base_dir)
     base_cfg = yaml.safe_load((base_dir_p / "config.yaml").read_text(encoding="utf-8"))
-    recipe = finetune_config(base_cfg, base_dir_p, lambda_a, lambda_c, num_accents, discriminator, train)
+    recipe = finetune_config(base_cfg, base_dir_p, lambda_a, lambda_c, num_accents, discriminator, train, tasks)
     subset = None
     if train.get("max_train_utterances"):
         subset = write_training_subset(
@@ -109,6 +112,7 @@ def finetune(
         init_param=init_param(base_dir_p / "model.pth", lambda_c),
         train_shapes=subset,
         num_workers=int(train.get("num_workers", 0)),
+        tasks=[t for t in (tasks or {}) if t != ACCENT],
     )
     best = run_training(_mtl_main, recipe, args, exp_dir)
     export_model(exp_dir, best, out_dir)
