@@ -47,6 +47,27 @@ rule espnet_data_dir:
         "../workflow_scripts/espnet_data_dir.py"
 
 
+# The labels of an auxiliary task other than accent (config `tasks`), for the models that train it: class indices
+# in the order of tasks.<task>.classes, -1 where the manifest has no label.
+rule task_labels:
+    input:
+        manifest=data_path("manifest.tsv"),
+    output:
+        data_path("{split}", "labels_{task}"),
+    log:
+        f"{R}/logs/data/task_labels_{{split}}_{{task}}.log",
+    benchmark:
+        f"{R}/benchmarks/data/task_labels_{{split}}_{{task}}.tsv"
+    wildcard_constraints:
+        task="|".join(config["tasks"]) or "(?!)",
+    conda:
+        "../envs/hne.yaml"
+    params:
+        classes=lambda wc: task_classes(wc.task),
+    script:
+        "../workflow_scripts/task_labels.py"
+
+
 rule data_report:
     input:
         manifest=data_path("manifest.tsv"),
