@@ -12,14 +12,15 @@ from hne_core.results.aggregate import ResultsError, Setting, attack_cells
 
 def test_weights_model_ids_and_settings_have_one_spelling():
     assert [naming.fmt_weight(w) for w in (1, 0.30, "0.7", 0.7000000001)] == ["1.0", "0.3", "0.7", "0.7"]
-    assert naming.model_id(0.7, 0.5) == "la0.7_lc0.5" and naming.parse_model_id("la0.7_lc0.5") == (0.7, 0.5)
+    assert naming.model_id(0.7, 0.5) == "la0.7_lc0.5"
+    assert naming.parse_model_id("la0.7_lc0.5") == (0.7, 0.5, {"accent": 1.0})
     with pytest.raises(ValueError, match="not a model id"):
         naming.parse_model_id("la0.7-lc0.5")
     assert naming.format_setting(1, 0.5, 0) == "1.0/0.5/0.0"
     assert (
         naming.parse_setting("1.0/0.50/0")
         == naming.setting_of({"lambda_a": 1, "lambda_c_train": 0.5, "lambda_c_infer": 0.0})
-        == (1.0, 0.5, 0.0)
+        == (1.0, 0.5, 0.0, "")
     )
     with pytest.raises(ValueError, match="λA/λC"):
         naming.parse_setting("1.0/0.5")
@@ -70,3 +71,28 @@ def test_attack_cells_match_by_the_settings_the_summaries_carry(tmp_path):
     bare = _write(tmp_path / "old" / "summary.json", {"steps": 50})
     with pytest.raises(ResultsError, match=r"lacks \['lambda_a'"):
         attack_cells([bare], [], [e1])
+
+
+def test_a_summary_naming_other_tasks_is_another_setting_than_one_without(tmp_path):
+    """Two models of the same λs, the paper's (its summaries carry no ``tasks``) and one trained on sex alone
+    (``tasks``: 'sex1.0'): two settings, and each attack is matched with its own model's evaluation."""
+
+    def job(folder, payload):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "utterances.csv").write_text("")
+        return _write(tmp_path / folder / "summary.json", payload), str(tmp_path / folder / "utterances.csv")
+
+    weights = {"lambda_a": 0.7, "lambda_c_train": 0.0, "lambda_c_infer": 0.0}
+    plain, plain_csv = job("attacks/plain", {**weights, "steps": 50})
+    sex, sex_csv = job("attacks/sex", {**weights, "tasks": "sex1.0", "steps": 50})
+    plain_eval, _ = job("eval/plain", weights)
+    sex_eval, _ = job("eval/sex", {**weights, "tasks": "sex1.0"})
+    assert naming.setting_of(json.loads(open(plain).read())) == (0.7, 0.0, 0.0, "")
+    assert Setting.of(json.loads(open(sex).read())) == Setting(0.7, 0.0, 0.0, "sex1.0") != Setting(0.7, 0.0, 0.0)
+    cells = attack_cells([sex, plain], [plain_csv, sex_csv], [sex_eval, plain_eval])
+    assert [(c["tasks"], c["attack_csv"], c["eval_summary"]) for c in cells] == [
+        ("sex1.0", sex_csv, sex_eval),
+        ("", plain_csv, plain_eval),
+    ]
+    with pytest.raises(ResultsError, match=r"no evaluation summary of λA=0.7, .*, λC\(i\)=0.0, tasks sex1.0"):
+        attack_cells([sex], [sex_csv], [plain_eval])

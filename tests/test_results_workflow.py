@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from conftest import SMOKE, run_snakemake
 
-from hne_core.results.aggregate import ADVTWER_COLUMNS
+from hne_core.results.aggregate import ADVTWER_COLUMNS, read_advtwer
 
 
 def test_smoke_advtwer_frame_matches_the_attacks(smoke_run):
@@ -24,6 +24,7 @@ def test_smoke_advtwer_frame_matches_the_attacks(smoke_run):
         (1.0, 0.0, 0.0, 4),
     ]
     assert (frame.n_utts == 4).all()
+    assert (read_advtwer(smoke_run / "results/tables/advtwer.csv")["tasks"] == "").all()  # the paper's models
     assert ((frame.adv_twer_ci_low <= frame.adv_twer + 1e-4) & (frame.adv_twer <= frame.adv_twer_ci_high + 1e-4)).all()
     assert ((frame.ref_wer_ci_low <= frame.ref_wer + 1e-4) & (frame.ref_wer <= frame.ref_wer_ci_high + 1e-4)).all()
     assert (frame.ref_wer >= 0).all() and frame.ref_wer.notna().all()

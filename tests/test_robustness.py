@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import shutil
-from dataclasses import astuple
 
 import jiwer
 import numpy as np
@@ -18,6 +17,7 @@ from conftest import REPO, SMOKE, planned_jobs, run_snakemake
 
 from hne_core.attack.pgd import l2_step
 from hne_core.attack.run import run_attack
+from hne_core.naming import summary_weights
 from hne_core.results.aggregate import (
     ResultsError,
     Setting,
@@ -27,9 +27,10 @@ from hne_core.results.aggregate import (
     resampled_wer,
 )
 from hne_core.results.compare import Comparison, Difference, FindingResult, robustness_support, seed_support
-from hne_core.robustness.adaptive import PAPER, adaptive_frame, adaptive_rows, worst_case
-from hne_core.robustness.noise import noise_direction, noisy
+from hne_core.robustness.adaptive import PAPER, adaptive_frame, adaptive_markdown, adaptive_rows, worst_case
+from hne_core.robustness.noise import NOISE_COLUMNS, noise_direction, noisy
 from hne_core.robustness.report import (
+    CHECK_COLUMNS,
     CHECKS,
     Bootstrap,
     Inputs,
@@ -38,10 +39,13 @@ from hne_core.robustness.report import (
     noise_numbers,
     noise_rows,
     pooled_scores,
+    read_inputs,
     setting_verdicts,
     steps_rows,
     transfer_matrices,
+    write_frame,
 )
+from hne_core.robustness.transfer import TRANSFER_COLUMNS
 from hne_core.robustness.verdicts import (
     FLAG,
     PASSES,
@@ -55,6 +59,7 @@ from hne_core.robustness.verdicts import (
     transfer_verdict,
     untargeted_verdicts,
 )
+from hne_core.robustness.victim import Victim
 
 SMOKE_ROBUSTNESS = REPO / "tests" / "configs" / "smoke_robustness.yaml"
 MILESTONES_SMOKE = yaml.safe_load(SMOKE.read_text())["attack"]["steps"]
@@ -184,16 +189,7 @@ def test_a_finding_judged_across_training_seeds():
 
     def frame(values):
         return pd.DataFrame(
-            [
-                {
-                    **dict(zip(("lambda_a", "lambda_c_train", "lambda_c_infer"), astuple(s))),
-                    "seed": k,
-                    "steps": 4,
-                    "adv_twer": v,
-                }
-                for s, per in values.items()
-                for k, v in per.items()
-            ]  # fmt: skip
+            [{**s.row(), "seed": k, "steps": 4, "adv_twer": v} for s, per in values.items() for k, v in per.items()]
         )
 
     finding = FindingResult(
@@ -430,6 +426,67 @@ def test_check_frame_judges_every_check_alike_whatever_the_row_order_of_each_csv
     assert spread.loc[1.0, "reference"] == np.std(resampled, ddof=1)  # the same numbers, the same operations
     steps = frame[frame["check"] == "steps"]
     assert steps["verdict"].tolist() == [PASSES, PASSES] and (steps["ci_low"] > 0).all()
+
+
+# ------------------------------------------------------------------------------------------------ tasks
+PLAIN, SEX = Setting(0.7, 0.0, 0.0), Setting(0.7, 0.0, 0.0, "sex1.0")  # the same λs, the accent alone and sex alone
+
+
+def test_a_victim_writes_its_tasks_into_every_row():
+    def victim(weights):
+        return Victim("model", "data", [], 0.0, summary_weights(weights)).setting()
+
+    assert victim({"lambda_a": 0.7, "lambda_c": 0.0}) == {**PLAIN.row(), "tasks": ""}
+    assert victim({"lambda_a": 0.7, "lambda_c": 0.0, "tasks": {"sex": 1.0}}) == SEX.row()
+
+
+def _keyed_csv(path, columns, rows):
+    pd.DataFrame(rows, columns=columns).to_csv(path, index=False)  # an empty tasks cell, read back as NaN by default
+    return str(path)
+
+
+def test_transfer_and_noise_csvs_are_keyed_by_their_tasks_too(tmp_path):
+    """A transfer between the two models of the same λs goes both ways; each direction is its own (source, victim)
+    pair, the accent-only side keyed '' (not NaN); a noise CSV written before models had tasks is the accent's."""
+    row = {"utt_id": "u0", "reference": "A", "target": "B", "hypothesis": "B", "l2_norm": 1.0}
+
+    def transfer(source, victim):
+        return {**{f"source_{k}": v for k, v in source.row().items()}, **victim.row(), **row}
+
+    transfer_csv = _keyed_csv(tmp_path / "t.csv", TRANSFER_COLUMNS, [transfer(SEX, PLAIN), transfer(PLAIN, SEX)])
+    noise_csv = _keyed_csv(tmp_path / "n.csv", NOISE_COLUMNS, [{**SEX.row(), "draw": -1, **row}])
+    old = pd.DataFrame([{**PLAIN.row(), "draw": -1, **row}]).drop(columns="tasks")
+    old_csv = _keyed_csv(tmp_path / "old.csv", old.columns, old.to_dict("records"))
+    got = read_inputs([], [], [transfer_csv], [], [], [noise_csv, old_csv], [], [], 2.0)
+    assert set(got.transfer) == {(SEX, PLAIN), (PLAIN, SEX)} and set(got.noise) == {SEX, PLAIN}
+    assert got.transfer[(SEX, PLAIN)]["tasks"].tolist() == [""]
+
+
+def test_check_verdicts_read_back_from_the_csv_keep_both_models_of_the_same_weights(tmp_path):
+    verdicts = (("", "steps", FLAG), ("sex1.0", "steps", PASSES), ("sex1.0", "noise", FLAG))
+    rows = [
+        {**PLAIN.row(), "tasks": t, "check": c, "item": "x", "value": 1.0, "ci_low": 0.0, "ci_high": 2.0,
+         "reference": 1.0, "verdict": v, "rule": "r"}
+        for t, c, v in verdicts
+    ]  # fmt: skip
+    write_frame(pd.DataFrame(rows, columns=CHECK_COLUMNS), tmp_path / "checks.csv")
+    checks = setting_verdicts(pd.read_csv(tmp_path / "checks.csv"))
+    assert checks == {PLAIN: {"steps": FLAG}, SEX: {"steps": PASSES, "noise": FLAG}}
+
+
+def test_the_adaptive_table_shows_each_models_own_cell():
+    paper = {(PLAIN, 2): scores([8] * 8), (SEX, 2): scores([3] * 8)}
+    family = {(SEX, 2, "lca1.0_mu0.0"): scores([1] * 8), (PLAIN, 2, "lca1.0_mu0.0"): scores([6] * 8)}
+    table = {"name": "t", "title": "t", "columns": [
+        {**PLAIN.row(), "label": "accent"},
+        {**PLAIN.row(), "tasks": {"sex": 1.0}, "label": "sex"},
+    ]}  # fmt: skip
+    frame = adaptive_frame([table], paper, family, lambda sc: E(sc.wer, 1.0))
+    assert frame["tasks"].tolist() == ["", "sex1.0"] and frame["worst_adv_twer"].tolist() == pytest.approx([60, 10])
+    assert [s for s, _ in adaptive_rows(frame)] == [PLAIN, SEX]
+    md = adaptive_markdown(table, frame, 0.95)
+    assert "accent (0.7/0.0/0.0) | sex (0.7/0.0/0.0/sex1.0) |" in md
+    assert "| PGD-2 | 60.00 [59.00, 61.00] lca1.0_mu0.0 · paper 80.00 · n 1 | 10.00 [9.00, 11.00]" in md
 
 
 # ------------------------------------------------------------------------------------------------ the engines

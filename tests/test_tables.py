@@ -23,9 +23,11 @@ from hne_core.results.aggregate import (
     bootstrap_indices,
     edit_counts,
     percentile_interval,
+    read_advtwer,
     resampled_wer,
+    write_frame,
 )
-from hne_core.results.compare import evaluate_findings, paired_difference, parse_setting
+from hne_core.results.compare import evaluate_findings, findings_section, paired_difference, parse_setting
 from hne_core.results.paper import PAPER_STEPS, budget_note, describe_mapping, load_paper_results, milestone_map
 from hne_core.results.tables import (
     PaperTable,
@@ -309,6 +311,7 @@ def test_advtwer_frame_is_tidy_and_checks_its_inputs(tmp_path):
         "lambda_a",
         "lambda_c_train",
         "lambda_c_infer",
+        "tasks",
         "steps",
         "adv_twer",
         "adv_twer_ci_low",
@@ -339,6 +342,7 @@ def test_advtwer_frame_is_tidy_and_checks_its_inputs(tmp_path):
     assert ((frame["ref_wer_ci_low"] <= frame["ref_wer"]) & (frame["ref_wer"] <= frame["ref_wer_ci_high"])).all()
     assert frame["benign_wer"].tolist() == [25.0, 25.0]
     assert frame["accent_acc"].iloc[0] == pytest.approx(90.0) and math.isnan(frame["accent_acc"].iloc[1])
+    assert frame["tasks"].tolist() == ["", ""]  # the paper's models: the accent alone
     assert frame.equals(advtwer_frame(cells, 300, 0.95, seed=3))
 
     c = _write_cell(tmp_path / "c", ["u1", "u2", "u9"], targets, targets)
@@ -350,6 +354,42 @@ def test_advtwer_frame_is_tidy_and_checks_its_inputs(tmp_path):
     e = _write_cell(tmp_path / "e", ids, targets, targets, summary_wer=12.0)
     with pytest.raises(ResultsError, match="WER from the utterances .* differs from its summary"):
         advtwer_frame([{**cells[0], **e}], 300, 0.95, seed=3)
+
+
+def test_a_model_with_other_tasks_is_its_own_cell_and_survives_a_csv_round_trip(tmp_path):
+    """Two models of the same λs, the paper's (no ``tasks``) and one trained on sex alone: two rows of the frame,
+    read back from the CSV with tasks '' (not NaN, not 'nan') and 'sex1.0', and two columns of a table."""
+    ids, targets = ["u1", "u2"], ["LOREM IPSUM", "DOLOR SIT"]
+    accent = _write_cell(tmp_path / "accent", ids, targets, ["LOREM IPSUM", "DOLOR SIT"], accent_acc=0.5)
+    sex = _write_cell(tmp_path / "sex", ids, targets, ["X", "Y"])
+    weights = {"lambda_a": 0.7, "lambda_c_train": 0.0, "lambda_c_infer": 0.0, "steps": 50}
+    cells = [{**weights, "tasks": "sex1.0", **sex}, {**weights, **accent}]
+    path = tmp_path / "advtwer.csv"
+    write_frame(advtwer_frame(cells, 100, 0.95, seed=1), path)
+    assert ",,50," in path.read_text()  # the accent-only row: an empty tasks cell
+    frame = read_advtwer(path)
+    assert frame["tasks"].tolist() == ["", "sex1.0"] and frame["adv_twer"].tolist() == pytest.approx([0.0, 100.0])
+    assert [Setting.of(r) for r in frame.to_dict("records")] == [Setting(0.7, 0.0, 0.0), Setting(0.7, 0, 0, "sex1.0")]
+    table = {
+        "name": "tasks",
+        "title": "t",
+        "columns": [
+            {**weights, "label": "accent"},
+            {**weights, "tasks": {"sex": 1.0}, "label": "sex"},
+        ],
+    }
+    picked = PaperTable.from_frame(frame, table, [50])
+    assert picked.values.tolist() == [[0.0, 100.0]]
+    assert [c.text for c in picked.grid().rows[0]] == ["λA/λC(t)/λC(i)/tasks", "0.7/0.0/0.0", "0.7/0.0/0.0/sex1.0"]
+
+
+def test_a_setting_spells_its_tasks_only_when_it_has_other_tasks():
+    plain, sex = Setting(0.7, 0.0, 0.0), Setting(0.7, 0.0, 0.0, "sex1.0")
+    assert plain != sex and Setting(0.7, 0.0, 0.0, float("nan")) == plain == Setting(0.7, 0, 0, "accent1.0")
+    assert plain.short == "0.7/0.0/0.0" and plain.spelled == "λA=0.7, λC(t)=0.0, λC(i)=0.0"
+    assert sex.short == "0.7/0.0/0.0/sex1.0" and sex.spelled == "λA=0.7, λC(t)=0.0, λC(i)=0.0, tasks sex1.0"
+    assert Setting.parse("0.7/0.0/0.0/sex1.0") == sex == Setting.of({**plain.row(), "tasks": {"sex": 1.0}})
+    assert plain.row() == {"lambda_a": 0.7, "lambda_c_train": 0.0, "lambda_c_infer": 0.0, "tasks": ""}
 
 
 # ------------------------------------------------------------------------------------------------ comparisons
@@ -400,6 +440,24 @@ def test_the_configs_findings_hold_on_the_papers_own_numbers():
     assert [r.paper_counts for r in results] == [(16, 16), (24, 24), (12, 12), (59, 60), (1, 1)]
     assert all(r.verdict == "does not hold" and r.n_hold == 0 for r in results)  # identical scores: ties
     assert results[3].comparisons[0].better == parse_setting("0.7/0.5/0.0") and len(results[3].comparisons) == 15
+
+
+def test_a_finding_with_a_tasks_setting_compares_that_models_cells():
+    """'0.7/0.0/0.0/sex1.0' is the sex model, '0.7/0.0/0.0' the paper's model of the same λs: the finding must
+    read the sex model's scores (higher than the baseline's) and not the accent model's (lower)."""
+    base, accent, sex = Setting(1.0, 0.0, 0.0), Setting(0.7, 0.0, 0.0), Setting.parse("0.7/0.0/0.0/sex1.0")
+    level = {base: 2, accent: 1, sex: 3}  # edits per utterance of 4 words
+    attack = {(s, 50): _scores([e] * 6, [4] * 6) for s, e in level.items()}
+    findings = [
+        {"claim": "sex", "metric": "adv_twer", "comparisons": [["0.7/0.0/0.0/sex1.0", "1.0/0.0/0.0"]]},
+        {"claim": "accent", "metric": "adv_twer", "comparisons": [["0.7/0.0/0.0", "1.0/0.0/0.0"]]},
+    ]
+    with_sex, with_accent = evaluate_findings(findings, attack, {}, [50], 50, 0.95, seed=0)
+    assert with_sex.comparisons[0].better == sex and with_sex.comparisons[0].ours[50].point == pytest.approx(25.0)
+    assert with_sex.verdict == "holds" and with_accent.verdict == "does not hold"
+    text = "\n".join(findings_section([with_sex, with_accent], [50], 0.95))
+    assert "| 0.7/0.0/0.0/sex1.0 vs 1.0/0.0/0.0 | +25.00" in text and "| 0.7/0.0/0.0 vs 1.0/0.0/0.0 | -25.00" in text
+    assert "λA/λC(t)/λC(i)/tasks |" in text and "λA/λC(t)/λC(i) |" in text  # the tasks part only where named
 
 
 # ------------------------------------------------------------------------------------------------ benign table
@@ -459,3 +517,34 @@ def test_benign_table_puts_the_base_first_and_bolds_the_lowest_wer():
     bold = [[c.text for c in row if c.bold] for row in grid.rows]
     assert bold == [[], [], ["15.00"], ["15.00", "20.00"]]  # tie for the lowest: both bold
     assert [row[0].baseline for row in grid.rows] == [False, False, True, False]  # STL decoder only
+
+
+def test_benign_table_gives_each_other_tasks_accuracy_its_own_column():
+    """A model trained on sex alone reports task_acc and no accent accuracy: a 'sex acc.' column, its accent cell
+    '–', and the accent model's sex cell '–'. Its model id names its tasks."""
+    common = {"lambda_c_train": 0.0, "lambda_c_infer": 0.0, "n_utts": 8}
+    summaries = [
+        {**common, "model": "la1.0_lc0.0", "lambda_a": 1.0, "wer": 0.2, "accent_acc": None},
+        {**common, "model": "la0.7_lc0.0", "lambda_a": 0.7, "wer": 0.3, "accent_acc": 0.5},
+        {
+            **common,
+            "model": "la0.7_lc0.0_sex1.0",
+            "lambda_a": 0.7,
+            "tasks": "sex1.0",
+            "wer": 0.25,
+            "accent_acc": None,
+            "task_acc": {"sex": 0.75},
+        },
+    ]
+    frame = benign_frame(summaries)
+    assert frame["tasks"].tolist() == ["", "sex1.0", ""]
+    wide, grid = benign_layout(frame)
+    assert grid.header == ["model", "λA", "λC(t)", "WER λC(i)=0.0", "accent acc.", "sex acc.", "utterances"]
+    texts = {row[0].text: [c.text for c in row[3:]] for row in grid.rows}
+    assert texts == {
+        "la0.7_lc0.0": ["30.00", "50.0", "–", "8"],
+        "la0.7_lc0.0_sex1.0": ["25.00", "–", "75.0", "8"],
+        "la1.0_lc0.0": ["20.00", "–", "–", "8"],
+    }
+    assert wide.columns.tolist()[-3:] == ["accent_acc", "sex_acc", "n_utts"]
+    assert "each auxiliary task's accuracy" in grid.title

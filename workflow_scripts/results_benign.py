@@ -1,4 +1,5 @@
-"""Evaluation summaries -> the benign table: WER per model and inference weight, accent accuracy."""
+"""Evaluation summaries -> the benign table: WER per model and inference weight, accent accuracy (and each other
+auxiliary task's accuracy where a model has other tasks)."""
 
 from hne_core.startup import skip_typeguard_instrumentation
 
@@ -9,9 +10,10 @@ from hne_core.results.aggregate import read_summary
 from hne_core.results.tables import benign_frame, benign_layout, frame_csv, write_grid
 
 with logged_to(snakemake.log[0]) as log:
-    # the grid's models named by the weights their own summaries carry; the base by its input's name
+    # the grid's models named by the weights and tasks their own summaries carry; the base by its input's name
     summaries = [
-        {**(s := read_summary(p)), "model": model_id(s["lambda_a"], s["lambda_c_train"])} for p in snakemake.input.evals
+        {**(s := read_summary(p)), "model": model_id(s["lambda_a"], s["lambda_c_train"], s.get("tasks"))}
+        for p in snakemake.input.evals
     ]
     summaries.append({**read_summary(snakemake.input.base), "model": "pretrained"})
     wide, grid = benign_layout(benign_frame(summaries))

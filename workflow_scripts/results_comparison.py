@@ -7,6 +7,7 @@ from hne_core.atomic import write_text_atomic
 from hne_core.logs import logged_to
 from hne_core.results.aggregate import (
     Setting,
+    fill_tasks,
     read_advtwer,
     read_attack_scores,
     read_benign_scores,
@@ -33,7 +34,7 @@ with logged_to(snakemake.log[0]) as log:
         from hne_core.robustness.report import setting_verdicts
 
         checks = setting_verdicts(pd.read_csv(i.robustness[0]))
-        seeds = pd.read_csv(i.robustness_seeds[0])
+        seeds = fill_tasks(pd.read_csv(i.robustness_seeds[0]))  # '' for the accent alone, not NaN
     text = comparison_markdown(
         p.tables,
         read_advtwer(i.advtwer),

@@ -4,13 +4,14 @@ from hne_core.startup import skip_typeguard_instrumentation
 
 skip_typeguard_instrumentation()  # before ESPnet is imported
 from hne_core.logs import logged_to
+from hne_core.naming import summary_weights
 from hne_core.robustness.noise import NoiseDraws, noise_job
 from hne_core.robustness.victim import Victim
 
 with logged_to(snakemake.log[0]) as log:
     i, p = snakemake.input, snakemake.params
     utt_ids = open(i.utterances, encoding="utf-8").read().split()
-    weights = {"lambda_a": p.weights["lambda_a"], "lambda_c_train": p.weights["lambda_c"]}
+    weights = summary_weights(p.weights)  # λA, λC(t) and the tasks id of a model with other tasks
     victim = Victim(p.model_dir, p.test_dir, utt_ids, p.lambda_c_infer, weights, p.text_case, p.decoding)
     summary = noise_job(
         victim,

@@ -1,4 +1,7 @@
-"""The tidy AdvTWER frame: one row per (λA, λC(t), λC(i), PGD milestone), with a seeded bootstrap interval.
+"""The tidy AdvTWER frame: one row per (λA, λC(t), λC(i), tasks, PGD milestone), with a seeded bootstrap interval.
+
+A setting's ``tasks`` is the model's tasks id (``naming.tasks_id``): '' for the accent alone, the paper's model, so
+that the paper's settings read as they always have; every frame keyed by settings carries it as a column.
 
 Beside AdvTWER (against the adversarial targets), each row carries ``ref_wer``: the WER of the same hypotheses
 on the attacked audio against the utterances' references, with its interval computed the same way on the same
@@ -27,10 +30,21 @@ import pandas as pd
 from hne_core import naming
 from hne_core.atomic import atomic_path
 
-ADVTWER_COLUMNS = ["lambda_a", "lambda_c_train", "lambda_c_infer", "steps", "adv_twer", "adv_twer_ci_low",
-                   "adv_twer_ci_high", "ref_wer", "ref_wer_ci_low", "ref_wer_ci_high", "benign_wer", "accent_acc",
-                   "n_utts"]
 SETTING_KEYS = naming.SETTING_KEYS
+ADVTWER_COLUMNS = [
+    *SETTING_KEYS,
+    "steps",
+    "adv_twer",
+    "adv_twer_ci_low",
+    "adv_twer_ci_high",
+    "ref_wer",
+    "ref_wer_ci_low",
+    "ref_wer_ci_high",
+    "benign_wer",
+    "accent_acc",
+    "n_utts",
+]
+WEIGHT_KEYS = SETTING_KEYS[:3]  # the λs: every summary must carry them; ``tasks`` only a model with other tasks
 
 
 class ResultsError(ValueError):
@@ -39,38 +53,75 @@ class ResultsError(ValueError):
 
 @dataclass(frozen=True, order=True)
 class Setting:
-    """One (λA, λC(t), λC(i)): a trained model and the inference weight it is decoded and attacked with."""
+    """One (λA, λC(t), λC(i), tasks): a trained model, with its tasks id ('' for the accent alone), and the
+    inference weight it is decoded and attacked with. Normalised on construction (weights rounded as
+    ``naming.fmt_weight`` rounds them, tasks spelled as ``naming.tasks_id`` spells them, a CSV's NaN read as the
+    accent alone), so that any two spellings of one setting are equal and hash alike."""
 
     lambda_a: float
     lambda_c_train: float
     lambda_c_infer: float
+    tasks: str = ""
+
+    def __post_init__(self) -> None:
+        key = naming.setting_key(self.lambda_a, self.lambda_c_train, self.lambda_c_infer, self.tasks)
+        for name, value in zip(SETTING_KEYS, key):
+            object.__setattr__(self, name, value)
 
     @classmethod
     def of(cls, mapping: Mapping) -> Setting:
-        """From any mapping with the three keys (a config column, a CSV row, a job's summary); weights are
-        rounded so that 0.7 from YAML and 0.7000001 from a CSV are the same setting."""
+        """From any mapping with the setting keys (a config column, a CSV row, a job's summary); ``tasks`` may be
+        absent (the accent alone), a mapping (config) or a tasks id (summaries and CSVs)."""
         return cls(*naming.setting_of(mapping))
 
     @classmethod
     def parse(cls, text: str) -> Setting:
-        """'1.0/0.5/0.0' (λA/λC(t)/λC(i)), the spelling of config ``findings:``."""
+        """'1.0/0.5/0.0' or '0.7/0.0/0.0/sex1.0' (λA/λC(t)/λC(i)[/tasks]), the spelling of config ``findings:``."""
         return cls(*naming.parse_setting(text))
+
+    def row(self) -> dict:
+        """The setting as the columns of a frame keyed by ``SETTING_KEYS``."""
+        return {k: getattr(self, k) for k in SETTING_KEYS}
 
     @property
     def short(self) -> str:
-        """'1.0/0.5/0.0': the spelling of config ``findings:``."""
-        return naming.format_setting(self.lambda_a, self.lambda_c_train, self.lambda_c_infer)
+        """'1.0/0.5/0.0' or '0.7/0.0/0.0/sex1.0': the spelling of config ``findings:``."""
+        return naming.format_setting(self.lambda_a, self.lambda_c_train, self.lambda_c_infer, self.tasks)
 
     @property
     def spelled(self) -> str:
-        return f"λA={self.lambda_a:.1f}, λC(t)={self.lambda_c_train:.1f}, λC(i)={self.lambda_c_infer:.1f}"
+        """'λA=0.7, λC(t)=0.0, λC(i)=0.0', with ', tasks sex1.0' after it for a model with other tasks."""
+        weights = f"λA={self.lambda_a:.1f}, λC(t)={self.lambda_c_train:.1f}, λC(i)={self.lambda_c_infer:.1f}"
+        return weights + (f", tasks {self.tasks}" if self.tasks else "")
+
+
+def setting_header(settings: Iterable[Setting]) -> str:
+    """The header of a column of ``Setting.short``: the tasks part named only where some setting has one."""
+    return "λA/λC(t)/λC(i)" + ("/tasks" if any(s.tasks for s in settings) else "")
+
+
+def fill_tasks(frame: pd.DataFrame, prefix: str = "") -> pd.DataFrame:
+    """``frame`` with its ``<prefix>tasks`` column as tasks ids: '' for the accent alone, where pandas reads an empty
+    cell back as NaN and a file written before models had other tasks has no such column."""
+    column = f"{prefix}tasks"
+    values = frame[column].map(naming.tasks_id) if column in frame.columns else ""
+    return frame.assign(**{column: values})
+
+
+def setting_rows(frame: pd.DataFrame, setting: Setting) -> pd.Series:
+    """The rows of ``frame`` (keyed by ``SETTING_KEYS``) that belong to ``setting``, all four keys compared."""
+    mask = fill_tasks(frame)["tasks"] == setting.tasks
+    for k in WEIGHT_KEYS:
+        mask &= frame[k].astype(float).round(6) == getattr(setting, k)
+    return mask
 
 
 # ------------------------------------------------------------------------------------------------ job outputs
 def read_summary(path: str | Path) -> dict:
-    """A job's ``summary.json``; it must carry the (λA, λC(t), λC(i)) it was run with."""
+    """A job's ``summary.json``; it must carry the (λA, λC(t), λC(i)) it was run with (and ``tasks`` only for a
+    model with other tasks than the accent alone: its absence is the paper's model)."""
     summary = json.loads(Path(path).read_text(encoding="utf-8"))
-    missing = [k for k in SETTING_KEYS if k not in summary]
+    missing = [k for k in WEIGHT_KEYS if k not in summary]
     if missing:
         raise ResultsError(f"{path}: lacks {missing}; rerun the job that wrote it")
     return summary
@@ -85,8 +136,9 @@ def sibling(path: str | Path, name: str, declared: Iterable[str]) -> str:
     return other
 
 
-def attack_cells(attack_summaries: Sequence[str], attack_csvs: Sequence[str],
-                 eval_summaries: Sequence[str]) -> list[dict]:
+def attack_cells(
+    attack_summaries: Sequence[str], attack_csvs: Sequence[str], eval_summaries: Sequence[str]
+) -> list[dict]:
     """The cells of ``advtwer_frame``: each attack milestone's setting and steps read from its own summary, its
     ``utterances.csv`` beside it, and the evaluation summary of the same setting (matched by setting, not by
     position in a list)."""
@@ -97,9 +149,15 @@ def attack_cells(attack_summaries: Sequence[str], attack_csvs: Sequence[str],
         setting = Setting.of(summary)
         if setting not in evals:
             raise ResultsError(f"{path}: no evaluation summary of {setting.spelled} among the inputs")
-        cells.append({**{k: getattr(setting, k) for k in SETTING_KEYS}, "steps": int(summary["steps"]),
-                      "attack_csv": sibling(path, "utterances.csv", attack_csvs), "attack_summary": str(path),
-                      "eval_summary": evals[setting]})
+        cells.append(
+            {
+                **setting.row(),
+                "steps": int(summary["steps"]),
+                "attack_csv": sibling(path, "utterances.csv", attack_csvs),
+                "attack_summary": str(path),
+                "eval_summary": evals[setting],
+            }
+        )
     return cells
 
 
@@ -214,7 +272,7 @@ def _percent(value) -> float:
 def advtwer_frame(cells: Iterable[Mapping], n_samples: int, level: float, seed: int) -> pd.DataFrame:
     """The tidy frame of ``ADVTWER_COLUMNS``, sorted by setting and milestone.
 
-    Each cell maps the three λ keys and ``steps`` to its files: ``attack_csv`` (per-utterance results),
+    Each cell maps the setting keys and ``steps`` to its files: ``attack_csv`` (per-utterance results),
     ``attack_summary`` (its AdvTWER, checked against the recomputed one) and ``eval_summary`` (benign WER and
     accent accuracy of the same (model, λC(i)) on the test split, fractions there, percent here). ``ref_wer``
     and its interval: the same hypotheses against the references, checked against the summary's ``wer``.
@@ -231,17 +289,28 @@ def advtwer_frame(cells: Iterable[Mapping], n_samples: int, level: float, seed: 
         summary = json.loads(Path(cell["attack_summary"]).read_text(encoding="utf-8"))
         for name, ours, theirs in (("AdvTWER", point, summary["adv_twer"]), ("WER", ref.wer, summary["wer"])):
             if not math.isclose(ours, theirs, rel_tol=1e-9, abs_tol=1e-6):
-                raise ResultsError(f"{cell['attack_csv']}: {name} from the utterances ({ours}) differs from "
-                                   f"its summary's ({theirs})")
+                raise ResultsError(
+                    f"{cell['attack_csv']}: {name} from the utterances ({ours}) differs from its summary's ({theirs})"
+                )
         low, high = percentile_interval(resampled_wer(s, indices), level)
         ref_low, ref_high = percentile_interval(resampled_wer(ref, indices), level)
         benign = json.loads(Path(cell["eval_summary"]).read_text(encoding="utf-8"))
         setting = Setting.of(cell)
-        rows.append({**{k: getattr(setting, k) for k in SETTING_KEYS}, "steps": int(cell["steps"]),
-                     "adv_twer": point, "adv_twer_ci_low": low, "adv_twer_ci_high": high,
-                     "ref_wer": ref.wer, "ref_wer_ci_low": ref_low, "ref_wer_ci_high": ref_high,
-                     "benign_wer": _percent(benign["wer"]), "accent_acc": _percent(benign.get("accent_acc")),
-                     "n_utts": len(s.utt_ids)})
+        rows.append(
+            {
+                **setting.row(),
+                "steps": int(cell["steps"]),
+                "adv_twer": point,
+                "adv_twer_ci_low": low,
+                "adv_twer_ci_high": high,
+                "ref_wer": ref.wer,
+                "ref_wer_ci_low": ref_low,
+                "ref_wer_ci_high": ref_high,
+                "benign_wer": _percent(benign["wer"]),
+                "accent_acc": _percent(benign.get("accent_acc")),
+                "n_utts": len(s.utt_ids),
+            }
+        )
     frame = pd.DataFrame(rows, columns=ADVTWER_COLUMNS)
     return frame.sort_values([*SETTING_KEYS, "steps"], ignore_index=True)
 
@@ -252,7 +321,8 @@ def write_frame(frame: pd.DataFrame, path: str | Path) -> None:
 
 
 def read_advtwer(path: str | Path) -> pd.DataFrame:
-    frame = pd.read_csv(path)
+    """advtwer.csv with its ``tasks`` as tasks ids ('' for the accent alone, never NaN)."""
+    frame = fill_tasks(pd.read_csv(path))
     missing = [c for c in ADVTWER_COLUMNS if c not in frame.columns]
     if missing:
         raise ResultsError(f"{path}: lacks columns {missing}")

@@ -36,12 +36,18 @@ def _save(fig, paths: Sequence[str | Path]) -> None:
 
 
 def series_label(col: Column) -> str:
-    s = col.setting
-    return f"{col.label} (λA={s.lambda_a:.1f}, λC(t)={s.lambda_c_train:.1f}, λC(i)={s.lambda_c_infer:.1f})"
+    """'MTL (λA=0.7, λC(t)=0.0, λC(i)=0.0)', with the tasks after the λs for a model with other tasks."""
+    return f"{col.label} ({col.setting.spelled})"
 
 
-def figure1(frame: pd.DataFrame, series: Sequence[Mapping], steps: Sequence[int], paths: Sequence[str | Path],
-            overlay_paper: bool = False, paper: pd.DataFrame | None = None) -> None:
+def figure1(
+    frame: pd.DataFrame,
+    series: Sequence[Mapping],
+    steps: Sequence[int],
+    paths: Sequence[str | Path],
+    overlay_paper: bool = False,
+    paper: pd.DataFrame | None = None,
+) -> None:
     """AdvTWER (with its bootstrap band) against PGD steps, one line per series; baselines gray."""
     import seaborn as sns
 
@@ -58,8 +64,9 @@ def figure1(frame: pd.DataFrame, series: Sequence[Mapping], steps: Sequence[int]
         color = next(grays) if col.baseline else next(palette)
         line = {"linestyle": "-", "linewidth": 1.8, "color": color, "marker": next(markers)}
         sns.lineplot(x=rows["steps"], y=rows["adv_twer"], ax=ax, label=series_label(col), **line)
-        ax.fill_between(rows["steps"], rows["adv_twer_ci_low"], rows["adv_twer_ci_high"], color=color, alpha=0.15,
-                        linewidth=0)
+        ax.fill_between(
+            rows["steps"], rows["adv_twer_ci_low"], rows["adv_twer_ci_high"], color=color, alpha=0.15, linewidth=0
+        )
         theirs = [(s, published[(col.setting, s)]) for s in steps if (col.setting, s) in published]
         if theirs:
             ax.plot(*zip(*theirs), linestyle="--", linewidth=1.2, color=color, alpha=0.8)
@@ -71,8 +78,9 @@ def figure1(frame: pd.DataFrame, series: Sequence[Mapping], steps: Sequence[int]
         ax.set_xticklabels([f"{s}\n(paper {mapping[s]})" if s in mapping else str(s) for s in steps])
         ax.set_xlabel("PGD steps (the paper's curves drawn at our milestones by position)")
     note = budget_note(steps)
-    ax.set_title("Adversarial performance of MTL combinations (shaded: bootstrap interval)" + (f"\n{note}" if note
-                                                                                                  else ""))
+    ax.set_title(
+        "Adversarial performance of MTL combinations (shaded: bootstrap interval)" + (f"\n{note}" if note else "")
+    )
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     _save(fig, paths)
     plt.close(fig)
@@ -81,7 +89,6 @@ def figure1(frame: pd.DataFrame, series: Sequence[Mapping], steps: Sequence[int]
 def training_curves(curves: Mapping[str, pd.DataFrame], paths: Sequence[str | Path]) -> None:
     """Small multiples: one panel per model, its losses per epoch (train solid, valid dashed)."""
     import seaborn as sns
-
     from matplotlib.ticker import MaxNLocator
 
     plt = _pyplot()
@@ -92,9 +99,22 @@ def training_curves(curves: Mapping[str, pd.DataFrame], paths: Sequence[str | Pa
         part = curve.melt(id_vars=["epoch", "phase"], value_vars=losses, var_name="loss", value_name="value")
         long.append(part.assign(model=model))
     data = pd.concat(long, ignore_index=True).dropna(subset=["value"])
-    grid = sns.relplot(data=data, x="epoch", y="value", hue="loss", style="phase", col="model",
-                       col_wrap=min(4, len(curves)), kind="line", markers=True, dashes={"train": "", "valid": (4, 2)},
-                       height=2.2, aspect=1.2, facet_kws={"sharey": False}, col_order=list(curves))
+    grid = sns.relplot(
+        data=data,
+        x="epoch",
+        y="value",
+        hue="loss",
+        style="phase",
+        col="model",
+        col_wrap=min(4, len(curves)),
+        kind="line",
+        markers=True,
+        dashes={"train": "", "valid": (4, 2)},
+        height=2.2,
+        aspect=1.2,
+        facet_kws={"sharey": False},
+        col_order=list(curves),
+    )
     grid.set_titles("{col_name}")
     grid.set_axis_labels("epoch", "loss")
     for ax in grid.axes.flat:

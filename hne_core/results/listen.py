@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from hne_core.results.aggregate import ResultsError, Setting
+from hne_core.results.aggregate import ResultsError, Setting, setting_header, setting_rows
 from hne_core.results.perceptual import SAMPLE_RATE, median_frame
 
 N_FFT, HOP = 512, 128  # 32 ms windows, 8 ms hop at 16 kHz: the usual speech spectrogram
@@ -130,7 +130,8 @@ h1{font-size:1.4em}h2{font-size:1.15em;margin-top:2em;border-top:2px solid #888;
 table{border-collapse:collapse}td,th{padding:4px 8px;border-bottom:1px solid #ccc;vertical-align:top;text-align:left}
 th{background:#f0f0f0}td.num{text-align:right;white-space:nowrap}
 .clip{display:inline-flex;flex-direction:column;align-items:flex-start;gap:2px;width:272px}
-.clip audio{width:272px;height:32px}.clip img{width:272px;height:104px}.note{font-size:.8em;color:#555}.ok{color:#a00;font-weight:bold}
+.clip audio{width:272px;height:32px}.clip img{width:272px;height:104px}.note{font-size:.8em;color:#555}
+.ok{color:#a00;font-weight:bold}
 .text{font-family:monospace;font-size:.9em;overflow-wrap:anywhere}td.text{max-width:320px}.head{display:flex;gap:1.5em;align-items:flex-start;margin-bottom:.8em}
 """
 
@@ -154,9 +155,7 @@ def _num(value: float, decimals: int) -> str:
 
 
 def _scores(perceptual: pd.DataFrame, setting: Setting, steps: int, utt_id: str) -> dict:
-    key = (perceptual["utt_id"] == utt_id) & (perceptual["steps"] == steps)
-    for k in ("lambda_a", "lambda_c_train", "lambda_c_infer"):
-        key &= perceptual[k].round(6) == getattr(setting, k)
+    key = (perceptual["utt_id"] == utt_id) & (perceptual["steps"] == steps) & setting_rows(perceptual, setting)
     rows = perceptual[key]
     if len(rows) != 1:
         raise ResultsError(f"{len(rows)} perceptual rows of {utt_id} at {setting.spelled}, PGD-{steps}")
@@ -176,7 +175,8 @@ def _medians_table(perceptual: pd.DataFrame, columns: Sequence[Column], steps: i
             f'<td class="num">{r["pesq_unscored"]} / {r["stoi_unscored"]}</td></tr>'
         )
     return (
-        "<table><tr><th>λA/λC(t)/λC(i)</th><th>column</th><th>SNR (dB)</th><th>PESQ-WB</th><th>STOI</th>"
+        f"<table><tr><th>{html.escape(setting_header(c.setting for c in columns))}</th><th>column</th>"
+        "<th>SNR (dB)</th><th>PESQ-WB</th><th>STOI</th>"
         "<th>utterances</th><th>not scored (PESQ / STOI)</th></tr>\n" + "\n".join(body) + "</table>"
     )
 

@@ -40,8 +40,10 @@ def budget_note(ours: Sequence[int], paper: Sequence[int] = PAPER_STEPS) -> str:
     the pipeline, ``configs/quick.yaml``); empty for the paper's own budget."""
     if tuple(int(s) for s in ours) == tuple(paper):
         return ""
-    return (f"NOT the paper's attack budget: PGD milestones {'/'.join(str(int(s)) for s in ours)} "
-            f"(the paper's: {'/'.join(str(p) for p in paper)})")
+    return (
+        f"NOT the paper's attack budget: PGD milestones {'/'.join(str(int(s)) for s in ours)} "
+        f"(the paper's: {'/'.join(str(p) for p in paper)})"
+    )
 
 
 def describe_mapping(ours: Sequence[int], paper: Sequence[int] = PAPER_STEPS) -> str:
@@ -52,8 +54,10 @@ def describe_mapping(ours: Sequence[int], paper: Sequence[int] = PAPER_STEPS) ->
     pairs = ", ".join(f"{o} ↔ PGD-{p}" for o, p in mapping.items())
     extra = [o for o in ours if int(o) not in mapping]
     note = f"; our {extra} have no counterpart" if extra else ""
-    return (f"This run's milestones differ from the paper's; they are matched by position ({pairs}{note}), "
-            "i.e. attack budgets of the same rank, not the same size.")
+    return (
+        f"This run's milestones differ from the paper's; they are matched by position ({pairs}{note}), "
+        "i.e. attack budgets of the same rank, not the same size."
+    )
 
 
 def paper_adv_twer(ours: Sequence[int], paper: pd.DataFrame | None = None) -> dict[tuple[Setting, int], float]:
@@ -61,8 +65,11 @@ def paper_adv_twer(ours: Sequence[int], paper: pd.DataFrame | None = None) -> di
     paper = load_paper_results() if paper is None else paper
     back = {p: o for o, p in milestone_map(ours).items()}
     rows = paper[paper["metric"] == "adv_twer"]
-    return {(Setting.of(r), back[int(r["steps"])]): float(r["value"]) for r in rows.to_dict("records")
-            if int(r["steps"]) in back}
+    return {
+        (Setting.of(r), back[int(r["steps"])]): float(r["value"])
+        for r in rows.to_dict("records")
+        if int(r["steps"]) in back
+    }
 
 
 def paper_benign_wer(paper: pd.DataFrame | None = None) -> dict[Setting, float]:

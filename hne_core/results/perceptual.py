@@ -33,7 +33,15 @@ import numpy as np
 import pandas as pd
 
 from hne_core.atomic import write_text_atomic
-from hne_core.results.aggregate import SETTING_KEYS, ResultsError, Setting, read_summary, sibling
+from hne_core.results.aggregate import (
+    SETTING_KEYS,
+    ResultsError,
+    Setting,
+    fill_tasks,
+    read_summary,
+    setting_header,
+    sibling,
+)
 from hne_core.results.paper import budget_note
 from hne_core.results.tables import Cell, Grid, write_grid
 
@@ -171,9 +179,7 @@ def utterance_frame(items: Sequence[Milestone], data_dir: str | Path, threads: i
     utt_ids = sorted({u for d in deltas.values() for u in d})
     clean = read_clean(data_dir, utt_ids)
     tasks = [
-        ({**{k: getattr(m.setting, k) for k in SETTING_KEYS}, "steps": m.steps, "utt_id": u}, clean[u], d)
-        for m in items
-        for u, d in deltas[m].items()
+        ({**m.setting.row(), "steps": m.steps, "utt_id": u}, clean[u], d) for m in items for u, d in deltas[m].items()
     ]
     if threads > 1 and len(tasks) > 1:
         # fork: the workers need only numpy, pesq and pystoi, already imported state is shared copy-on-write
@@ -193,8 +199,9 @@ def read_utterances(path: str | Path) -> pd.DataFrame:
         path,
         keep_default_na=False,
         na_values={c: ["", "NaN", "nan"] for c in ("snr_db", "pesq_wb", "stoi")},
-        dtype={"utt_id": str, "pesq_error": str, "stoi_error": str},
+        dtype={"utt_id": str, "pesq_error": str, "stoi_error": str, "tasks": str},
     )
+    frame = fill_tasks(frame)  # '' for the accent alone, also in a file written before models had other tasks
     missing = [c for c in UTTERANCE_COLUMNS if c not in frame.columns]
     if missing:
         raise ResultsError(f"{path}: lacks {missing}")
@@ -211,7 +218,7 @@ def median_frame(utts: pd.DataFrame) -> pd.DataFrame:
     """Medians of SNR, PESQ wb and STOI per (setting, milestone) over the utterances each was scored on, the
     number of utterances, how many PESQ and STOI could not score, and why (``TABLE_COLUMNS``)."""
     rows = []
-    for key, part in utts.groupby([*SETTING_KEYS, "steps"], sort=True):
+    for key, part in fill_tasks(utts).groupby([*SETTING_KEYS, "steps"], sort=True):  # a NaN key would drop its rows
         rows.append(
             {
                 **dict(zip([*SETTING_KEYS, "steps"], key)),
@@ -282,7 +289,16 @@ def perceptual_grid(frame: pd.DataFrame, labels: Mapping[Setting, str], steps: S
     )
     return Grid(
         f"{title} ({note})" if note else title,
-        ["λA/λC(t)/λC(i)", "column", "steps", "SNR (dB)", "PESQ-WB", "STOI", "utterances", "not scored (PESQ / STOI)"],
+        [
+            setting_header(labels),
+            "column",
+            "steps",
+            "SNR (dB)",
+            "PESQ-WB",
+            "STOI",
+            "utterances",
+            "not scored (PESQ / STOI)",
+        ],
         rows,
         legend,
     )

@@ -1,4 +1,5 @@
-"""The paper's tables: rows PGD-N, columns (λA, λC(t), λC(i)) settings, written as CSV, Markdown, LaTeX and HTML.
+"""The paper's tables: rows PGD-N, columns (λA, λC(t), λC(i), tasks) settings, written as CSV, Markdown, LaTeX and
+HTML.
 
 The marking follows the rules printed under the paper's tables:
 - baseline columns (the STL models; in Table 3 the λC(t)=0.0 model) are marked (gray in the paper);
@@ -25,15 +26,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hne_core import naming
 from hne_core.atomic import write_text_atomic
-from hne_core.results.aggregate import Setting
+from hne_core.results.aggregate import Setting, setting_header
 from hne_core.results.paper import budget_note
 
 MISSING = "–"
-LEGEND = ("italic = baseline (gray in the paper); highlighted = beats every baseline of its row; "
-          "bold = highest in row")
-LEGEND_LOWER = ("italic = baseline (gray in the paper); highlighted = lower than every baseline of its row; "
-                "bold = lowest in row")
+LEGEND = "italic = baseline (gray in the paper); highlighted = beats every baseline of its row; bold = highest in row"
+LEGEND_LOWER = (
+    "italic = baseline (gray in the paper); highlighted = lower than every baseline of its row; bold = lowest in row"
+)
 REFWER_SUFFIX = "_refwer"  # results/tables/<table>_refwer.*: the WER-against-references twin of each table
 
 
@@ -68,13 +70,13 @@ class Grid:
 
 
 # ------------------------------------------------------------------------------------------------ marks
-def row_marks(values: Sequence[float], baseline: Sequence[bool], decimals: int = 2,
-              lower_is_better: bool = False) -> tuple[list[bool], list[bool]]:
+def row_marks(
+    values: Sequence[float], baseline: Sequence[bool], decimals: int = 2, lower_is_better: bool = False
+) -> tuple[list[bool], list[bool]]:
     """(bold, highlighted) flags of one row, by the rules of the module docstring. With ``lower_is_better`` the
     row is marked as the negated row would be: bold = the minimum, highlighted = strictly below every baseline."""
     sign = -1.0 if lower_is_better else 1.0
-    shown = [math.nan if v is None or not math.isfinite(float(v)) else sign * round(float(v), decimals)
-             for v in values]
+    shown = [math.nan if v is None or not math.isfinite(float(v)) else sign * round(float(v), decimals) for v in values]
     finite = [v for v in shown if not math.isnan(v)]
     top = max(finite) if finite else math.nan
     bold = [not math.isnan(v) and v == top for v in shown]
@@ -100,15 +102,21 @@ class PaperTable:
     lower_is_better: bool = False
 
     @classmethod
-    def from_frame(cls, frame: pd.DataFrame, table: Mapping, steps: Sequence[int], value: str = "adv_twer",
-                   decimals: int = 2, lower_is_better: bool = False) -> PaperTable:
+    def from_frame(
+        cls,
+        frame: pd.DataFrame,
+        table: Mapping,
+        steps: Sequence[int],
+        value: str = "adv_twer",
+        decimals: int = 2,
+        lower_is_better: bool = False,
+    ) -> PaperTable:
         """Pick the cells of a config table (``name``, ``title``, ``columns``) out of a tidy frame with the
-        three λ keys, ``steps`` and ``value``."""
+        setting keys, ``steps`` and ``value``."""
         columns = [Column.of(c) for c in table["columns"]]
         lookup = {(Setting.of(r), int(r["steps"])): float(r[value]) for r in frame.to_dict("records")}
         values = np.array([[lookup.get((c.setting, int(s)), math.nan) for c in columns] for s in steps], dtype=float)
-        return cls(table["name"], table["title"], columns, [int(s) for s in steps], values, decimals,
-                   lower_is_better)
+        return cls(table["name"], table["title"], columns, [int(s) for s in steps], values, decimals, lower_is_better)
 
     @property
     def legend(self) -> str:
@@ -124,25 +132,39 @@ class PaperTable:
 
     def grid(self) -> Grid:
         bold, highlight = self.marks()
-        settings = [Cell("λA/λC(t)/λC(i)")] + [Cell(c.setting.short, baseline=c.baseline) for c in self.columns]
+        header = setting_header(c.setting for c in self.columns)
+        settings = [Cell(header)] + [Cell(c.setting.short, baseline=c.baseline) for c in self.columns]
         rows = [settings]
         for i, steps in enumerate(self.steps):
-            rows.append([Cell(f"PGD-{steps}")] + [
-                Cell(self.fmt(v), bold=bool(bold[i, j]), highlight=bool(highlight[i, j]), baseline=c.baseline)
-                for j, (v, c) in enumerate(zip(self.values[i], self.columns))])
+            rows.append(
+                [Cell(f"PGD-{steps}")]
+                + [
+                    Cell(self.fmt(v), bold=bool(bold[i, j]), highlight=bool(highlight[i, j]), baseline=c.baseline)
+                    for j, (v, c) in enumerate(zip(self.values[i], self.columns))
+                ]
+            )
         note = budget_note(self.steps)
         title = f"{self.title} ({note})" if note else self.title
-        return Grid(title, ["steps"] + [c.label for c in self.columns], rows, self.legend,
-                    {j + 1 for j, c in enumerate(self.columns) if c.baseline})
+        return Grid(
+            title,
+            ["steps"] + [c.label for c in self.columns],
+            rows,
+            self.legend,
+            {j + 1 for j, c in enumerate(self.columns) if c.baseline},
+        )
 
     def to_csv(self) -> str:
         """The layout with plain numbers; baseline columns say so in their header, and the marks are spelled
         out in two trailing columns (the labels of the bold and of the highlighted cells, ';'-joined)."""
         bold, highlight = self.marks()
         header = ["steps"] + [f"{c.label} (baseline)" if c.baseline else c.label for c in self.columns]
-        frame = pd.DataFrame([[f"PGD-{s}"] + ["" if not math.isfinite(v) else f"{v:.{self.decimals}f}"
-                                               for v in row] for s, row in zip(self.steps, self.values)],
-                             columns=header)
+        frame = pd.DataFrame(
+            [
+                [f"PGD-{s}"] + ["" if not math.isfinite(v) else f"{v:.{self.decimals}f}" for v in row]
+                for s, row in zip(self.steps, self.values)
+            ],
+            columns=header,
+        )
         labels = [c.label for c in self.columns]
         frame["bold"] = [";".join(lab for lab, m in zip(labels, r) if m) for r in bold]
         frame["highlighted"] = [";".join(lab for lab, m in zip(labels, r) if m) for r in highlight]
@@ -154,9 +176,12 @@ def refwer_table(frame: pd.DataFrame, table: Mapping, steps: Sequence[int], deci
     utterances' hypotheses against their references (``ref_wer`` of advtwer.csv). Lower is more robust (the
     attack destroyed less of the true transcript), so the marks follow the minimum. Named
     ``<table>_refwer``."""
-    twin = {**table, "name": f"{table['name']}{REFWER_SUFFIX}",
-            "title": f"WER (%) against the references under attack, columns of {table['name']} "
-                     f"(lower is more robust); {table['name']}: {table['title']}"}
+    twin = {
+        **table,
+        "name": f"{table['name']}{REFWER_SUFFIX}",
+        "title": f"WER (%) against the references under attack, columns of {table['name']} "
+        f"(lower is more robust); {table['name']}: {table['title']}",
+    }
     return PaperTable.from_frame(frame, twin, steps, value="ref_wer", decimals=decimals, lower_is_better=True)
 
 
@@ -166,18 +191,43 @@ def is_stl(lambda_a: float, lambda_c_train: float) -> bool:
     return lambda_a == 1.0 and lambda_c_train in (0.0, 1.0)
 
 
+BENIGN_COLUMNS = ["model", "lambda_a", "lambda_c_train", "tasks", "lambda_c_infer", "wer", "accent_acc", "n_utts"]
+
+
+def _pct(value) -> float:
+    return math.nan if value is None else 100.0 * float(value)
+
+
+def task_columns(summaries: Sequence[Mapping]) -> list[str]:
+    """The auxiliary tasks other than the accent whose accuracy some summary reports (``task_acc``), in name order:
+    each gets a column of its own, the accent keeps ``accent_acc`` (reported by every model that has its head)."""
+    found = {t for s in summaries for t in (s.get("task_acc") or {})}
+    return sorted(found - {naming.ACCENT_TASK})
+
+
 def benign_frame(summaries: Sequence[Mapping]) -> pd.DataFrame:
     """Evaluation summaries (fractions) -> one tidy row per (model, λC(i)) in percent; ``model`` names the
-    pre-trained base, whose summary has no λ keys of its own, as 'pretrained'."""
+    pre-trained base, whose summary has no λ keys of its own, as 'pretrained'. A model with other tasks than the
+    accent alone carries its tasks id and one ``<task>_acc`` column per task of ``task_columns`` (NaN where the
+    model has no such head)."""
+    extra = task_columns(summaries)
     rows = []
     for s in summaries:
-        acc = s.get("accent_acc")
-        rows.append({"model": s.get("model", ""), "lambda_a": float(s["lambda_a"]),
-                     "lambda_c_train": float(s["lambda_c_train"]), "lambda_c_infer": float(s["lambda_c_infer"]),
-                     "wer": 100.0 * float(s["wer"]), "accent_acc": math.nan if acc is None else 100.0 * float(acc),
-                     "n_utts": int(s["n_utts"])})
-    frame = pd.DataFrame(rows, columns=["model", "lambda_a", "lambda_c_train", "lambda_c_infer", "wer",
-                                        "accent_acc", "n_utts"])
+        accs = s.get("task_acc") or {}
+        rows.append(
+            {
+                "model": s.get("model", ""),
+                "lambda_a": float(s["lambda_a"]),
+                "lambda_c_train": float(s["lambda_c_train"]),
+                "tasks": naming.tasks_id(s.get("tasks")),
+                "lambda_c_infer": float(s["lambda_c_infer"]),
+                "wer": 100.0 * float(s["wer"]),
+                "accent_acc": _pct(s.get("accent_acc")),
+                "n_utts": int(s["n_utts"]),
+                **{f"{t}_acc": _pct(accs.get(t)) for t in extra},
+            }
+        )
+    frame = pd.DataFrame(rows, columns=[*BENIGN_COLUMNS, *(f"{t}_acc" for t in extra)])
     return frame.sort_values(["model", "lambda_c_infer"], ignore_index=True, key=_base_first)
 
 
@@ -185,19 +235,38 @@ def _base_first(col: pd.Series) -> pd.Series:
     return col.map(lambda m: (m != "pretrained", m)) if col.name == "model" else col
 
 
+def _accuracy_columns(frame: pd.DataFrame) -> list[str]:
+    """``accent_acc`` and the ``<task>_acc`` of every other task ``benign_frame`` found."""
+    return ["accent_acc", *(c for c in frame.columns if c.endswith("_acc") and c != "accent_acc")]
+
+
+def _first_value(part: pd.DataFrame, column: str) -> float:
+    """A model's accuracy: the same at every λC(i) (the heads do not decode), so the first one reported."""
+    values = part[column].dropna()
+    return values.iloc[0] if len(values) else math.nan
+
+
 def benign_layout(frame: pd.DataFrame, decimals: int = 2) -> tuple[pd.DataFrame, Grid]:
-    """Rows: models (the base first); columns: WER at each inference weight, accent accuracy, test utterances.
-    The lowest WER of each column is bold; STL models are the baselines."""
+    """Rows: models (the base first); columns: WER at each inference weight, accent accuracy (and each other task's
+    accuracy, where some model has other tasks), test utterances. The lowest WER of each column is bold; STL
+    models are the baselines."""
     lcis = sorted(frame["lambda_c_infer"].unique())
     wer_cols = [f"WER λC(i)={x:.1f}" for x in lcis]
+    acc_cols = _accuracy_columns(frame)
     records = []
     for model, part in frame.groupby("model", sort=False):
         first = part.iloc[0]
         by_lci = dict(zip(part["lambda_c_infer"], part["wer"]))
-        acc = part["accent_acc"].dropna()
-        records.append({"model": model, "lambda_a": first["lambda_a"], "lambda_c_train": first["lambda_c_train"],
-                        **{c: by_lci.get(x, math.nan) for c, x in zip(wer_cols, lcis)},
-                        "accent_acc": acc.iloc[0] if len(acc) else math.nan, "n_utts": int(part["n_utts"].max())})
+        records.append(
+            {
+                "model": model,
+                "lambda_a": first["lambda_a"],
+                "lambda_c_train": first["lambda_c_train"],
+                **{c: by_lci.get(x, math.nan) for c, x in zip(wer_cols, lcis)},
+                **{c: _first_value(part, c) for c in acc_cols},
+                "n_utts": int(part["n_utts"].max()),
+            }
+        )
     wide = pd.DataFrame(records)
     lowest = {c: wide[c].round(decimals).min() for c in wer_cols}
     rows = []
@@ -206,24 +275,43 @@ def benign_layout(frame: pd.DataFrame, decimals: int = 2) -> tuple[pd.DataFrame,
         cells = [Cell(r["model"]), Cell(f"{r['lambda_a']:.1f}"), Cell(f"{r['lambda_c_train']:.1f}")]
         for c in wer_cols:
             v = r[c]
-            cells.append(Cell(MISSING if not math.isfinite(v) else f"{v:.{decimals}f}",
-                              bold=math.isfinite(v) and round(v, decimals) == lowest[c]))
-        acc = r["accent_acc"]
-        cells += [Cell(MISSING if not math.isfinite(acc) else f"{acc:.1f}"), Cell(str(r["n_utts"]))]
+            cells.append(
+                Cell(
+                    MISSING if not math.isfinite(v) else f"{v:.{decimals}f}",
+                    bold=math.isfinite(v) and round(v, decimals) == lowest[c],
+                )
+            )
+        cells += [Cell(MISSING if not math.isfinite(r[c]) else f"{r[c]:.1f}") for c in acc_cols]
+        cells.append(Cell(str(r["n_utts"])))
         for cell in cells:
             cell.baseline = base
         rows.append(cells)
-    grid = Grid("Benign WER (%) of every model on the test split, by inference weight, and accent accuracy (%)",
-                ["model", "λA", "λC(t)", *wer_cols, "accent acc.", "utterances"], rows,
-                "italic = STL model; bold = lowest WER of the column; – = not evaluated or no discriminator")
+    accuracy = "accent accuracy (%)" if len(acc_cols) == 1 else "each auxiliary task's accuracy (%)"
+    grid = Grid(
+        f"Benign WER (%) of every model on the test split, by inference weight, and {accuracy}",
+        ["model", "λA", "λC(t)", *wer_cols, *(f"{c.removesuffix('_acc')} acc." for c in acc_cols), "utterances"],
+        rows,
+        "italic = STL model; bold = lowest WER of the column; – = not evaluated or no discriminator",
+    )
     return wide, grid
 
 
 # ------------------------------------------------------------------------------------------------ writers
 _MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\|*_`<>[]"})
-_TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                "λ": r"$\lambda$", "–": "--"}
+_TEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "λ": r"$\lambda$",
+    "–": "--",
+}
 
 
 def escape_md(text: str) -> str:
@@ -262,8 +350,12 @@ LATEX = _Marks(escape_tex, r"\textbf{{{}}}", r"\cellcolor{{yellow!35}}{}", r"\ce
 
 def to_markdown(grid: Grid) -> str:
     header = MARKDOWN.header(grid)
-    lines = [f"### {escape_md(grid.title)}", "", "| " + " | ".join(header) + " |",
-             "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    lines = [
+        f"### {escape_md(grid.title)}",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
+    ]
     lines += ["| " + " | ".join(MARKDOWN.cell(c) for c in row) + " |" for row in grid.rows]
     if grid.legend:
         lines += ["", escape_md(grid.legend)]
@@ -273,9 +365,16 @@ def to_markdown(grid: Grid) -> str:
 def to_latex(grid: Grid) -> str:
     """A ``table`` environment; needs ``\\usepackage[table]{xcolor}`` (for ``\\cellcolor``) in the document."""
     header = LATEX.header(grid)
-    lines = [r"% needs \usepackage[table]{xcolor}", r"\begin{table}[t]", r"\centering",
-             rf"\caption{{{escape_tex(grid.title)}}}", r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
-             r"\hline", " & ".join(header) + r" \\", r"\hline"]
+    lines = [
+        r"% needs \usepackage[table]{xcolor}",
+        r"\begin{table}[t]",
+        r"\centering",
+        rf"\caption{{{escape_tex(grid.title)}}}",
+        r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
+        r"\hline",
+        " & ".join(header) + r" \\",
+        r"\hline",
+    ]
     lines += [" & ".join(LATEX.cell(c) for c in row) + r" \\" for row in grid.rows]
     lines += [r"\hline", r"\end{tabular}"]
     if grid.legend:
@@ -287,6 +386,7 @@ def to_latex(grid: Grid) -> str:
 
 def to_html(grid: Grid) -> str:
     """A standalone page (the HTML report shows it as is): gray baselines, yellow highlights, bold maxima."""
+
     def cell(c: Cell, tag: str = "td") -> str:
         style = []
         if c.baseline:
@@ -300,21 +400,27 @@ def to_html(grid: Grid) -> str:
 
     head = "".join(cell(Cell(h, baseline=j in grid.baseline_columns), "th") for j, h in enumerate(grid.header))
     body = "\n".join("<tr>" + "".join(cell(c) for c in row) + "</tr>" for row in grid.rows)
-    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>" + html.escape(grid.title) +
-            "</title><style>table{border-collapse:collapse;font-family:sans-serif}td,th{padding:3px 8px;"
-            "border-bottom:1px solid #ccc;text-align:right}</style></head><body>\n"
-            f"<h3>{html.escape(grid.title)}</h3>\n<table>\n<tr>{head}</tr>\n{body}\n</table>\n"
-            f"<p><small>{html.escape(grid.legend)}</small></p>\n</body></html>\n")
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>'
+        + html.escape(grid.title)
+        + "</title><style>table{border-collapse:collapse;font-family:sans-serif}td,th{padding:3px 8px;"
+        "border-bottom:1px solid #ccc;text-align:right}</style></head><body>\n"
+        f"<h3>{html.escape(grid.title)}</h3>\n<table>\n<tr>{head}</tr>\n{body}\n</table>\n"
+        f"<p><small>{html.escape(grid.legend)}</small></p>\n</body></html>\n"
+    )
 
 
 def write_grid(grid: Grid, csv_text: str, paths: Mapping[str, str | Path]) -> None:
     """Write the formats named in ``paths`` (keys csv, md, tex, html)."""
-    writers = {"csv": lambda: csv_text, "md": lambda: to_markdown(grid), "tex": lambda: to_latex(grid),
-               "html": lambda: to_html(grid)}
+    writers = {
+        "csv": lambda: csv_text,
+        "md": lambda: to_markdown(grid),
+        "tex": lambda: to_latex(grid),
+        "html": lambda: to_html(grid),
+    }
     for fmt, path in paths.items():
         write_text_atomic(path, writers[fmt]())
 
 
 def frame_csv(frame: pd.DataFrame, decimals: int = 2) -> str:
     return frame.to_csv(index=False, float_format=f"%.{decimals}f", lineterminator="\n")
-

@@ -19,8 +19,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 import pandas as pd
 
-from hne_core.naming import attacker_id
-from hne_core.results.aggregate import Setting, UtteranceScores
+from hne_core.naming import SETTING_KEYS, attacker_id
+from hne_core.results.aggregate import Setting, UtteranceScores, setting_rows
 from hne_core.results.tables import Column, escape_md
 from hne_core.robustness.verdicts import Estimate, Verdict, adaptive_verdict
 
@@ -28,9 +28,7 @@ PAPER = "paper"  # the paper's attacker: λC(a) = λC(i), μ = 0
 ADAPTIVE_COLUMNS = [
     "table",
     "label",
-    "lambda_a",
-    "lambda_c_train",
-    "lambda_c_infer",
+    *SETTING_KEYS,
     "steps",
     "paper_adv_twer",
     "paper_low",
@@ -91,9 +89,7 @@ def adaptive_frame(
                     {
                         "table": table["name"],
                         "label": column.label,
-                        "lambda_a": setting.lambda_a,
-                        "lambda_c_train": setting.lambda_c_train,
-                        "lambda_c_infer": setting.lambda_c_infer,
+                        **setting.row(),
                         "steps": steps,
                         "paper_adv_twer": p.value,
                         "paper_low": p.low,
@@ -111,10 +107,10 @@ def adaptive_frame(
 def adaptive_rows(frame: pd.DataFrame) -> list[tuple[Setting, Verdict]]:
     """The ``adaptive`` check of every setting some adaptive attacker tried, per milestone (each once, however many
     tables show it)."""
-    tried = frame[frame["n_attackers"] > 0].drop_duplicates(["lambda_a", "lambda_c_train", "lambda_c_infer", "steps"])
+    tried = frame[frame["n_attackers"] > 0].drop_duplicates([*SETTING_KEYS, "steps"])
     out = []
     for r in tried.to_dict("records"):
-        setting = Setting(r["lambda_a"], r["lambda_c_train"], r["lambda_c_infer"])
+        setting = Setting.of(r)
         paper = Estimate(r["paper_adv_twer"], r["paper_low"], r["paper_high"])
         worst = Estimate(r["worst_adv_twer"], r["worst_low"], r["worst_high"])
         out.append((setting, adaptive_verdict(int(r["steps"]), paper, worst, r["worst_attacker"])))
@@ -145,12 +141,7 @@ def adaptive_markdown(table: Mapping, frame: pd.DataFrame, level: float) -> str:
     for steps in sorted(part["steps"].unique()):
         cells = []
         for c in columns:
-            r = part[
-                (part["lambda_a"] == c.setting.lambda_a)
-                & (part["lambda_c_train"] == c.setting.lambda_c_train)
-                & (part["lambda_c_infer"] == c.setting.lambda_c_infer)
-                & (part["steps"] == steps)
-            ]
+            r = part[setting_rows(part, c.setting) & (part["steps"] == steps)]
             if not len(r):
                 cells.append("–")
                 continue

@@ -104,7 +104,7 @@ def noise_job(
     with atomic_path(out_csv) as tmp:
         frame.to_csv(tmp, index=False)
     summary = {
-        **setting,
+        **{k: v for k, v in setting.items() if k != "tasks" or v},  # a summary names other tasks only (naming)
         "draws": int(draws),
         "seed": int(seed),
         "n_utts": len(utt_ids),

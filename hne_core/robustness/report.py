@@ -25,16 +25,19 @@ import pandas as pd
 from hne_core.atomic import atomic_path, write_text_atomic
 from hne_core.naming import seed_of
 from hne_core.results.aggregate import (
+    SETTING_KEYS,
     ResultsError,
     Setting,
     UtteranceScores,
     bootstrap_indices,
     check_same_utterances,
     edit_counts,
+    fill_tasks,
     percentile_interval,
     read_summary,
     resampled_wer,
     scores_from_frame,
+    setting_header,
     sibling,
 )
 from hne_core.results.tables import Column, escape_md
@@ -56,9 +59,7 @@ from hne_core.robustness.verdicts import (
 
 CHECKS = ("transfer", "sweep", "steps", "noise", "untargeted", "seeds", "adaptive")
 CHECK_COLUMNS = [
-    "lambda_a",
-    "lambda_c_train",
-    "lambda_c_infer",
+    *SETTING_KEYS,
     "check",
     "item",
     "value",
@@ -68,6 +69,7 @@ CHECK_COLUMNS = [
     "verdict",
     "rule",
 ]
+VERDICT_COLUMNS = CHECK_COLUMNS[len(SETTING_KEYS) :]  # the fields of a ``Verdict``
 
 
 @dataclass
@@ -133,7 +135,16 @@ def _read(path: str | Path) -> pd.DataFrame:
 
 
 def _setting_of_row(row: Mapping, prefix: str = "") -> Setting:
-    return Setting(*(round(float(row[f"{prefix}{k}"]), 6) for k in ("lambda_a", "lambda_c_train", "lambda_c_infer")))
+    """The setting of a row of a job's CSV (``source_``: the transfer's source); no ``tasks``: the accent alone."""
+    return Setting.of({k: row.get(f"{prefix}{k}") for k in SETTING_KEYS})
+
+
+def _read_keyed(path: str | Path, *prefixes: str) -> pd.DataFrame:
+    """A CSV whose rows carry their settings (transfer, noise), its tasks columns filled ('' for the accent alone)."""
+    frame = _read(path)
+    for prefix in prefixes:
+        frame = fill_tasks(frame, prefix)
+    return frame
 
 
 @dataclass
@@ -178,8 +189,8 @@ def read_inputs(
         summary = read_summary(path)
         got.attacks[(Setting.of(summary), int(summary["steps"]))] = _read(sibling(path, "utterances.csv", attack_csvs))
     for path in transfer_csvs:
-        frame = _read(path)
-        for _, part in frame.groupby([*SOURCE_KEYS, "lambda_a", "lambda_c_train", "lambda_c_infer"]):
+        frame = _read_keyed(path, "source_", "")
+        for _, part in frame.groupby([*SOURCE_KEYS, *SETTING_KEYS]):
             row = part.iloc[0]
             got.transfer[(_setting_of_row(row, "source_"), _setting_of_row(row))] = part
     for path in sweep_summaries:
@@ -187,7 +198,7 @@ def read_inputs(
         scale = round(float(summary["eps"]) / float(base_epsilon), 6)
         got.sweep[(Setting.of(summary), scale)] = _read(sibling(path, "utterances.csv", sweep_csvs))
     for path in noise_csvs:
-        frame = _read(path)
+        frame = _read_keyed(path, "")
         got.noise[_setting_of_row(frame.iloc[0])] = frame
     for path in untargeted_summaries:
         summary = read_summary(path)
@@ -307,7 +318,7 @@ def steps_rows(got: Inputs, boot: Bootstrap) -> list[tuple[Setting, Verdict]]:
     return rows
 
 
-SEED_COLUMNS = ["lambda_a", "lambda_c_train", "lambda_c_infer", "seed", "steps", "adv_twer"]
+SEED_COLUMNS = [*SETTING_KEYS, "seed", "steps", "adv_twer"]
 
 
 def per_seed_advtwer(got: Inputs, run_seed: int | None) -> dict[Setting, dict[int, float]]:
@@ -325,11 +336,10 @@ def seed_frame(got: Inputs, run_seed: int | None, steps: int) -> pd.DataFrame:
     """``per_seed_advtwer`` as a tidy table (``SEED_COLUMNS``): what the paper comparison judges each finding
     against across seeds (``hne_core.results.compare.seed_support``)."""
     rows = [
-        {"lambda_a": s.lambda_a, "lambda_c_train": s.lambda_c_train, "lambda_c_infer": s.lambda_c_infer,
-         "seed": k, "steps": int(steps), "adv_twer": v}
+        {**s.row(), "seed": k, "steps": int(steps), "adv_twer": v}
         for s, values in per_seed_advtwer(got, run_seed).items()
         for k, v in sorted(values.items())
-    ]  # fmt: skip
+    ]
     return pd.DataFrame(rows, columns=SEED_COLUMNS)
 
 
@@ -407,30 +417,21 @@ def check_frame(
         ]
     rows += seed_rows(tables, got, boot, run_seed)
     rows += adaptive_rows(adaptive_cells(tables, got, boot))
-    frame = pd.DataFrame(
-        [
-            {"lambda_a": s.lambda_a, "lambda_c_train": s.lambda_c_train, "lambda_c_infer": s.lambda_c_infer, **v.row()}
-            for s, v in rows
-        ],
-        columns=CHECK_COLUMNS,
-    )
+    frame = pd.DataFrame([{**s.row(), **v.row()} for s, v in rows], columns=CHECK_COLUMNS)
     order = {c: i for i, c in enumerate(CHECKS)}
     frame = (
-        frame.assign(_o=frame["check"].map(order))
-        .sort_values(["lambda_a", "lambda_c_train", "lambda_c_infer", "_o"], kind="stable")
-        .drop(columns="_o")
+        frame.assign(_o=frame["check"].map(order)).sort_values([*SETTING_KEYS, "_o"], kind="stable").drop(columns="_o")
     )
     return frame.reset_index(drop=True), matrices, sweeps
 
 
 def setting_verdicts(frame: pd.DataFrame) -> dict[Setting, dict[str, str]]:
-    """Per setting, per check it was given: ``passes`` or ``flag`` (``verdicts.overall``)."""
+    """Per setting, per check it was given: ``passes`` or ``flag`` (``verdicts.overall``). ``frame`` may be read
+    back from robustness_checks.csv, where an accent-only setting's empty ``tasks`` is NaN."""
     out: dict[Setting, dict[str, str]] = {}
-    for (a, t, i, check), part in frame.groupby(["lambda_a", "lambda_c_train", "lambda_c_infer", "check"]):
-        verdicts = [Verdict(**{k: r[k] for k in CHECK_COLUMNS[3:]}) for r in part.to_dict("records")]
-        out.setdefault(Setting(round(float(a), 6), round(float(t), 6), round(float(i), 6)), {})[check] = overall(
-            verdicts
-        )
+    for (*key, check), part in fill_tasks(frame).groupby([*SETTING_KEYS, "check"]):
+        verdicts = [Verdict(**{k: r[k] for k in VERDICT_COLUMNS}) for r in part.to_dict("records")]
+        out.setdefault(Setting(*key), {})[check] = overall(verdicts)
     return out
 
 
@@ -469,7 +470,7 @@ def checks_markdown(
         "",
         "## Verdicts per model",
         "",
-        "| setting (λA/λC(t)/λC(i)) | " + " | ".join(CHECKS) + " |",
+        f"| setting ({setting_header(summary)}) | " + " | ".join(CHECKS) + " |",
         "|---|" + "---|" * len(CHECKS),
     ]
     for s in sorted(summary):
@@ -483,7 +484,7 @@ def checks_markdown(
         "|---|---|---|---:|---:|---|---|",
     ]
     for r in frame.to_dict("records"):
-        s = Setting(r["lambda_a"], r["lambda_c_train"], r["lambda_c_infer"])
+        s = Setting.of(r)
         lines.append(
             f"| {s.short} | {r['check']} | {escape_md(str(r['item']))} | {_num(r['value'])} "
             f"[{_num(r['ci_low'])}, {_num(r['ci_high'])}] | {_num(r['reference'])} | "

@@ -21,7 +21,7 @@ from hne_core.attack.inputs import read_utterances
 from hne_core.attack.job import load_state
 from hne_core.attack.loss import AttackSetupError
 from hne_core.attack.pgd import check_constraints
-from hne_core.naming import SETTING_KEYS
+from hne_core.naming import SETTING_KEYS, setting_of
 from hne_core.robustness.victim import Victim, decode_all
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def transfer_job(
         for u, ref, target, hyp, d in zip(utt_ids, utts.references, state["targets"], hyps, state["deltas"]):
             rows.append(
                 {
-                    **{f"source_{k}": float(summary[k]) for k in SETTING_KEYS},
+                    **{f"source_{k}": v for k, v in zip(SETTING_KEYS, setting_of(summary))},
                     **victim.setting(),
                     "utt_id": u,
                     "reference": ref,

@@ -12,29 +12,33 @@ import numpy as np
 import torch
 
 from hne_core.decoding import DEFAULT_MODE, Transcriber
+from hne_core.naming import tasks_id
 from hne_core.text import normalize_transcript
 
 
 @dataclass(frozen=True)
 class Victim:
     """The model a robustness job decodes with and what it reads: the exported model, the test data directory and
-    the attacked utterances, λC(i), the model's ``weights`` (its ``lambda_a`` and ``lambda_c_train``, written into
-    every row so that the results read each setting from its own files), and how references and hypotheses are
-    normalised and decoded."""
+    the attacked utterances, λC(i), the model's ``weights`` (its ``lambda_a``, ``lambda_c_train`` and, for a model
+    with other tasks than the accent alone, ``tasks``: ``naming.summary_weights``; written into every row so that
+    the results read each setting from its own files), and how references and hypotheses are normalised and
+    decoded."""
 
     model_dir: str | Path
     data_dir: str | Path
     utt_ids: Sequence[str]
     lambda_c_infer: float
-    weights: Mapping[str, float]
+    weights: Mapping[str, object]
     text_case: str = "upper"
     decoding: str = DEFAULT_MODE
 
-    def setting(self) -> dict[str, float]:
+    def setting(self) -> dict[str, float | str]:
+        """The columns of ``naming.SETTING_KEYS`` every row carries; ``tasks`` '' for the accent alone."""
         return {
             "lambda_a": float(self.weights["lambda_a"]),
             "lambda_c_train": float(self.weights["lambda_c_train"]),
             "lambda_c_infer": float(self.lambda_c_infer),
+            "tasks": tasks_id(self.weights.get("tasks")),
         }
 
     def transcriber(self, device: str | None = None, threads: int | None = None) -> Transcriber:
