@@ -83,6 +83,7 @@ rule data_report:
     params:
         title=f"{DATA_SOURCE} corpus",
         classes=accent_classes(),
+        tasks=config["tasks"],
     script:
         "../workflow_scripts/data_report.py"
 

@@ -2,7 +2,9 @@
 and TSV columns, in each of the three accent schemas. Common Voice's terms forbid re-hosting its audio, so
 the tests never use real clips.
 
-Every row exercises one path of ``prepare_commonvoice``; ``EXPECTED_*`` say what each schema must give.
+Every row exercises one path of ``prepare_commonvoice``; ``EXPECTED_*`` say what each schema must give. The
+``gender`` and ``age`` columns hold each release's real values (``LABELS``), mapped by config.yaml's
+``commonvoice.labels`` (``LABEL_MAPS``); none is bad unless a test asks for one (``make_corpus(bad_labels=...)``).
 """
 
 from __future__ import annotations
@@ -67,6 +69,59 @@ EXPECTED_DROPS = {
 }
 EXPECTED_DROPS["repack"] = EXPECTED_DROPS["free_text"]
 SCHEMAS = ("codes", "free_text", "repack")
+
+# clip number -> (gender in CV <= 7.0, gender in CV >= 8.0 / its repacks, age). The newer releases' gender is a
+# multi-choice profile field: a cell may hold several values, joined by commas as the accents are.
+LABELS: dict[int, tuple[str, str, str]] = {
+    1: ("female", "female_feminine", "twenties"),
+    2: ("male", "male_masculine", "thirties"),
+    3: ("male", "male_masculine", "fourties"),
+    4: ("", "", ""),
+    5: ("female", "intersex", "teens"),
+    6: ("male", "male_masculine", "sixties"),
+    7: ("female", "female_feminine", "eighties"),
+    8: ("other", "transgender", "nineties"),
+    9: ("male", "male_masculine", "seventies"),
+    10: ("other", "do_not_wish_to_say", ""),  # unknown sex, no age
+    11: ("", "female_feminine,non-binary", "fifties"),  # old: empty; new: one class and an unknown value
+    12: ("female", "female_feminine,male_masculine", "twenties"),  # new: two classes, ambiguous
+    13: ("female", "Female_Feminine ", "sixties"),  # case and spaces do not matter
+    14: ("male", "male_masculine", "teens"),
+}
+# config.yaml's commonvoice.labels (tests/test_commonvoice.py checks that they are the same)
+LABEL_MAPS: dict[str, dict] = {
+    "sex": {
+        "column": "gender",
+        "values": {"female": ["female", "female_feminine"], "male": ["male", "male_masculine"]},
+        "unknown": ["", "other", "intersex", "transgender", "non-binary", "do_not_wish_to_say"],
+    },
+    "age": {
+        "column": "age",
+        "values": {
+            "young": ["teens", "twenties"],
+            "middle": ["thirties", "fourties"],
+            "older": ["fifties", "sixties", "seventies", "eighties", "nineties"],
+        },
+        "unknown": [""],
+    },
+}
+# clip number -> (sex, age) of the kept rows, per gender schema ("codes": CV <= 7.0; the others: CV >= 8.0)
+_OLD_KEPT_LABELS = {
+    1: ("female", "young"),
+    2: ("male", "middle"),
+    10: ("", ""),
+    11: ("", "older"),
+    12: ("female", "young"),
+    13: ("female", "older"),
+}
+_NEW_KEPT_LABELS = {**_OLD_KEPT_LABELS, 11: ("female", "older"), 12: ("", "young")}
+EXPECTED_LABELS = {"codes": _OLD_KEPT_LABELS, "free_text": _NEW_KEPT_LABELS, "repack": _NEW_KEPT_LABELS}
+# why the kept rows have no sex label, per schema (ages: one empty cell in each), in the order the log says them
+EXPECTED_NO_SEX = {
+    "codes": {"empty": 1, "unknown": 1},
+    "free_text": {"unknown": 1, "ambiguous": 1},
+    "repack": {"unknown": 1, "ambiguous": 1},
+}
 
 
 def client_id(name: str) -> str:
@@ -147,27 +202,45 @@ def accent_column(schema: str) -> tuple[str, int]:
     return {"codes": ("accent", 4), "free_text": ("accents", 5), "repack": ("accent", 5)}[schema]
 
 
-def write_tsv(path: Path, rows: list[tuple], schema: str) -> None:
-    """A TSV with CV's columns (>= 8.0 adds ``variant``, ``locale``, ``segment``); no quoting, as CV writes."""
+def row_labels(schema: str) -> dict[int, tuple[str, str]]:
+    """clip number -> (gender, age) cells of ``ROWS`` as a release of ``schema`` writes them."""
+    return {n: (old if schema == "codes" else new, age) for n, (old, new, age) in LABELS.items()}
+
+
+def write_tsv(path: Path, rows: list[tuple], schema: str, labels: dict[int, tuple[str, str]] | None = None) -> None:
+    """A TSV with CV's columns (>= 8.0 adds ``variant``, ``locale``, ``segment``); no quoting, as CV writes.
+    ``labels``: clip number -> (gender, age) cells (empty where not given)."""
     column, idx = accent_column(schema)
+    labels = labels or {}
     header = ["client_id", "path", "sentence", "up_votes", "down_votes", "age", "gender", column, "locale", "segment"]
     lines = ["\t".join(header)]
     for row in rows:
+        gender, age = labels.get(row[2], ("", ""))
         lines.append(
-            "\t".join([client_id(row[1]), clip_name(row[2]), row[3], "2", "0", "twenties", "", row[idx], "en", ""])
+            "\t".join([client_id(row[1]), clip_name(row[2]), row[3], "2", "0", age, gender, row[idx], "en", ""])
         )
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def make_corpus(root: Path, schema: str, clips: Path, drop_rows: dict[str, set[int]] | None = None) -> Path:
-    """``root/cv-corpus-99.0-2099-01-01/en`` in ``schema``; ``drop_rows`` leaves out train rows by clip number.
+def make_corpus(
+    root: Path,
+    schema: str,
+    clips: Path,
+    drop_rows: dict[str, set[int]] | None = None,
+    bad_gender: dict[int, str] | None = None,
+) -> Path:
+    """``root/cv-corpus-99.0-2099-01-01/en`` in ``schema``; ``drop_rows`` leaves out train rows by clip number;
+    ``bad_gender`` replaces the gender cell of clips by number (a value no map knows, for the bad-row tests).
     Returns the language folder."""
     lang = root / RELEASE / "en"
     (lang / "clips").mkdir(parents=True)
     drop_rows = drop_rows or {}
+    labels = row_labels(schema)
+    for number, gender in (bad_gender or {}).items():
+        labels[number] = (gender, labels[number][1])
     for split in ("train", "dev", "test"):
         rows = [r for r in ROWS if r[0] == split and r[2] not in drop_rows.get(split, set())]
-        write_tsv(lang / f"{split}.tsv", rows, schema)
+        write_tsv(lang / f"{split}.tsv", rows, schema, labels)
     for row in ROWS:
         src = clips / clip_name(row[2])
         if row[6] != "missing":
@@ -298,14 +371,28 @@ def unbalanced_rows() -> list[tuple[str, str, int, str, str, str, str]]:
     return rows
 
 
+AGES: tuple[str, ...] = ("twenties", "thirties", "fifties", "", "teens", "sixties")
+
+
+def unbalanced_labels(rows: list[tuple]) -> dict[int, tuple[str, str]]:
+    """clip number -> (gender, age) in the CV >= 8.0 schema: the sex of the speaker's espeak-ng voice (``+f..``:
+    female_feminine, ``+m..``: male_masculine, no variant: empty), ``AGES`` in turn (one in six empty)."""
+    genders = {"f": "female_feminine", "m": "male_masculine"}
+    return {
+        row[2]: (genders.get(SPEAKERS[row[1]][1].partition("+")[2][:1], ""), AGES[i % len(AGES)])
+        for i, row in enumerate(rows)
+    }
+
+
 def make_unbalanced_release(root: Path) -> Path:
     """``root/cv-corpus-99.0-2099-01-01`` with ``en/{train,dev,test}.tsv`` in the CV >= 8.0 schema and an MP3
     per row. Returns the release folder (what ``commonvoice.archive`` may point to)."""
     lang = root / RELEASE / "en"
     (lang / "clips").mkdir(parents=True)
     rows = unbalanced_rows()
+    labels = unbalanced_labels(rows)
     for split in ("train", "dev", "test"):
-        write_tsv(lang / f"{split}.tsv", [r for r in rows if r[0] == split], "free_text")
+        write_tsv(lang / f"{split}.tsv", [r for r in rows if r[0] == split], "free_text", labels)
     for row in rows:
         speech_mp3(row[3], lang / "clips" / clip_name(row[2]), voice=SPEAKERS[row[1]][1])
     return root / RELEASE

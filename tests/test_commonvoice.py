@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import io
 import json
+import logging
 import shutil
 import tarfile
 import threading
@@ -18,16 +19,22 @@ from cv_fixture import (  # noqa: F401
     CLASSES,
     EXPECTED_DROPS,
     EXPECTED_KEPT,
+    EXPECTED_LABELS,
+    EXPECTED_NO_SEX,
+    LABEL_MAPS,
     MIN_SAMPLES,
     RELEASE,
     ROWS,
+    client_id,
     clip_name,
     cv_clips,
     cv_corpus,
     make_corpus,
 )
 
+from hne_core.data import sources
 from hne_core.data.corpus import MANIFEST_COLUMNS, DataError, validate_manifest
+from hne_core.data.errors import ConfigError
 from hne_core.data.rows import EXTRA_COLUMNS
 from hne_core.data.sources.commonvoice import (
     download_mdc,
@@ -111,6 +118,90 @@ def test_speaker_in_two_cv_splits_is_counted(prepared):
     _, _, manifest, _ = prepared
     info = speakers_in_several_splits(manifest)
     assert info["in_several_splits"] == 1 and info["pairs"] == {"train+test": 1}
+
+
+class _Messages(logging.Handler):
+    """The records of the source's logger, as the workflow's job log would hold them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture(scope="module")
+def labelled(cv_corpus, tmp_path_factory):
+    """Each schema prepared with config.yaml's ``commonvoice.labels`` (gender -> sex, age -> age)."""
+    schema, lang = cv_corpus
+    logger, handler = logging.getLogger("hne_core.data.sources.commonvoice"), _Messages()
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        manifest, drops = prepare(lang, tmp_path_factory.mktemp(f"wav_labels_{schema}"), labels=LABEL_MAPS)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    return schema, manifest, drops.frame(), handler.messages
+
+
+def test_task_columns_follow_the_others_with_each_rows_class(labelled):
+    schema, manifest, drops, _ = labelled
+    assert list(manifest.columns) == [*MANIFEST_COLUMNS, *EXTRA_COLUMNS, "sex", "age"]
+    got = {int(c[-12:-4]): (sex, age) for c, sex, age in zip(manifest["clip"], manifest["sex"], manifest["age"])}
+    assert got == EXPECTED_LABELS[schema]
+    assert counts(manifest, drops) == (EXPECTED_KEPT[schema], EXPECTED_DROPS[schema])  # nothing else changes
+
+
+def test_unknown_empty_and_ambiguous_values_are_kept_and_counted(labelled):
+    schema, _, _, messages = labelled
+    (line,) = [m for m in messages if m.startswith("task labels of the kept rows")]
+    why = ", ".join(f"{reason} {n}" for reason, n in EXPECTED_NO_SEX[schema].items())
+    sexes = Counter(sex for sex, _ in EXPECTED_LABELS[schema].values() if sex)
+    assert f"sex: female {sexes['female']}, male {sexes['male']}, no label 2 ({why}); " in line
+    assert line.endswith("age: middle 1, older 2, young 2, no label 1 (empty 1)")
+
+
+@pytest.mark.parametrize("schema", ["codes", "free_text"])
+def test_bad_gender_is_a_bad_row(schema, tmp_path, cv_clips):
+    lang = make_corpus(tmp_path / "corpus", schema, cv_clips, bad_gender={2: "robot"})
+    with pytest.raises(DataError) as err:
+        prepare(lang, tmp_path / "wav", labels=LABEL_MAPS, on_bad_row="error")
+    assert str(err.value).startswith(
+        f"{lang / 'train.tsv'}: row 2 (data row, header excluded), clip {clip_name(2)}: bad_label: gender 'robot' "
+        "is neither a value of a sex class (['female', 'male']) nor an unknown value (config commonvoice.labels.sex)"
+    )
+    manifest, drops = prepare(lang, tmp_path / "wav", labels=LABEL_MAPS, on_bad_row="skip")
+    frame = drops.frame()
+    utt_id = f"{client_id('bala')[:16]}-{Path(clip_name(2)).stem}"
+    bad = frame.loc[frame["reason"] == "bad_label", ["split", "source_file", "row", "utt_id"]].values.tolist()
+    assert bad == [["train", str(lang / "train.tsv"), 2, utt_id]]
+    assert Counter(frame["reason"])["bad_label"] == 1 and len(frame) == sum(EXPECTED_DROPS[schema].values()) + 1
+    assert clip_name(2) not in set(manifest["clip"]) and len(manifest) == 5
+    without, _ = prepare(lang, tmp_path / "wav")  # no labels configured: the column is not read
+    assert clip_name(2) in set(without["clip"])
+
+
+def test_a_configured_column_missing_from_a_tsv_is_an_error(tmp_path, cv_clips):
+    lang = make_corpus(tmp_path / "corpus", "codes", cv_clips)
+    labels = {"sex": {**LABEL_MAPS["sex"], "column": "sex_at_birth"}}
+    with pytest.raises(DataError, match=rf"{lang / 'train.tsv'}: no column 'sex_at_birth', which commonvoice\.labels"):
+        prepare(lang, tmp_path / "wav", labels=labels)
+
+
+def test_settings_pass_labels_on_and_check_them():
+    section = {"archive": "cv", "mdc_dataset_id": None, "classes": CLASSES, "multi_accent": "drop"}
+    section |= {"subsample": {"train": None}, "labels": LABEL_MAPS}
+    cv = sources.get("commonvoice")
+    assert cv.settings(section)["labels"] == LABEL_MAPS
+    assert cv.settings({k: v for k, v in section.items() if k != "labels"})["labels"] == {}
+    cv.check(section)
+    bad = {"sex": {**LABEL_MAPS["sex"], "unknown": ["female"]}}  # a value that is a class's and unknown
+    with pytest.raises(ConfigError) as err:
+        cv.check({**section, "labels": bad})
+    assert err.value.key == "commonvoice.labels.sex.values"
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ espeak-ng recordings made at test time: in WAV at espeak-ng's 22.05 kHz, as 44.1
 from __future__ import annotations
 
 import json
+import logging
 import random
 import subprocess
 import sys
@@ -270,9 +271,102 @@ def test_missing_file_column_or_class(recordings, tmp_path):
         prepare(only_us, tmp_path / "wav")
 
 
+# task labels: (gender, age_group) of each GOOD row, and what config LABELS makes of them
+GOOD_LABELS = {
+    1: ("F", "20-29"),
+    2: ("M", ""),
+    3: (" f ", "20-29"),  # case and spaces do not matter
+    9: ("M,F", "60+"),  # two classes: ambiguous
+    10: ("prefer not to say", "60+"),  # unknown
+    11: ("", "20-29"),  # empty
+    12: ("M,prefer not to say", "60+"),  # a class and an unknown value
+}
+LABELS = {
+    "sex": {"column": "gender", "values": {"female": ["F"], "male": ["M"]}, "unknown": ["", "prefer not to say"]},
+    "age": {"column": "age_group", "values": {"young": ["20-29"], "older": ["60+"]}},
+}
+EXPECTED_LABELS = {
+    1: ("female", "young"),
+    2: ("male", ""),
+    3: ("female", "young"),
+    9: ("", "older"),
+    10: ("", "older"),
+    11: ("", "young"),
+    12: ("male", "older"),
+}
+
+
+def labelled_tsv(path: Path, labels: dict[int, tuple[str, str]] = GOOD_LABELS) -> Path:
+    """The GOOD rows (rows 1-7 of the file) with a gender and an age_group column."""
+    lines = ["\t".join([*HEADER, "gender", "age_group"])]
+    for number, (gender, age) in labels.items():
+        lines.append("\t".join([*ROWS[number - 1][:5], gender, age]))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def prepare_labelled(tsv: Path, wav_dir: Path, labels: dict = LABELS, **kw):
+    args = dict(on_bad_row="skip", text_case="upper", min_samples=MIN_SAMPLES, processes=2)
+    args.update(kw)
+    return prepare_folder({"tsv": str(tsv), "classes": CLASSES, "labels": labels}, wav_dir, **args)
+
+
+def test_task_columns_hold_each_rows_class_and_missing_labels_are_counted(recordings, tmp_path, caplog):
+    tsv = labelled_tsv(recordings / "labelled.tsv")
+    with caplog.at_level(logging.INFO, logger="hne_core.data.sources.folder"):
+        manifest, drops = prepare_labelled(tsv, tmp_path / "wav", on_bad_row="error")
+    assert drops.rows == []
+    assert list(manifest.columns) == [*MANIFEST_COLUMNS, *EXTRA_COLUMNS, "sex", "age"]
+    by_row = manifest.set_index("source_row")
+    got = {n: (by_row.loc[i + 1, "sex"], by_row.loc[i + 1, "age"]) for i, n in enumerate(GOOD_LABELS)}
+    assert got == EXPECTED_LABELS
+    assert (
+        "task labels of the kept rows: sex: female 2, male 2, no label 3 (empty 1, unknown 1, ambiguous 1); "
+        "age: older 3, young 3, no label 1 (empty 1)"
+    ) in caplog.messages
+
+
+def test_a_bad_label_is_a_bad_row(recordings, tmp_path):
+    tsv = labelled_tsv(recordings / "bad_label.tsv", {**GOOD_LABELS, 2: ("robot", "")})
+    with pytest.raises(DataError) as err:
+        prepare_labelled(tsv, tmp_path / "wav", on_bad_row="error")
+    assert str(err.value).startswith(
+        f"{tsv}: row 2 (data row, header excluded), clip in/r1.wav: bad_label: gender 'robot' is neither a value "
+        "of a sex class (['female', 'male']) nor an unknown value (config folder.labels.sex)"
+    )
+    manifest, drops = prepare_labelled(tsv, tmp_path / "wav", on_bad_row="skip")
+    assert drops.frame()[["row", "utt_id", "reason"]].values.tolist() == [[2, "ravi-in_r1", "bad_label"]]
+    assert sorted(manifest["source_row"]) == [1, 3, 4, 5, 6, 7]
+
+
+def test_a_configured_column_missing_from_the_tsv_is_an_error(recordings, tmp_path):
+    tsv = labelled_tsv(recordings / "no_age.tsv")
+    labels = {**LABELS, "age": {**LABELS["age"], "column": "age"}}
+    with pytest.raises(DataError, match=rf"{tsv}: no column 'age', which folder\.labels\.age\.column names"):
+        prepare_labelled(tsv, tmp_path / "wav", labels=labels)
+    plain = write_tsv(recordings / "plain.tsv", [ROWS[i - 1] for i in GOOD])  # without labels: columns unchanged
+    manifest, _ = prepare(plain, tmp_path / "wav")
+    assert list(manifest.columns) == [*MANIFEST_COLUMNS, *EXTRA_COLUMNS]
+
+
+def test_settings_pass_labels_on():
+    folder = sources.get("folder")
+    assert folder.settings({"tsv": "a.tsv", "classes": CLASSES, "labels": LABELS})["labels"] == LABELS
+    assert folder.settings({"tsv": "a.tsv", "classes": CLASSES})["labels"] == {}
+
+
 @pytest.mark.parametrize(
     "section, key",
     [
+        ({"tsv": "a.tsv", "classes": CLASSES, "labels": {"sex": {"values": {"f": ["F"]}}}}, "folder.labels.sex.column"),
+        (
+            {
+                "tsv": "a.tsv",
+                "classes": CLASSES,
+                "labels": {"sex": {"column": "g", "values": {"f": ["F"], "m": ["f"]}}},
+            },
+            "folder.labels.sex.values",
+        ),
         ({"tsv": None, "classes": CLASSES}, "folder.tsv"),
         ({"tsv": {"train": "a.tsv", "dev": "b.tsv"}, "classes": CLASSES}, "folder.tsv"),
         ({"tsv": "a.tsv", "classes": {"us": CLASSES["us"]}}, "folder.classes"),
@@ -366,6 +460,8 @@ def test_workflow_data_stage_on_a_folder(recordings, tmp_path):
     data = tmp_path / "results/data"
     summary = json.loads((data / "report.json").read_text())
     assert summary["total_utterances"] == 7 and summary["total_dropped"] == len(ROWS) + 2 - 7
+    assert summary["tasks"] == {}  # no folder.labels: the declared tasks have no column, and the report says so
+    assert "Not in this source's manifest (no labels): sex, age." in (data / "report.md").read_text()
     dropped = pd.read_csv(data / "dropped.tsv", sep="\t", keep_default_na=False)
     assert dict(Counter(zip(dropped["split"], dropped["reason"]))) == DROPS
     assert (data / "accent_classes.txt").read_text() == "0 us\n1 indian\n"

@@ -208,11 +208,23 @@ def render_report(summary: dict, title: str) -> str:
 
 
 def write_report(
-    manifest: pd.DataFrame, dropped: pd.DataFrame, title: str, md_path: str | Path, json_path: str | Path
+    manifest: pd.DataFrame,
+    dropped: pd.DataFrame,
+    title: str,
+    md_path: str | Path,
+    json_path: str | Path,
+    tasks: Mapping[str, Mapping] | None = None,
 ) -> dict:
+    """The data report; ``tasks`` (config ``tasks``) adds each task's labels per split and class (``tasks`` in
+    the JSON, ``hne_core.data.labels.summarize_task_labels``) for the tasks whose column the manifest has."""
+    from hne_core.data.labels import render_task_labels, summarize_task_labels
+
     summary = summarize(manifest, dropped)
+    summary["tasks"] = summarize_task_labels(manifest, tasks or {})
     write_text_atomic(json_path, json.dumps(summary, indent=2) + "\n")
-    write_text_atomic(md_path, render_report(summary, title))
+    md = render_report(summary, title)
+    task_lines = render_task_labels(summary["tasks"], tasks or {})
+    write_text_atomic(md_path, md + "\n" + "\n".join(task_lines) if task_lines else md)
     return summary
 
 
@@ -311,9 +323,12 @@ def balanced_sample(accents: str | Path | Mapping[str, str], n: int, seed: int) 
     return sample_utterances(table, min(n, len(table)), seed, "balanced", source=source) if table else []
 
 
-def manifest_frame(rows: Sequence, wavs: Sequence[str], samples: Sequence[int]) -> pd.DataFrame:
+def manifest_frame(
+    rows: Sequence, wavs: Sequence[str], samples: Sequence[int], tasks: Sequence[str] = ()
+) -> pd.DataFrame:
     """The manifest of kept ``rows.SourceRow``s, each with its converted wav and its sample count:
-    ``MANIFEST_COLUMNS`` then ``rows.EXTRA_COLUMNS``."""
+    ``MANIFEST_COLUMNS``, ``rows.EXTRA_COLUMNS``, then one column per task of ``tasks`` (the rows' ``labels``, ''
+    for no label); without tasks the columns are those of a source that has none."""
     from hne_core.data.audio import TARGET_RATE
     from hne_core.data.rows import EXTRA_COLUMNS
 
@@ -334,9 +349,10 @@ def manifest_frame(rows: Sequence, wavs: Sequence[str], samples: Sequence[int]) 
                 source_tsv=r.source_tsv,
                 source_row=r.source_row,
                 clip=r.clip,
+                **{task: r.labels.get(task, "") for task in tasks},
             )
             for r, w, n in zip(rows, wavs, samples, strict=True)
         ],
-        columns=list(MANIFEST_COLUMNS) + list(EXTRA_COLUMNS),
+        columns=[*MANIFEST_COLUMNS, *EXTRA_COLUMNS, *tasks],
     )
     return frame.astype({"accent_id": int, "num_samples": int, "source_row": int, "duration_s": float})

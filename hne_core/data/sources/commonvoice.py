@@ -10,15 +10,23 @@ Steps, each a function so the workflow can run and test them apart:
    ``find_language_dir`` finds ``cv-corpus-*/en`` in either;
 2. ``prepare_commonvoice``: read CV's own train/dev/test TSVs, map accents to the configured classes
    (``commonvoice.classes: {name: {codes: [...], labels: [...]}}``, ``hne_core.data.accents``), normalise
-   transcripts, subsample each split with a seed, convert the kept MP3 clips to 16 kHz mono WAV in parallel.
+   transcripts, map each task's column (``commonvoice.labels``: ``gender``, ``age``; ``hne_core.data.labels``) to
+   a manifest column named after the task, subsample each split with a seed, convert the kept MP3 clips to 16 kHz
+   mono WAV in parallel.
 
 Every row read is either in the manifest or in the drop log with its file, row and reason. Rows that are bad input
 (``on_bad_row``: ``error`` raises naming TSV, row and clip; ``skip`` drops and counts them): ``malformed_row``,
 ``unknown_accent``, ``empty_sentence``, ``duplicate_clip``, ``missing_clip``, ``unreadable_audio``,
-``empty_audio``. Rows that are selection, always dropped and counted: ``no_accent``, ``other_accent``,
+``empty_audio``, ``bad_label``. Rows that are selection, always dropped and counted: ``no_accent``, ``other_accent``,
 ``multi_accent``, ``multi_accent_conflict``, ``subsampled``, ``blank_line`` (an empty line in a TSV). Row numbers
 are 1-based data rows, the header excluded (so file line = row + 1). CV's splits are kept as CV defines them; a
 speaker may appear in more than one of them (``speakers_in_several_splits`` counts that).
+
+Task labels: CV's ``gender`` column changed between releases (older: male/female/other; newer: male_masculine,
+female_feminine, intersex, transgender, non-binary, do_not_wish_to_say), so the config maps both schemas' values;
+a value the config lists as unknown, an empty cell, or a multi-valued cell whose values map to several classes
+keeps its row with no label for that task (it still trains ASR and the other tasks; the job's log counts each
+reason). A value the config does not know is ``bad_label`` (a new release's value must not silently vanish).
 
 The workflow imports this module while it parses, so pandas, audio and the accent map are imported where used.
 """
@@ -26,6 +34,7 @@ The workflow imports this module while it parses, so pandas, audio and the accen
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import random
 import tarfile
@@ -35,6 +44,7 @@ from typing import TYPE_CHECKING
 
 from hne_core.atomic import atomic_dir
 from hne_core.data.errors import ConfigError, DataError
+from hne_core.data.labels import BAD_LABEL, LabelMap, describe_tally, label_maps, label_row, tally_labels
 from hne_core.data.rows import SourceRow
 from hne_core.data.sources import Outputs, Paths
 from hne_core.data.sources import class_names as _class_names
@@ -54,6 +64,8 @@ CORPUS_DIR = "commonvoice/corpus"  # under the resources folder: where fetch_com
 REQUIRED_COLUMNS: tuple[str, ...] = ("client_id", "path", "sentence")
 SPEAKER_CHARS = 16
 MDC_KEY_ENV = "MDC_API_KEY"
+LABELS_KEY = "commonvoice.labels"
+log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -92,6 +104,7 @@ def class_names(section: Mapping) -> list[str]:
 
 def check(section: Mapping) -> None:
     class_names(section)
+    label_maps(section.get("labels", {}), LABELS_KEY)
     if not section["archive"] and not section["mdc_dataset_id"]:
         raise ConfigError(
             "commonvoice.archive",
@@ -108,7 +121,7 @@ def is_folder(section: Mapping) -> bool:
 
 def settings(section: Mapping) -> dict:
     # the archive itself is no setting: a folder's TSVs, or the fetched corpus, are the job's inputs
-    return {k: section[k] for k in ("classes", "multi_accent", "subsample")}
+    return {**{k: section[k] for k in ("classes", "multi_accent", "subsample")}, "labels": section.get("labels", {})}
 
 
 def inputs(section: Mapping, paths: Paths) -> dict[str, str | list[str]]:
@@ -150,6 +163,7 @@ def prepare(
         text_case=text_case,
         processes=threads,
         min_samples=min_samples,
+        labels=settings.get("labels", {}),
     )
     write_prepared(manifest, drops, str(lang_dir), outputs.manifest, outputs.dropped)
     return f"kept {len(manifest)} utterances, dropped {len(drops.rows)} rows"
@@ -303,8 +317,10 @@ def _candidates(
     drops: DropLog,
     seen: dict[str, tuple[str, int]],
     owners: dict[str, str],
+    maps: tuple[LabelMap, ...] = (),
 ) -> list[SourceRow]:
-    """The rows of one TSV that map to a class and have a transcript; every other row goes to ``drops``."""
+    """The rows of one TSV that map to a class, have a transcript and good task values (``maps``); every other
+    row goes to ``drops``."""
     verdicts: dict[str, AccentOutcome] = {}
     out: list[SourceRow] = []
     for idx, rec in enumerate(frame.to_dict(orient="records")):
@@ -337,14 +353,22 @@ def _candidates(
         if not text:
             bad(split, tsv, row, clip, utt_id, "empty_sentence", f"sentence {raw_text!r} is empty once normalised")
             continue
+        task_labels, bad_map = label_row(maps, rec)
+        if bad_map is not None:
+            bad(split, tsv, row, clip, utt_id, BAD_LABEL, bad_map.classify(rec[bad_map.column]).detail)
+            continue
         if clip in seen:
             first_tsv, first_row = seen[clip]
             bad(split, tsv, row, clip, utt_id, "duplicate_clip", f"clip already used by {first_tsv} row {first_row}")
             continue
         seen[clip] = (tsv, row)
+        accent, accent_id = verdict.accent, verdict.accent_id
+        raw_labels = {m.column: rec[m.column] for m in maps}
         out.append(
             SourceRow(
-                split, tsv, row, clip, speaker, utt_id, verdict.accent, verdict.accent_id, text, raw_text, raw_accent
+                *(split, tsv, row, clip, speaker, utt_id, accent, accent_id, text, raw_text, raw_accent),
+                labels=task_labels,
+                raw_labels=raw_labels,
             )
         )
     return out
@@ -438,17 +462,21 @@ def prepare_commonvoice(
     text_case: str = "upper",
     processes: int = 1,
     min_samples: int = 1,
+    labels: Mapping[str, Mapping] | None = None,
 ) -> tuple[pd.DataFrame, DropLog]:
     """Common Voice's train/dev/test -> (manifest, drops), WAVs written to ``wav_dir``.
 
     ``classes``/``multi_accent``: see ``hne_core.data.accents``. ``splits_subsample``: per split a number of
     rows to draw (after accent and text filtering, before audio conversion) or None for all. ``min_samples``:
-    a decoded clip shorter than this is ``empty_audio``. The manifest has ``MANIFEST_COLUMNS`` (accent = class
-    name, accent_id = class index) then ``EXTRA_COLUMNS``, in split then file order.
+    a decoded clip shorter than this is ``empty_audio``. ``labels``: ``commonvoice.labels`` (task -> a column's
+    ``LabelMap``). The manifest has ``MANIFEST_COLUMNS`` (accent = class name, accent_id = class index),
+    ``EXTRA_COLUMNS``, then one column per task of ``labels`` (class name, '' for no label), in split then file
+    order.
 
     ``wav_dir`` belongs to this function: WAVs of earlier runs that the manifest no longer names are removed,
     and WAVs already there for a kept clip are reused. Raised whatever ``on_bad_row`` says: a missing or
-    malformed TSV, no accent column, a bad config, two client ids whose 16-character speaker ids collide.
+    malformed TSV, no accent column, a task's column missing from a TSV, a bad config, two client ids whose
+    16-character speaker ids collide.
     """
     from hne_core.data.accents import AccentClasses
     from hne_core.data.audio import require_tool
@@ -456,17 +484,22 @@ def prepare_commonvoice(
 
     require_tool("ffmpeg")
     accent_classes = AccentClasses.from_config(classes, multi_accent)
+    maps = label_maps(labels or {}, LABELS_KEY)
     sizes = _check_subsample(splits_subsample or {})
     lang_dir, wav_dir = Path(lang_dir), Path(wav_dir)
     drops = DropLog()
     bad = BadRows(on_bad_row, drops)
     tables, schema = read_splits(lang_dir)
+    for split, frame in tables.items():
+        _check_label_columns(str(lang_dir / SPLIT_FILES[split]), list(frame.columns), maps)
     seen: dict[str, tuple[str, int]] = {}
     owners: dict[str, str] = {}
     rows: list[SourceRow] = []
     for split in SPLITS:
         tsv = str(lang_dir / SPLIT_FILES[split])
-        found = _candidates(split, tsv, tables[split], schema, accent_classes, text_case, bad, drops, seen, owners)
+        found = _candidates(
+            split, tsv, tables[split], schema, accent_classes, text_case, bad, drops, seen, owners, maps
+        )
         rows += subsample(found, sizes[split], seed, split, drops)
 
     wav_dir.mkdir(parents=True, exist_ok=True)
@@ -484,7 +517,23 @@ def prepare_commonvoice(
     _convert_all(jobs, max(1, int(processes)), on_result)
     kept = [i for i in range(len(rows)) if i in samples]
     _remove_stale_wavs(wav_dir, {jobs[i][1] for i in kept})
-    return manifest_frame([rows[i] for i in kept], [jobs[i][1] for i in kept], [samples[i] for i in kept]), drops
+    if maps:
+        log.info(
+            "task labels of the kept rows: %s", describe_tally(tally_labels(maps, (rows[i].raw_labels for i in kept)))
+        )
+    tasks = [m.task for m in maps]
+    frame = manifest_frame([rows[i] for i in kept], [jobs[i][1] for i in kept], [samples[i] for i in kept], tasks)
+    return frame, drops
+
+
+def _check_label_columns(tsv: str, columns: list[str], maps: tuple[LabelMap, ...]) -> None:
+    """Every task's column is in the TSV: without it no row has a label, which is a config or release mistake,
+    not a row's."""
+    for m in maps:
+        if m.column not in columns:
+            raise DataError(
+                f"{tsv}: no column {m.column!r}, which {m.key}.column names for task {m.task!r}; columns are {columns}"
+            )
 
 
 def speakers_in_several_splits(manifest: pd.DataFrame) -> dict:

@@ -8,18 +8,26 @@ are relative to the working directory; each TSV is tab-separated with a header a
   rate, FLAC, MP3, ...), converted to 16 kHz mono 16-bit WAV (resampled and down-mixed by ffmpeg when needed);
 - ``sentence``: what is said (normalised as every source's transcripts, ``hne_core.text``);
 - ``accent``: a value that ``folder.classes`` maps to a class;
-- ``speaker`` (optional): the speaker; without it every recording counts as its own speaker.
+- ``speaker`` (optional): the speaker; without it every recording counts as its own speaker;
+- any column that ``folder.labels`` names (optional): a task's raw values, e.g. ``gender`` or ``age_group``.
 
 Classes: ``folder.classes: {name: {labels: [values of the accent column]}}``, matched case-insensitively with
 whitespace collapsed; the class index is the position. A row whose accent is empty (``no_accent``) or in no
 class's labels (``other_accent``) is dropped and counted, as Common Voice's are: a folder may hold more accents
 than an experiment uses. A class that keeps no utterance at all is an error (a label misspelt in the config).
 
+Task labels (``folder.labels: {task: {column, values: {class: [values]}, unknown: [values]}}``,
+``hne_core.data.labels``): each kept row's value of the column becomes the manifest's column named after the task
+(the class, or '' for an empty cell, an unknown value or a multi-valued cell whose values map to several classes:
+the row is kept without that label; the job's log counts each reason). A value that is neither mapped nor unknown
+is ``bad_label``; a TSV without a configured column is an error naming it.
+
 Bad rows follow ``data.on_bad_row`` (``error``: stop naming the TSV, the row and the recording; ``skip``: drop and
 count in dropped.tsv): ``malformed_row`` (a field count other than the header's, or no path), ``unknown_split``,
-``empty_sentence``, ``duplicate_clip`` (a recording named twice), ``duplicate_utt_id`` (two paths that spell one
-id), ``missing_clip``, ``unreadable_audio``, ``empty_audio`` (shorter than ``data.min_samples``). Blank lines are
-``blank_line`` drops. Rows are numbered from 1, the header excluded (file line = row + 1), as for Common Voice.
+``empty_sentence``, ``bad_label``, ``duplicate_clip`` (a recording named twice), ``duplicate_utt_id`` (two paths
+that spell one id), ``missing_clip``, ``unreadable_audio``, ``empty_audio`` (shorter than ``data.min_samples``).
+Blank lines are ``blank_line`` drops. Rows are numbered from 1, the header excluded (file line = row + 1), as for
+Common Voice.
 
 Ids: ``<speaker>-<path>`` with the path's extension dropped and every character other than letters, digits,
 ``_``, ``.`` and ``-`` replaced by ``_`` (``<path>`` alone without a speaker column), so an id says where its
@@ -35,6 +43,7 @@ Imports at module level are the standard library's only: the workflow imports th
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -42,6 +51,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hne_core.data.errors import ConfigError, DataError
+from hne_core.data.labels import BAD_LABEL, LabelMap, describe_tally, label_columns, label_maps, label_row, tally_labels
 from hne_core.data.rows import SourceRow
 from hne_core.data.sources import Outputs, Paths
 from hne_core.data.sources import class_names as _class_names
@@ -57,6 +67,8 @@ SPLITS: tuple[str, ...] = ("train", "dev", "test")
 REQUIRED_COLUMNS: tuple[str, ...] = ("path", "sentence", "accent")
 _SPACES = re.compile(r"\s+")
 _NOT_ID = re.compile(r"[^A-Za-z0-9_.-]+")
+LABELS_KEY = "folder.labels"
+log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -71,10 +83,11 @@ def class_names(section: Mapping) -> list[str]:
 def check(section: Mapping) -> None:
     tsv_files(section)
     label_table(section["classes"])
+    label_maps(section.get("labels", {}), LABELS_KEY)
 
 
 def settings(section: Mapping) -> dict:
-    return {"tsv": section["tsv"], "classes": section["classes"]}
+    return {"tsv": section["tsv"], "classes": section["classes"], "labels": section.get("labels", {})}
 
 
 def inputs(section: Mapping, paths: Paths) -> dict[str, list[str]]:
@@ -162,9 +175,12 @@ def _id(text: str) -> str:
     return _NOT_ID.sub("_", text).strip("_")
 
 
-def _read_tsv(path: str, want_split: bool) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """Header and (row number, fields) of a TSV; a missing file, a header without a required column, or text
-    that is not UTF-8 is an error naming the file (no row of it can be trusted then)."""
+def _read_tsv(
+    path: str, want_split: bool, maps: tuple[LabelMap, ...] = ()
+) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """Header and (row number, fields) of a TSV; a missing file, a header without a required column (or without a
+    column a task's labels are read from, ``maps``), or text that is not UTF-8 is an error naming the file (no
+    row of it can be trusted then)."""
     if not os.path.isfile(path):
         raise DataError(f"{path}: folder TSV not found")
     try:
@@ -180,6 +196,12 @@ def _read_tsv(path: str, want_split: bool) -> tuple[list[str], list[tuple[int, l
     if missing:
         why = " (one TSV for every split: a split column says which)" if want_split and missing == ["split"] else ""
         raise DataError(f"{path}: missing columns {missing}{why}; columns are {header}")
+    unlabelled = [m for m in maps if m.column not in header]
+    if unlabelled:
+        m = unlabelled[0]
+        raise DataError(
+            f"{path}: no column {m.column!r}, which {m.key}.column names for task {m.task!r}; columns are {header}"
+        )
     return header, list(enumerate(lines[1:], start=1))
 
 
@@ -193,11 +215,13 @@ def _candidates(
     drops: DropLog,
     seen: dict[str, tuple[str, int]],
     ids: dict[str, tuple[str, int]],
+    maps: tuple[LabelMap, ...] = (),
 ) -> list[SourceRow]:
-    """The rows of one TSV that map to a class and have a transcript; every other row goes to ``drops``."""
+    """The rows of one TSV that map to a class, have a transcript and good task values (``maps``); every other
+    row goes to ``drops``."""
     from hne_core.text import normalize_transcript
 
-    header, rows = _read_tsv(tsv, want_split=split is None)
+    header, rows = _read_tsv(tsv, want_split=split is None, maps=maps)
     col = {c: header.index(c) for c in header}
     base = Path(tsv).parent
     out: list[SourceRow] = []
@@ -236,6 +260,12 @@ def _candidates(
         text = normalize_transcript(raw_text, text_case)
         if not text:
             bad(row_split, tsv, row, clip, utt_id, "empty_sentence", f"sentence {raw_text!r} is empty once normalised")
+            continue
+        raw_labels = {c: fields[col[c]] for c in label_columns(maps)}
+        task_labels, bad_map = label_row(maps, raw_labels)
+        if bad_map is not None:
+            detail = bad_map.classify(raw_labels[bad_map.column]).detail
+            bad(row_split, tsv, row, clip, utt_id, BAD_LABEL, detail)
             continue
         audio = os.path.normpath(os.path.join(base, clip))
         if audio in seen:
@@ -277,6 +307,8 @@ def _candidates(
                 raw_text,
                 raw_accent,
                 audio=audio,
+                labels=task_labels,
+                raw_labels=raw_labels,
             )
         )
     return out
@@ -308,11 +340,14 @@ def prepare_folder(
     min_samples: int = 1,
     processes: int = 1,
 ) -> tuple[pd.DataFrame, DropLog]:
-    """``folder.tsv`` and ``folder.classes`` (``section``) -> (manifest, drops), WAVs written to ``wav_dir``.
+    """``folder.tsv``, ``folder.classes`` and ``folder.labels`` (``section``) -> (manifest, drops), WAVs written to
+    ``wav_dir``.
 
-    The manifest has ``MANIFEST_COLUMNS`` then ``EXTRA_COLUMNS``, in split then file order. ``wav_dir`` belongs to
+    The manifest has ``MANIFEST_COLUMNS``, ``EXTRA_COLUMNS``, then one column per task of ``folder.labels`` (class
+    name, '' for no label), in split then file order. ``wav_dir`` belongs to
     this function: WAVs that the manifest does not name are removed. Raised whatever ``on_bad_row`` says: a
-    missing, non-UTF-8 or column-less TSV, a bad config, a class that keeps no utterance.
+    missing, non-UTF-8 or column-less TSV (a task's column included), a bad config, a class that keeps no
+    utterance.
     """
 
     from hne_core.data.audio import require_tool
@@ -323,13 +358,14 @@ def prepare_folder(
     files = tsv_files(section)
     labels = label_table(section["classes"])
     names = class_names(section)
+    maps = label_maps(section.get("labels", {}), LABELS_KEY)
     drops = DropLog()
     bad = BadRows(on_bad_row, drops)
     seen: dict[str, tuple[str, int]] = {}
     ids: dict[str, tuple[str, int]] = {}
     rows: list[SourceRow] = []
     for tsv, split in files:
-        rows += _candidates(tsv, split, labels, names, text_case, bad, drops, seen, ids)
+        rows += _candidates(tsv, split, labels, names, text_case, bad, drops, seen, ids, maps)
     rows.sort(key=lambda r: SPLITS.index(r.split))  # stable: file order within a split
 
     wav_dir = Path(wav_dir)
@@ -352,5 +388,9 @@ def prepare_folder(
             f"class (its labels {section['classes'][empty[0]]['labels']}); accent values that no "
             f"class took: {seen_values[:20]}"
         )
+    if maps:
+        log.info(
+            "task labels of the kept rows: %s", describe_tally(tally_labels(maps, (r.raw_labels for r, _, _ in kept)))
+        )
     rows, wavs, samples = zip(*kept) if kept else ((), (), ())
-    return manifest_frame(rows, wavs, samples), drops
+    return manifest_frame(rows, wavs, samples, [m.task for m in maps]), drops
