@@ -15,7 +15,7 @@ import yaml
 from conftest import REPO
 from cv_fixture import LABEL_MAPS
 
-from hne_core.data.corpus import MANIFEST_COLUMNS, read_kaldi_table, write_report, write_tsv
+from hne_core.data.corpus import MANIFEST_COLUMNS, read_kaldi_table, write_report, write_task_labels, write_tsv
 from hne_core.data.errors import ConfigError, DataError
 from hne_core.data.labels import (
     LabelMap,
@@ -24,7 +24,6 @@ from hne_core.data.labels import (
     label_row,
     summarize_task_labels,
     tally_labels,
-    write_task_labels,
 )
 
 SEX = LabelMap.from_config("sex", LABEL_MAPS["sex"], "commonvoice.labels.sex")
@@ -203,4 +202,4 @@ def test_report_without_tasks_is_unchanged(tmp_path):
     summary = write_report(frame, dropped, "t", tmp_path / "r.md", tmp_path / "r.json")
     assert summary["tasks"] == {}
     assert "Task labels" not in (tmp_path / "r.md").read_text()
-    assert summarize_task_labels(frame, {"age": {"classes": ["young", "older"]}}) == {}
+    assert summarize_task_labels(frame, {"age": {"classes": ["young", "older"]}}, ("train", "dev", "test")) == {}

@@ -1,6 +1,6 @@
 """One split's labels of one auxiliary task (``labels_<task>`` beside the ESPnet files) from the manifest."""
 
-from hne_core.data.labels import write_task_labels
+from hne_core.data.corpus import write_task_labels
 from hne_core.logs import logged_to
 
 with logged_to(snakemake.log[0]) as log:

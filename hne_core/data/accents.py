@@ -43,7 +43,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from hne_core.data.corpus import DataError
+from hne_core.data.errors import DataError
 
 # CV <= 7.0 accent codes and the labels CV's web app showed for them (the labels CV >= 8.0 stores).
 CV_CODE_LABELS: dict[str, str | None] = {

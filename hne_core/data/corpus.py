@@ -19,6 +19,7 @@ import pandas as pd
 
 from hne_core.atomic import atomic_dir, atomic_path, write_text_atomic
 from hne_core.data.errors import DataError  # re-exported: defined apart so that parse-time code can raise it
+from hne_core.data.labels import MISSING_LABEL, render_task_labels, summarize_task_labels
 
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
 MANIFEST_COLUMNS: tuple[str, ...] = (
@@ -217,15 +218,44 @@ def write_report(
 ) -> dict:
     """The data report; ``tasks`` (config ``tasks``) adds each task's labels per split and class (``tasks`` in
     the JSON, ``hne_core.data.labels.summarize_task_labels``) for the tasks whose column the manifest has."""
-    from hne_core.data.labels import render_task_labels, summarize_task_labels
 
     summary = summarize(manifest, dropped)
-    summary["tasks"] = summarize_task_labels(manifest, tasks or {})
+    summary["tasks"] = summarize_task_labels(manifest, tasks or {}, SPLITS)
     write_text_atomic(json_path, json.dumps(summary, indent=2) + "\n")
     md = render_report(summary, title)
     task_lines = render_task_labels(summary["tasks"], tasks or {})
     write_text_atomic(md_path, md + "\n" + "\n".join(task_lines) if task_lines else md)
     return summary
+
+
+def write_task_labels(
+    manifest_path: str | Path, split: str, task: str, classes: Sequence[str], out_path: str | Path
+) -> dict[str, int]:
+    """``labels_<task>`` of one split (``hne_core.data.labels``: a task's column of class names, '' for no label),
+    sorted by utt_id like the data directory's other tables; returns the count
+    of each class and of missing labels (''). A manifest without the column, or a value that is neither a class
+    nor '', is an error naming the manifest, the utterance and the value."""
+    manifest = read_manifest(manifest_path)
+    if task not in manifest.columns:
+        raise DataError(
+            f"{manifest_path}: no {task!r} column, so no {task!r} labels (the data source does not provide this task)"
+        )
+    rows = manifest[manifest["split"] == split].sort_values("utt_id")
+    if rows.empty:
+        raise DataError(f"{manifest_path}: split {split!r} has no utterances")
+    index = {name: i for i, name in enumerate(classes)}
+    counts = dict.fromkeys([*classes, ""], 0)
+    pairs = []
+    for utt_id, value in zip(rows["utt_id"], rows[task].astype(str)):
+        if value != "" and value not in index:
+            raise DataError(
+                f"{manifest_path}: utterance {utt_id!r} has {task} {value!r}, not one of the classes {list(classes)} "
+                f"(config tasks.{task}.classes) nor '' (no label)"
+            )
+        counts[value] += 1
+        pairs.append((utt_id, index.get(value, MISSING_LABEL)))
+    write_text_atomic(out_path, _kaldi_lines(pairs))
+    return counts
 
 
 def read_kaldi_table(path: str | Path) -> dict[str, str]:

@@ -3,7 +3,7 @@ name, or '' for no label) and their ESPnet label files.
 
 A source maps a column of its TSVs (Common Voice's ``gender`` and ``age``, a folder's columns) through a
 ``LabelMap`` (config ``<source>.labels.<task>``) into a manifest column named after the task; the self-made corpus
-fills ``sex`` from the espeak-ng variant itself. ``write_task_labels`` turns one split of such a column into
+fills ``sex`` from the espeak-ng variant itself. ``corpus.write_task_labels`` turns one split of such a column into
 ``labels_<task>``: ``<utt_id> <class index>`` lines, -1 where the utterance has no label, so that the model's
 masked loss leaves it out of that task only (it still trains ASR and the other heads).
 
@@ -17,11 +17,9 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hne_core.atomic import write_text_atomic
-from hne_core.data.errors import ConfigError, DataError
+from hne_core.data.errors import ConfigError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -198,44 +196,11 @@ def describe_tally(counts: Mapping[str, Counter]) -> str:
 # ----------------------------------------------------------------------------------------------------------
 
 
-def write_task_labels(
-    manifest_path: str | Path, split: str, task: str, classes: Sequence[str], out_path: str | Path
-) -> dict[str, int]:
-    """``labels_<task>`` of one split, sorted by utt_id like the data directory's other tables; returns the count
-    of each class and of missing labels (''). A manifest without the column, or a value that is neither a class
-    nor '', is an error naming the manifest, the utterance and the value."""
-    from hne_core.data.corpus import _kaldi_lines, read_manifest
-
-    manifest = read_manifest(manifest_path)
-    if task not in manifest.columns:
-        raise DataError(
-            f"{manifest_path}: no {task!r} column, so no {task!r} labels (the data source does not provide this task)"
-        )
-    rows = manifest[manifest["split"] == split].sort_values("utt_id")
-    if rows.empty:
-        raise DataError(f"{manifest_path}: split {split!r} has no utterances")
-    index = {name: i for i, name in enumerate(classes)}
-    counts = dict.fromkeys([*classes, ""], 0)
-    pairs = []
-    for utt_id, value in zip(rows["utt_id"], rows[task].astype(str)):
-        if value != "" and value not in index:
-            raise DataError(
-                f"{manifest_path}: utterance {utt_id!r} has {task} {value!r}, not one of the classes {list(classes)} "
-                f"(config tasks.{task}.classes) nor '' (no label)"
-            )
-        counts[value] += 1
-        pairs.append((utt_id, index.get(value, MISSING_LABEL)))
-    write_text_atomic(out_path, _kaldi_lines(pairs))
-    return counts
-
-
-def summarize_task_labels(manifest: pd.DataFrame, tasks: Mapping[str, Mapping]) -> dict:
+def summarize_task_labels(manifest: pd.DataFrame, tasks: Mapping[str, Mapping], splits: Sequence[str]) -> dict:
     """For the data report: task -> {classes, splits: {split: {classes: {class: n}, missing: n}}} for every
     configured task (``tasks``: config ``tasks``) whose column the manifest has; a class no utterance has counts 0
     (a task without one class in a split cannot be learnt or tested there). A value that is no class is counted
-    under its own name, so the report shows it before ``task_labels`` refuses it."""
-    from hne_core.data.corpus import SPLITS
-
+    under its own name, so the report shows it before ``task_labels`` refuses it. ``splits``: in report order."""
     out: dict[str, dict] = {}
     for task, spec in tasks.items():
         if task not in manifest.columns:
@@ -243,14 +208,14 @@ def summarize_task_labels(manifest: pd.DataFrame, tasks: Mapping[str, Mapping]) 
         classes = list(spec["classes"])
         values = manifest[task].astype(str)
         extra = sorted(set(values) - {"", *classes})
-        splits = {}
-        for split in [s for s in SPLITS if (manifest["split"] == s).any()]:
+        per_split = {}
+        for split in [s for s in splits if (manifest["split"] == s).any()]:
             counts = values[manifest["split"] == split].value_counts()
-            splits[split] = {
+            per_split[split] = {
                 "classes": {c: int(counts.get(c, 0)) for c in [*classes, *extra]},
                 "missing": int(counts.get("", 0)),
             }
-        out[task] = {"classes": classes, "splits": splits}
+        out[task] = {"classes": classes, "splits": per_split}
     return out
 
 
