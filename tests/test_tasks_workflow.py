@@ -148,3 +148,20 @@ def test_bad_tasks_are_refused_naming_the_key(tmp_path, point, key):
     overlay.write_text(yaml.safe_dump(cfg))
     proc = run_snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(SMOKE), str(overlay), check=False)
     assert proc.returncode != 0 and f"Invalid config key '{key}'" in proc.stdout + proc.stderr
+
+
+def test_the_robustness_overlays_stack_on_the_tasks_overlay(tmp_path):
+    """configs/tasks.yaml + robustness.yaml + tasks_robustness.yaml plans the checks and the training seeds of the
+    task models (one fine-tuning per extra seed each) beside the paper's."""
+    configs = [str(REPO / "configs" / name) for name in ("tasks.yaml", "robustness.yaml", "tasks_robustness.yaml")]
+    proc = run_snakemake(tmp_path, "-n", "--cores", "2", "--configfile", *configs)
+    out = proc.stdout + proc.stderr
+    plan = planned_jobs(proc)
+    seeds = yaml.safe_load((REPO / "configs" / "robustness.yaml").read_text())["robustness"]["seeds"]
+    assert plan["finetune"] == 21 and plan["robustness_seed_finetune"] == 7 * len(seeds)
+    for model in (SEX, BOTH):
+        for seed in seeds:
+            assert f"results/robustness/seeds/seed{seed}/models/{model}/model.pth" in out
+        assert f"results/robustness/untargeted/{model}/infer0.0/pgd2000/summary.json" in out
+    assert "results/robustness/adaptive/lca0.0_mu-1.0/la0.7_lc0.0_accent0.5-sex0.5/infer0.0/pgd2000" in out
+    assert f"results/robustness/adaptive/lca0.0_mu-1.0/{SEX}/" not in out, "μ weighs an accent head the model lacks"
