@@ -1,5 +1,8 @@
 """One split's labels of one auxiliary task (``labels_<task>`` beside the ESPnet files) from the manifest."""
 
+from hne_core.startup import skip_typeguard_instrumentation
+
+skip_typeguard_instrumentation()  # before ESPnet is imported
 from hne_core.data.corpus import write_task_labels
 from hne_core.logs import logged_to
 
