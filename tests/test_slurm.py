@@ -6,10 +6,12 @@ stops it by pid file. These tests never skip: a cluster that cannot start is a f
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
 import subprocess
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -101,6 +103,23 @@ def test_slurm_outputs_equal_a_local_runs(slurm_run, smoke_run):
     assert len(compared) > 30
 
 
+def smoke_epoch_seconds(workdir: Path, tmp_path: Path, target: str) -> float:
+    """Seconds per smoke fine-tuning epoch on this machine, from a 30-epoch local run in a copy of ``workdir``:
+    the spacing of ESPnet's epoch lines after the first (which carries the warm-up)."""
+    calibrate = tmp_path / "calibrate"
+    shutil.copytree(workdir, calibrate, symlinks=True, ignore=shutil.ignore_patterns("slurm_logs"))
+    short = tmp_path / "short.yaml"
+    short.write_text(yaml.safe_dump({"finetune": {"epochs": 30}}))
+    run_snakemake(calibrate, target, "--configfile", str(SMOKE), str(short), "--cores", "all", "--forcerun", "finetune")
+    log = (calibrate / "results/logs/model" / f"finetune_{Path(target).parent.name}.log").read_text()
+    stamps = [
+        datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f")
+        for m in re.finditer(r"^(\S+ \S+) INFO root: \d+epoch results", log, re.M)
+    ]
+    assert len(stamps) >= 10, log[-2000:]
+    return (stamps[-1] - stamps[1]).total_seconds() / (len(stamps) - 2)
+
+
 def test_a_job_past_its_time_limit_is_retried_and_resumes(slurm_run, tmp_path):
     """A fine-tuning job that SLURM kills at its time limit (1 minute, SLURM's smallest) comes back through
     Snakemake's `retries` (profiles/slurm) and resumes from its last epoch instead of starting over."""
@@ -111,9 +130,10 @@ def test_a_job_past_its_time_limit_is_retried_and_resumes(slurm_run, tmp_path):
     )
     model = "la1.0_lc0.0"
     target = f"results/models/{model}/train_curve.csv"
-    # A smoke epoch takes about 0.3 s: 400 epochs outlast the first attempt, which SLURM ends 60-90 s in
-    # (slurmctld checks time limits every 30 s); every attempt gets one minute.
-    epochs = 400
+    # SLURM ends an attempt 60-90 s in (one minute, slurmctld checks time limits every 30 s). A smoke epoch takes
+    # 0.1-0.3 s depending on the machine, so the epoch count is sized from this machine's epoch time: about
+    # 3 minutes of training, which no single attempt can finish and a few resumed ones do.
+    epochs = max(400, math.ceil(180 / smoke_epoch_seconds(workdir, tmp_path, target)))
     overlay = tmp_path / "long.yaml"
     overlay.write_text(yaml.safe_dump({"finetune": {"epochs": epochs, "runtime": 1}}))
     proc = run_snakemake(
