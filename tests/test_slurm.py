@@ -103,11 +103,16 @@ def test_slurm_outputs_equal_a_local_runs(slurm_run, smoke_run):
     assert len(compared) > 30
 
 
+def copy_run(workdir: Path, dest: Path) -> Path:
+    """A copy of a finished run to rerun jobs in, without the first run's SLURM job logs."""
+    shutil.copytree(workdir, dest, symlinks=True, ignore=shutil.ignore_patterns("slurm_logs"))
+    return dest
+
+
 def smoke_epoch_seconds(workdir: Path, tmp_path: Path, target: str) -> float:
     """Seconds per smoke fine-tuning epoch on this machine, from a 30-epoch local run in a copy of ``workdir``:
     the spacing of ESPnet's epoch lines after the first (which carries the warm-up)."""
-    calibrate = tmp_path / "calibrate"
-    shutil.copytree(workdir, calibrate, symlinks=True, ignore=shutil.ignore_patterns("slurm_logs"))
+    calibrate = copy_run(workdir, tmp_path / "calibrate")
     short = tmp_path / "short.yaml"
     short.write_text(yaml.safe_dump({"finetune": {"epochs": 30}}))
     run_snakemake(calibrate, target, "--configfile", str(SMOKE), str(short), "--cores", "all", "--forcerun", "finetune")
@@ -124,10 +129,7 @@ def test_a_job_past_its_time_limit_is_retried_and_resumes(slurm_run, tmp_path):
     """A fine-tuning job that SLURM kills at its time limit (1 minute, SLURM's smallest) comes back through
     Snakemake's `retries` (profiles/slurm) and resumes from its last epoch instead of starting over."""
     workdir, _, _ = slurm_run
-    run = tmp_path / "run"
-    shutil.copytree(
-        workdir, run, symlinks=True, copy_function=shutil.copy2, ignore=shutil.ignore_patterns("slurm_logs")
-    )
+    run = copy_run(workdir, tmp_path / "run")
     model = "la1.0_lc0.0"
     target = f"results/models/{model}/train_curve.csv"
     # SLURM ends an attempt 60-90 s in (one minute, slurmctld checks time limits every 30 s). A smoke epoch takes
